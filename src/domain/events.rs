@@ -1,0 +1,284 @@
+//! The events of a course stream. Their `event_type` strings are stored
+//! forever: never rename one; bump its `event_version` and upcast instead.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use uuid::Uuid;
+
+/// Tokens an LLM call (or a sum of calls) used.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenUsage {
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub total_tokens: u64,
+}
+
+impl std::ops::Add for TokenUsage {
+    type Output = Self;
+    fn add(self, o: Self) -> Self {
+        Self {
+            prompt_tokens: self.prompt_tokens + o.prompt_tokens,
+            completion_tokens: self.completion_tokens + o.completion_tokens,
+            total_tokens: self.total_tokens + o.total_tokens,
+        }
+    }
+}
+
+/// A course was asked for. Status after: QUEUED.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CourseRequested {
+    pub request_id: Uuid,
+    pub user_id: Uuid,
+    pub topic: String,
+    pub grade_level: Option<String>,
+    pub num_lessons: u8,
+    pub language: String,
+    pub source_filter: Option<String>,
+}
+
+/// A worker began (or resumed) generating. Status after: GENERATING.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GenerationStarted {
+    /// 1 for the first attempt, +1 after each retry.
+    pub attempt: u32,
+    pub model: String,
+}
+
+/// One planned lesson of the outline.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LessonPlan {
+    pub number: u32,
+    pub title: String,
+    #[serde(default)]
+    pub concepts: Vec<String>,
+    #[serde(default)]
+    pub objectives: Vec<String>,
+}
+
+/// The course outline came back from the model.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutlineGenerated {
+    pub title: String,
+    pub description: String,
+    pub lessons: Vec<LessonPlan>,
+    pub model: String,
+    #[serde(default)]
+    pub usage: TokenUsage,
+}
+
+/// A titled section of a lesson, the structured twin of its markdown.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LessonSection {
+    pub heading: String,
+    pub body: String,
+}
+
+/// A multiple-choice question checking a lesson.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuizQuestion {
+    pub question: String,
+    pub options: Vec<String>,
+    /// Index into `options` of the correct answer.
+    pub answer_index: u32,
+    pub explanation: String,
+}
+
+/// A source a lesson cites.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceRef {
+    pub title: String,
+    #[serde(default)]
+    pub url: Option<String>,
+}
+
+/// One lesson came back from the model.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LessonGenerated {
+    pub number: u32,
+    pub title: String,
+    pub content_md: String,
+    #[serde(default)]
+    pub sections: Vec<LessonSection>,
+    #[serde(default)]
+    pub quiz: Vec<QuizQuestion>,
+    #[serde(default)]
+    pub sources: Vec<SourceRef>,
+    pub model: String,
+    #[serde(default)]
+    pub usage: TokenUsage,
+}
+
+/// Every lesson is in. Status after: READY.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CourseCompleted {
+    pub total_lessons: u32,
+    pub usage: TokenUsage,
+}
+
+/// Generation stopped on an error. Status after: FAILED.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CourseFailed {
+    /// `"outline"`, `"lesson 3"`, `"completion"`, ...
+    pub step: String,
+    pub error: String,
+    /// Whether a retry may succeed (a timeout may, a rejected API key will not).
+    pub retryable: bool,
+}
+
+/// A failed course was re-opened. Status after: QUEUED; steps already in the
+/// log are kept and generation resumes at the first missing one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GenerationRetried {
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// Soft delete: gone from lists, still in history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CourseDeleted {
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// Undo of a soft delete.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct CourseRestored {}
+
+/// Any event of a course stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CourseEvent {
+    CourseRequested(CourseRequested),
+    GenerationStarted(GenerationStarted),
+    OutlineGenerated(OutlineGenerated),
+    LessonGenerated(LessonGenerated),
+    CourseCompleted(CourseCompleted),
+    CourseFailed(CourseFailed),
+    GenerationRetried(GenerationRetried),
+    CourseDeleted(CourseDeleted),
+    CourseRestored(CourseRestored),
+}
+
+/// A stored event could not be read as a [`CourseEvent`].
+#[derive(Debug, thiserror::Error)]
+pub enum UpcastError {
+    #[error("unknown event type {0:?}")]
+    UnknownType(String),
+    #[error("{event_type} has event_version {version}, newer than this build understands")]
+    FutureVersion { event_type: String, version: i16 },
+    #[error("{event_type} v{version} payload does not decode: {source}")]
+    Payload {
+        event_type: String,
+        version: i16,
+        source: serde_json::Error,
+    },
+}
+
+macro_rules! event_kinds {
+    ($($name:ident => $version:expr),* $(,)?) => {
+        impl CourseEvent {
+            /// The stored `event_type` string.
+            pub fn event_type(&self) -> &'static str {
+                match self { $(Self::$name(_) => stringify!($name),)* }
+            }
+
+            /// The schema version this build writes for this event type.
+            pub fn event_version(&self) -> i16 {
+                match self { $(Self::$name(_) => $version,)* }
+            }
+
+            /// The payload as stored in `events.payload`.
+            pub fn payload(&self) -> Value {
+                let value = match self { $(Self::$name(e) => serde_json::to_value(e),)* };
+                value.expect("course events serialize to JSON")
+            }
+
+            /// Reads a stored event, upcasting older payload versions first.
+            ///
+            /// # Errors
+            /// Unknown types, versions newer than this build, payloads that do not decode.
+            pub fn from_stored(event_type: &str, version: i16, payload: Value) -> Result<Self, UpcastError> {
+                let current = match event_type {
+                    $(stringify!($name) => $version,)*
+                    other => return Err(UpcastError::UnknownType(other.to_owned())),
+                };
+                if version > current {
+                    return Err(UpcastError::FutureVersion { event_type: event_type.to_owned(), version });
+                }
+                let payload = upcast(event_type, version, payload);
+                let err = |source| UpcastError::Payload { event_type: event_type.to_owned(), version, source };
+                Ok(match event_type {
+                    $(stringify!($name) => Self::$name(serde_json::from_value(payload).map_err(err)?),)*
+                    _ => unreachable!("checked above"),
+                })
+            }
+        }
+    };
+}
+
+event_kinds! {
+    CourseRequested => 1,
+    GenerationStarted => 1,
+    OutlineGenerated => 1,
+    LessonGenerated => 2,
+    CourseCompleted => 1,
+    CourseFailed => 1,
+    GenerationRetried => 1,
+    CourseDeleted => 1,
+    CourseRestored => 1,
+}
+
+/// Maps an older payload to the current shape of its event type, one version
+/// step at a time. The only place that knows old shapes.
+fn upcast(event_type: &str, mut version: i16, mut payload: Value) -> Value {
+    while let Some(next) = upcast_step(event_type, version, &mut payload) {
+        version = next;
+    }
+    payload
+}
+
+fn upcast_step(event_type: &str, version: i16, payload: &mut Value) -> Option<i16> {
+    match (event_type, version) {
+        // v1 of LessonGenerated (the predecessor's shape) called the markdown
+        // `content`, the quiz `questions` with a `correct` index, and had no model.
+        ("LessonGenerated", 1) => {
+            if let Some(obj) = payload.as_object_mut() {
+                if let Some(content) = obj.remove("content") {
+                    obj.entry("content_md").or_insert(content);
+                }
+                if let Some(Value::Array(mut questions)) = obj.remove("questions") {
+                    for q in questions.iter_mut().filter_map(Value::as_object_mut) {
+                        if let Some(correct) = q.remove("correct") {
+                            q.entry("answer_index").or_insert(correct);
+                        }
+                        q.entry("explanation")
+                            .or_insert_with(|| Value::String(String::new()));
+                    }
+                    obj.entry("quiz").or_insert(Value::Array(questions));
+                }
+                obj.entry("model")
+                    .or_insert_with(|| Value::String("unknown".into()));
+            }
+            Some(2)
+        }
+        _ => None,
+    }
+}
+
+macro_rules! from_payload {
+    ($($name:ident),*) => {$(
+        impl From<$name> for CourseEvent {
+            fn from(e: $name) -> Self { Self::$name(e) }
+        }
+    )*};
+}
+from_payload!(
+    CourseRequested,
+    GenerationStarted,
+    OutlineGenerated,
+    LessonGenerated,
+    CourseCompleted,
+    CourseFailed,
+    GenerationRetried,
+    CourseDeleted,
+    CourseRestored
+);

@@ -1,0 +1,22 @@
+//! The pure core: course ids, events, commands and the course state machine.
+//!
+//! Nothing here performs I/O. `decide` checks a command against the state folded
+//! from a course's events and returns the new events (or why not); `evolve`
+//! folds one event into the state. The LLM is called outside, and its answer
+//! enters as command data.
+
+mod course;
+mod events;
+mod ids;
+mod request;
+#[cfg(test)]
+mod tests;
+
+pub use course::{decide, evolve, Command, Course, CourseStatus, DomainError, NextStep};
+pub use events::{
+    CourseCompleted, CourseDeleted, CourseEvent, CourseFailed, CourseRequested, CourseRestored,
+    GenerationRetried, GenerationStarted, LessonGenerated, LessonPlan, LessonSection,
+    OutlineGenerated, QuizQuestion, SourceRef, TokenUsage, UpcastError,
+};
+pub use ids::course_id;
+pub use request::{CourseRequest, RawCourseRequest, ValidationError, DEFAULT_NUM_LESSONS};

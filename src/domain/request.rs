@@ -1,0 +1,181 @@
+//! Validation of a course request, shared by every ingress (CLI, HTTP, AMQP).
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::events::CourseRequested;
+
+/// Lessons in a course when the request does not say.
+pub const DEFAULT_NUM_LESSONS: u8 = 4;
+const MAX_TOPIC_CHARS: usize = 200;
+const MAX_GRADE_CHARS: usize = 50;
+const MAX_SOURCE_FILTER_CHARS: usize = 200;
+const MAX_LESSONS: i64 = 20;
+
+/// A request as it arrives on the wire, before validation.
+///
+/// Loose on purpose: numbers are `i64` and strings optional so that a bad
+/// value yields a precise [`ValidationError`] instead of a generic decode error.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+pub struct RawCourseRequest {
+    pub request_id: Option<String>,
+    pub user_id: Option<String>,
+    pub topic: Option<String>,
+    pub grade_level: Option<String>,
+    pub num_lessons: Option<i64>,
+    pub language: Option<String>,
+    pub source_filter: Option<String>,
+}
+
+/// Why a request was refused; the message is meant for the requester.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ValidationError {
+    #[error("{field} is required")]
+    Missing { field: &'static str },
+    #[error("{field} must be a UUID, got {value:?}")]
+    NotUuid { field: &'static str, value: String },
+    #[error("topic must be 1 to {MAX_TOPIC_CHARS} characters after trimming, got {0}")]
+    TopicLength(usize),
+    #[error("num_lessons must be between 1 and {MAX_LESSONS}, got {0}")]
+    NumLessons(i64),
+    #[error("grade_level must be at most {MAX_GRADE_CHARS} characters, got {0}")]
+    GradeLength(usize),
+    #[error("language must be a BCP-47 tag such as \"en\" or \"pt-BR\", got {0:?}")]
+    Language(String),
+    #[error("source_filter must be a relative path prefix of at most {MAX_SOURCE_FILTER_CHARS} characters: {0}")]
+    SourceFilter(&'static str),
+    #[error("{field} must not contain control characters")]
+    ControlCharacters { field: &'static str },
+}
+
+/// A validated course request. Construct it with [`CourseRequest::parse`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CourseRequest {
+    pub request_id: Uuid,
+    pub user_id: Uuid,
+    pub topic: String,
+    pub grade_level: Option<String>,
+    pub num_lessons: u8,
+    pub language: String,
+    pub source_filter: Option<String>,
+}
+
+impl CourseRequest {
+    /// Validates a raw request.
+    ///
+    /// # Errors
+    /// The first rule the request breaks, as a [`ValidationError`].
+    pub fn parse(raw: RawCourseRequest) -> Result<Self, ValidationError> {
+        let request_id = parse_uuid("request_id", raw.request_id)?;
+        let user_id = parse_uuid("user_id", raw.user_id)?;
+
+        let topic = raw
+            .topic
+            .ok_or(ValidationError::Missing { field: "topic" })?;
+        let topic = topic.trim().to_owned();
+        let topic_chars = topic.chars().count();
+        if topic_chars == 0 || topic_chars > MAX_TOPIC_CHARS {
+            return Err(ValidationError::TopicLength(topic_chars));
+        }
+        reject_control("topic", &topic)?;
+
+        let num_lessons = raw.num_lessons.unwrap_or(i64::from(DEFAULT_NUM_LESSONS));
+        if !(1..=MAX_LESSONS).contains(&num_lessons) {
+            return Err(ValidationError::NumLessons(num_lessons));
+        }
+
+        let grade_level = non_blank(raw.grade_level);
+        if let Some(grade) = &grade_level {
+            let n = grade.chars().count();
+            if n > MAX_GRADE_CHARS {
+                return Err(ValidationError::GradeLength(n));
+            }
+            reject_control("grade_level", grade)?;
+        }
+
+        let language = match non_blank(raw.language) {
+            None => "en".to_owned(),
+            Some(tag) => parse_language(&tag)?,
+        };
+
+        let source_filter = non_blank(raw.source_filter);
+        if let Some(filter) = &source_filter {
+            check_source_filter(filter)?;
+        }
+
+        Ok(Self {
+            request_id,
+            user_id,
+            topic,
+            grade_level,
+            num_lessons: num_lessons as u8,
+            language,
+            source_filter,
+        })
+    }
+
+    /// The event recording this request.
+    pub fn into_event(self) -> CourseRequested {
+        CourseRequested {
+            request_id: self.request_id,
+            user_id: self.user_id,
+            topic: self.topic,
+            grade_level: self.grade_level,
+            num_lessons: self.num_lessons,
+            language: self.language,
+            source_filter: self.source_filter,
+        }
+    }
+}
+
+fn parse_uuid(field: &'static str, value: Option<String>) -> Result<Uuid, ValidationError> {
+    let value = value.ok_or(ValidationError::Missing { field })?;
+    let trimmed = value.trim();
+    if trimmed.is_empty() {
+        return Err(ValidationError::Missing { field });
+    }
+    Uuid::parse_str(trimmed).map_err(|_| ValidationError::NotUuid {
+        field,
+        value: value.chars().take(64).collect(),
+    })
+}
+
+fn non_blank(value: Option<String>) -> Option<String> {
+    value.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
+}
+
+fn reject_control(field: &'static str, value: &str) -> Result<(), ValidationError> {
+    if value.chars().any(char::is_control) {
+        return Err(ValidationError::ControlCharacters { field });
+    }
+    Ok(())
+}
+
+/// Canonical form of a BCP-47 tag (`pt-br` becomes `pt-BR`).
+fn parse_language(tag: &str) -> Result<String, ValidationError> {
+    let bad = || ValidationError::Language(tag.chars().take(40).collect());
+    if tag.len() > 35 {
+        return Err(bad());
+    }
+    let parsed = language_tags::LanguageTag::parse(tag).map_err(|_| bad())?;
+    parsed.validate().map_err(|_| bad())?;
+    Ok(parsed.canonicalize().map_err(|_| bad())?.to_string())
+}
+
+fn check_source_filter(filter: &str) -> Result<(), ValidationError> {
+    if filter.chars().count() > MAX_SOURCE_FILTER_CHARS {
+        return Err(ValidationError::SourceFilter("too long"));
+    }
+    if filter.chars().any(char::is_control) {
+        return Err(ValidationError::SourceFilter("control characters"));
+    }
+    if filter.starts_with('/') || filter.starts_with('\\') || filter.contains(':') {
+        return Err(ValidationError::SourceFilter(
+            "absolute paths are not allowed",
+        ));
+    }
+    if filter.split(['/', '\\']).any(|part| part == "..") {
+        return Err(ValidationError::SourceFilter("\"..\" is not allowed"));
+    }
+    Ok(())
+}

@@ -1,0 +1,73 @@
+//! Applies the SQL of `schema/` (event store) and `projections/` (read
+//! models), each file once, in order, tracked in `coursegen_migrations`.
+//!
+//! All pending files run in one transaction under a transaction-level
+//! advisory lock, so two processes migrating at once serialize: the second
+//! waits, then finds nothing left to do.
+
+use sha2::{Digest, Sha256};
+
+use super::EventStore;
+
+/// A migration file, embedded in the binary.
+pub struct Migration {
+    pub name: &'static str,
+    pub sql: &'static str,
+}
+
+/// Every migration, in the order they apply.
+pub const MIGRATIONS: &[Migration] = &[Migration {
+    name: "schema/0001_events.sql",
+    sql: include_str!("../../schema/0001_events.sql"),
+}];
+
+/// Arbitrary key of the migration advisory lock.
+const MIGRATION_LOCK: i64 = 0x636f_7572_7365_6d67;
+
+/// Applies the pending migrations; returns the names applied now.
+///
+/// # Errors
+/// Database errors, or an applied migration whose file changed since.
+pub async fn run(store: &EventStore) -> anyhow::Result<Vec<&'static str>> {
+    let mut client = store.pool().get().await?;
+    let tx = client.transaction().await?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+        .await?;
+    tx.batch_execute(
+        "CREATE TABLE IF NOT EXISTS coursegen_migrations (
+             name       text PRIMARY KEY,
+             checksum   text NOT NULL,
+             applied_at timestamptz NOT NULL DEFAULT now()
+         )",
+    )
+    .await?;
+    let applied: std::collections::HashMap<String, String> = tx
+        .query("SELECT name, checksum FROM coursegen_migrations", &[])
+        .await?
+        .into_iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    let mut ran = Vec::new();
+    for m in MIGRATIONS {
+        let checksum = format!("{:x}", Sha256::digest(m.sql.as_bytes()));
+        match applied.get(m.name) {
+            Some(c) if *c == checksum => continue,
+            Some(_) => anyhow::bail!(
+                "migration {} was changed after it was applied; add a new migration instead",
+                m.name
+            ),
+            None => {}
+        }
+        tx.batch_execute(m.sql)
+            .await
+            .map_err(|e| anyhow::anyhow!("migration {} failed: {e}", m.name))?;
+        tx.execute(
+            "INSERT INTO coursegen_migrations (name, checksum) VALUES ($1, $2)",
+            &[&m.name, &checksum],
+        )
+        .await?;
+        ran.push(m.name);
+    }
+    tx.commit().await?;
+    Ok(ran)
+}

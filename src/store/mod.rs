@@ -1,0 +1,375 @@
+//! The PostgreSQL event store.
+//!
+//! - [`EventStore::append`]: one or many events of one stream, atomically,
+//!   guarded by the expected stream version (a stale one is [`StoreError::Conflict`]).
+//! - [`EventStore::read_stream`]: one course's history.
+//! - [`EventStore::read_all_after`]: the global log in commit-safe order.
+//! - [`subscription`]: wake-ups by LISTEN/NOTIFY with polling as the fallback.
+//! - [`migrate`]: the SQL of `schema/` and `projections/`, applied once.
+//! - [`embedded`]: the private PostgreSQL cluster used when no `DATABASE_URL` is set.
+//! - [`courses`]: the domain's view: load a course, decide a command, append.
+
+pub mod courses;
+pub mod embedded;
+pub mod migrate;
+pub mod subscription;
+
+use chrono::{DateTime, Utc};
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::{NoTls, Row};
+use uuid::Uuid;
+
+/// The channel appends NOTIFY on.
+pub const NOTIFY_CHANNEL: &str = "coursegen_events";
+
+/// Errors of the event store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The stream is not at the expected version: someone else appended first.
+    /// Reload the stream and decide again.
+    #[error("stream {stream_id} is no longer at version {expected}")]
+    Conflict { stream_id: Uuid, expected: u32 },
+    #[error("database error: {0}")]
+    Database(#[from] tokio_postgres::Error),
+    #[error("no database connection: {0}")]
+    Pool(#[from] deadpool_postgres::PoolError),
+    #[error("event {position} cannot be read: {reason}")]
+    Corrupt { position: i64, reason: String },
+}
+
+/// Who and what caused an event; stored beside the payload.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Metadata {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub correlation_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub causation_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<Uuid>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<Uuid>,
+    /// The component that wrote the event (`cli`, `http`, `amqp`, `course-actor`, ...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub producer: Option<String>,
+    /// Where an AMQP request wants its replies.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<String>,
+}
+
+impl Metadata {
+    /// Metadata naming only its producer.
+    pub fn producer(name: &str) -> Self {
+        Self {
+            producer: Some(name.to_owned()),
+            ..Self::default()
+        }
+    }
+}
+
+/// An event to append.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub event_type: String,
+    pub event_version: i16,
+    pub payload: Value,
+}
+
+impl From<&crate::domain::CourseEvent> for NewEvent {
+    fn from(e: &crate::domain::CourseEvent) -> Self {
+        Self {
+            event_type: e.event_type().to_owned(),
+            event_version: e.event_version(),
+            payload: e.payload(),
+        }
+    }
+}
+
+/// A place in the global log: the writing transaction, then the position.
+/// Readers keep the last one they processed as their checkpoint.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+pub struct Position {
+    pub transaction_id: i64,
+    pub global_position: i64,
+}
+
+impl Position {
+    /// Before the first event.
+    pub const START: Self = Self {
+        transaction_id: 0,
+        global_position: 0,
+    };
+}
+
+/// An event as stored.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RecordedEvent {
+    pub global_position: i64,
+    pub transaction_id: i64,
+    pub stream_id: Uuid,
+    pub stream_version: i32,
+    pub event_type: String,
+    pub event_version: i16,
+    pub payload: Value,
+    pub metadata: Value,
+    pub recorded_at: DateTime<Utc>,
+}
+
+impl RecordedEvent {
+    /// Where this event sits in the global order.
+    pub fn position(&self) -> Position {
+        Position {
+            transaction_id: self.transaction_id,
+            global_position: self.global_position,
+        }
+    }
+
+    /// The metadata as its typed form (unknown keys ignored).
+    pub fn metadata(&self) -> Metadata {
+        serde_json::from_value(self.metadata.clone()).unwrap_or_default()
+    }
+
+    /// The payload as a domain event, upcast from older versions.
+    ///
+    /// # Errors
+    /// [`StoreError::Corrupt`] when the payload is not a known course event.
+    pub fn to_course_event(&self) -> Result<crate::domain::CourseEvent, StoreError> {
+        crate::domain::CourseEvent::from_stored(
+            &self.event_type,
+            self.event_version,
+            self.payload.clone(),
+        )
+        .map_err(|e| StoreError::Corrupt {
+            position: self.global_position,
+            reason: e.to_string(),
+        })
+    }
+
+    fn from_row(row: &Row) -> Self {
+        Self {
+            global_position: row.get(0),
+            transaction_id: row.get(1),
+            stream_id: row.get(2),
+            stream_version: row.get(3),
+            event_type: row.get(4),
+            event_version: row.get(5),
+            payload: row.get(6),
+            metadata: row.get(7),
+            recorded_at: row.get(8),
+        }
+    }
+}
+
+/// What an append wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    /// The stream's version after the append (number of events in it).
+    pub next_version: u32,
+    /// Position of the last event written: wait for a projection to pass it
+    /// to read your own write.
+    pub position: Position,
+}
+
+const COLUMNS: &str = "global_position, transaction_id::text::bigint, stream_id, stream_version, \
+                       event_type, event_version, payload, metadata, recorded_at";
+
+/// The event store over a connection pool.
+#[derive(Clone)]
+pub struct EventStore {
+    pool: Pool,
+    config: tokio_postgres::Config,
+}
+
+impl EventStore {
+    /// Connects a pool of `max_connections` to `database_url`.
+    ///
+    /// # Errors
+    /// A malformed connection string. Connections are opened lazily.
+    pub fn connect(database_url: &str, max_connections: usize) -> anyhow::Result<Self> {
+        let config: tokio_postgres::Config = database_url
+            .parse()
+            .map_err(|e| anyhow::anyhow!("invalid DATABASE_URL: {e}"))?;
+        Ok(Self::from_config(config, max_connections))
+    }
+
+    /// A pool of `max_connections` on an already parsed configuration.
+    pub fn from_config(config: tokio_postgres::Config, max_connections: usize) -> Self {
+        let manager = Manager::from_config(
+            config.clone(),
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(max_connections)
+            .wait_timeout(Some(std::time::Duration::from_secs(30)))
+            .create_timeout(Some(std::time::Duration::from_secs(10)))
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .build()
+            .expect("a runtime and a manager are set");
+        Self { pool, config }
+    }
+
+    /// The pool, for projections and queries that live beside the log.
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    /// The connection settings, for dedicated (non-pooled) connections.
+    pub fn config(&self) -> &tokio_postgres::Config {
+        &self.config
+    }
+
+    /// Appends `events` to a stream that holds exactly `expected_version`
+    /// events, all in one statement (so one transaction), with one metadata.
+    ///
+    /// # Errors
+    /// [`StoreError::Conflict`] when the stream is not at `expected_version`
+    /// (including two writers racing for the same version: one wins).
+    pub async fn append(
+        &self,
+        stream_id: Uuid,
+        expected_version: u32,
+        events: &[NewEvent],
+        metadata: &Metadata,
+    ) -> Result<Appended, StoreError> {
+        assert!(!events.is_empty(), "append needs at least one event");
+        let client = self.pool.get().await?;
+        let stmt = client
+            .prepare_cached(
+                "INSERT INTO events (stream_id, stream_version, event_type, event_version, payload, metadata)
+                 SELECT $1, $2 + e.ord::int - 1, e.event_type, e.event_version, e.payload, $6
+                 FROM unnest($3::text[], $4::int2[], $5::jsonb[])
+                      WITH ORDINALITY AS e(event_type, event_version, payload, ord)
+                 WHERE NOT EXISTS (SELECT 1 FROM events WHERE stream_id = $1 AND stream_version >= $2)
+                   AND ($2 = 0 OR EXISTS (SELECT 1 FROM events WHERE stream_id = $1 AND stream_version = $2 - 1))
+                 RETURNING global_position, transaction_id::text::bigint",
+            )
+            .await?;
+        let types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
+        let versions: Vec<i16> = events.iter().map(|e| e.event_version).collect();
+        let payloads: Vec<&Value> = events.iter().map(|e| &e.payload).collect();
+        let metadata = serde_json::to_value(metadata).expect("metadata serializes");
+        let version = i32::try_from(expected_version).expect("stream version fits in int");
+        let conflict = || StoreError::Conflict {
+            stream_id,
+            expected: expected_version,
+        };
+        let rows = client
+            .query(
+                &stmt,
+                &[
+                    &stream_id, &version, &types, &versions, &payloads, &metadata,
+                ],
+            )
+            .await
+            .map_err(|e| {
+                let on_stream_key = e.code() == Some(&SqlState::UNIQUE_VIOLATION)
+                    && e.as_db_error().and_then(|d| d.constraint())
+                        == Some("events_stream_version_key");
+                if on_stream_key {
+                    conflict()
+                } else {
+                    StoreError::Database(e)
+                }
+            })?;
+        let last = rows
+            .iter()
+            .max_by_key(|r| r.get::<_, i64>(0))
+            .ok_or_else(conflict)?;
+        Ok(Appended {
+            next_version: expected_version + events.len() as u32,
+            position: Position {
+                global_position: last.get(0),
+                transaction_id: last.get(1),
+            },
+        })
+    }
+
+    /// Every event of one stream, in stream order.
+    ///
+    /// # Errors
+    /// Database errors only; an unknown stream is empty.
+    pub async fn read_stream(&self, stream_id: Uuid) -> Result<Vec<RecordedEvent>, StoreError> {
+        let client = self.pool.get().await?;
+        let stmt = client
+            .prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM events WHERE stream_id = $1 ORDER BY stream_version"
+            ))
+            .await?;
+        let rows = client.query(&stmt, &[&stream_id]).await?;
+        Ok(rows.iter().map(RecordedEvent::from_row).collect())
+    }
+
+    /// Up to `limit` events after `checkpoint` in the global order
+    /// `(transaction_id, global_position)`.
+    ///
+    /// Only events of transactions older than every transaction still running
+    /// are returned (`transaction_id < pg_snapshot_xmin(pg_current_snapshot())`).
+    /// A transaction that took a lower `global_position` but commits later than
+    /// its neighbours is thus never overtaken: until it ends, nothing at or
+    /// after it is handed out, so a reader that advances its checkpoint past
+    /// what it saw can never skip it.
+    ///
+    /// # Errors
+    /// Database errors only.
+    pub async fn read_all_after(
+        &self,
+        checkpoint: Position,
+        limit: i64,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let client = self.pool.get().await?;
+        read_all_after_with(&client, checkpoint, limit).await
+    }
+
+    /// The position of the newest event visible to [`EventStore::read_all_after`]
+    /// (or `None` for an empty log): what a projection has to reach to be current.
+    ///
+    /// # Errors
+    /// Database errors only.
+    pub async fn head(&self) -> Result<Option<Position>, StoreError> {
+        let client = self.pool.get().await?;
+        let stmt = client
+            .prepare_cached(
+                "SELECT global_position, transaction_id::text::bigint FROM events
+                 WHERE transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+                 ORDER BY transaction_id DESC, global_position DESC LIMIT 1",
+            )
+            .await?;
+        Ok(client.query_opt(&stmt, &[]).await?.map(|r| Position {
+            global_position: r.get(0),
+            transaction_id: r.get(1),
+        }))
+    }
+}
+
+/// [`EventStore::read_all_after`] on a given client (a projection's own
+/// connection or transaction).
+///
+/// # Errors
+/// Database errors only.
+pub async fn read_all_after_with(
+    client: &impl deadpool_postgres::GenericClient,
+    checkpoint: Position,
+    limit: i64,
+) -> Result<Vec<RecordedEvent>, StoreError> {
+    let stmt = client
+        .prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM events
+             WHERE (transaction_id, global_position) > ($1::text::xid8, $2)
+               AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+             ORDER BY transaction_id, global_position
+             LIMIT $3"
+        ))
+        .await?;
+    let tx = checkpoint.transaction_id.to_string();
+    let rows = client
+        .query(&stmt, &[&tx, &checkpoint.global_position, &limit])
+        .await?;
+    Ok(rows.iter().map(RecordedEvent::from_row).collect())
+}

@@ -1,0 +1,4 @@
+//! Integration tests: one binary, real PostgreSQL, one database per test.
+
+mod helpers;
+mod store;
