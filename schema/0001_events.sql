@@ -40,17 +40,7 @@ CREATE TRIGGER events_no_truncate
     BEFORE TRUNCATE ON events
     FOR EACH STATEMENT EXECUTE FUNCTION events_reject_change();
 
--- A payload-less wake-up for subscribers, once per appending statement.
--- NOTIFY is transactional: it is delivered at commit, never for a rollback.
-CREATE OR REPLACE FUNCTION events_notify() RETURNS trigger
-LANGUAGE plpgsql AS $$
-BEGIN
-    PERFORM pg_notify('coursegen_events', '');
-    RETURN NULL;
-END
-$$;
-
-DROP TRIGGER IF EXISTS events_notify_insert ON events;
-CREATE TRIGGER events_notify_insert
-    AFTER INSERT ON events
-    FOR EACH STATEMENT EXECUTE FUNCTION events_notify();
+-- Subscribers are woken by NOTIFY coursegen_events, sent by the store right
+-- after an append commits (src/store/mod.rs, EventStore::wake_readers): a
+-- NOTIFY inside the appending transaction would hold the cluster-wide notify
+-- lock through every commit and serialize all appends.

@@ -36,11 +36,14 @@ pub struct AppendArgs {
     #[arg(long, value_delimiter = ',', default_value = "1,8,32")]
     pub concurrency: Vec<usize>,
     /// Seconds each measurement runs.
-    #[arg(long, default_value_t = 5.0)]
+    #[arg(long, default_value_t = 3.0)]
     pub seconds: f64,
     /// Events per stream before a writer starts a new stream.
     #[arg(long, default_value_t = 20)]
     pub stream_length: u32,
+    /// Alternating rounds of (raw, append) per concurrency; medians are reported.
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
 }
 
 /// Runs a benchmark.
@@ -83,7 +86,9 @@ impl ScratchDatabase {
             name,
             config,
         };
-        migrate::run(&scratch.store(2)).await?;
+        let store = scratch.store(2);
+        migrate::run(&store).await?;
+        store.pool().close();
         Ok(scratch)
     }
 
@@ -124,7 +129,7 @@ pub fn realistic_lesson(number: u32) -> CourseEvent {
     .iter()
     .map(|h| LessonSection {
         heading: (*h).to_owned(),
-        body: paragraph.repeat(3),
+        body: paragraph.repeat(2),
     })
     .collect();
     let content_md = sections
@@ -179,6 +184,8 @@ async fn append(scratch: &ScratchDatabase, args: &AppendArgs) -> anyhow::Result<
                 "CREATE TABLE bench_raw_events (LIKE events INCLUDING DEFAULTS INCLUDING IDENTITY INCLUDING INDEXES)",
             )
             .await?;
+        drop(client);
+        store.pool().close();
     }
     let duration = Duration::from_secs_f64(args.seconds);
     println!(
@@ -191,27 +198,44 @@ async fn append(scratch: &ScratchDatabase, args: &AppendArgs) -> anyhow::Result<
     );
     for &concurrency in &args.concurrency {
         let store = scratch.store(concurrency);
-        let raw = measure(concurrency, duration, |worker| {
-            let store = store.clone();
-            let event = event.clone();
-            let metadata = serde_json::to_value(&metadata).expect("json");
-            async move { raw_insert_loop(store, event, metadata, worker).await }
-        })
-        .await?;
-        let appended = measure(concurrency, duration, |worker| {
-            let store = store.clone();
-            let event = event.clone();
-            let metadata = metadata.clone();
-            let stream_length = args.stream_length;
-            async move { append_loop(store, event, metadata, stream_length, worker).await }
-        })
-        .await?;
+        // Alternate the two, several rounds, and keep the medians: the
+        // machine's background load then weighs on both alike.
+        let (mut raw_rates, mut append_rates) = (Vec::new(), Vec::new());
+        for _ in 0..args.rounds {
+            raw_rates.push(
+                measure(concurrency, duration, |worker| {
+                    let store = store.clone();
+                    let event = event.clone();
+                    let metadata = serde_json::to_value(&metadata).expect("json");
+                    async move { raw_insert_loop(store, event, metadata, worker).await }
+                })
+                .await?,
+            );
+            append_rates.push(
+                measure(concurrency, duration, |worker| {
+                    let store = store.clone();
+                    let event = event.clone();
+                    let metadata = metadata.clone();
+                    let stream_length = args.stream_length;
+                    async move { append_loop(store, event, metadata, stream_length, worker).await }
+                })
+                .await?,
+            );
+        }
+        store.pool().close();
+        let (appended, raw) = (median(append_rates), median(raw_rates));
         println!(
             "{concurrency:>11} {appended:>12.0} {raw:>12.0} {:>7.2}",
             appended / raw
         );
     }
     Ok(())
+}
+
+/// The median of some rates.
+pub fn median(mut rates: Vec<f64>) -> f64 {
+    rates.sort_by(f64::total_cmp);
+    rates[rates.len() / 2]
 }
 
 /// What a benchmark worker gets: a shared counter and when to stop.
