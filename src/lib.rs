@@ -12,5 +12,6 @@ pub mod cli;
 pub mod config;
 pub mod database;
 pub mod domain;
+pub mod llm;
 pub mod store;
 pub mod telemetry;

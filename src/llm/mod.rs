@@ -1,0 +1,323 @@
+//! The language model behind course generation.
+//!
+//! [`LlmClient`] is what the rest of the service sees: "write the outline of
+//! this course", "write lesson n". Two implementations:
+//!
+//! - [`openai::OpenAiClient`]: any OpenAI-compatible `/chat/completions`
+//!   server (OpenAI, Ollama, vLLM, llama.cpp), with JSON-schema structured
+//!   output, local validation and bounded re-asks, timeouts and retries.
+//! - [`offline::OfflineClient`]: deterministic templated courses, no network
+//!   and no key, so the service runs end to end on a bare machine.
+//!
+//! Both answer with the domain's own events ([`OutlineGenerated`],
+//! [`LessonGenerated`]), already checked by [`validate`], so the caller only
+//! has to hand them to `decide`.
+
+pub mod offline;
+pub mod openai;
+pub mod prompts;
+pub mod validate;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::bail;
+use async_trait::async_trait;
+use clap::{Args, ValueEnum};
+use tokio::sync::Semaphore;
+
+use crate::domain::{CourseRequested, LessonGenerated, OutlineGenerated};
+
+pub use offline::OfflineClient;
+pub use openai::{OpenAiClient, OpenAiConfig, RetryPolicy};
+pub use validate::InvalidAnswer;
+
+/// The OpenAI API, used when `OPENAI_BASE_URL` is not set.
+pub const DEFAULT_BASE_URL: &str = "https://api.openai.com/v1";
+/// Model asked for when `LLM_MODEL` is not set and the provider is `openai`.
+pub const DEFAULT_OPENAI_MODEL: &str = "gpt-4o-mini";
+
+/// Which generator writes the courses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Provider {
+    /// An OpenAI-compatible chat completions server.
+    Openai,
+    /// The built-in deterministic generator (no network, no key).
+    Offline,
+}
+
+/// How to reach the language model.
+#[derive(Debug, Clone, Args)]
+pub struct LlmSettings {
+    /// Generator of course content. Default: openai when OPENAI_API_KEY is
+    /// set, else offline.
+    #[arg(long, env = "LLM_PROVIDER", value_enum, global = true)]
+    pub llm_provider: Option<Provider>,
+
+    /// Base URL of an OpenAI-compatible API (OpenAI, Ollama, vLLM, llama.cpp server).
+    #[arg(long, env = "OPENAI_BASE_URL", default_value = DEFAULT_BASE_URL, global = true)]
+    pub openai_base_url: String,
+
+    /// API key, sent as a bearer token. Local servers usually need none.
+    #[arg(long, env = "OPENAI_API_KEY", hide_env_values = true, global = true)]
+    pub openai_api_key: Option<String>,
+
+    /// Model name. Default: gpt-4o-mini for openai; always "offline" for offline.
+    #[arg(long, env = "LLM_MODEL", global = true)]
+    pub llm_model: Option<String>,
+
+    /// LLM calls in flight across this instance; more wait their turn.
+    #[arg(long, env = "LLM_MAX_CONCURRENCY", default_value_t = 16, global = true)]
+    pub llm_max_concurrency: usize,
+
+    /// Time limit of one HTTP request to the LLM server, in seconds.
+    #[arg(long, env = "LLM_TIMEOUT_SECS", default_value_t = 120, global = true)]
+    pub llm_timeout_secs: u64,
+
+    /// Retries of a failed request (429, 5xx, timeout, connection error)
+    /// before the step fails.
+    #[arg(long, env = "LLM_MAX_RETRIES", default_value_t = 5, global = true)]
+    pub llm_max_retries: u32,
+
+    /// Simulated latency of each offline call, in milliseconds (for benchmarks).
+    #[arg(long, env = "OFFLINE_LATENCY_MS", default_value_t = 0, global = true)]
+    pub offline_latency_ms: u64,
+}
+
+impl LlmSettings {
+    /// The provider in effect: the one asked for, else `openai` when an API
+    /// key is set, else `offline` (clap cannot express a default that
+    /// depends on another variable).
+    pub fn provider(&self) -> Provider {
+        match (self.llm_provider, &self.openai_api_key) {
+            (Some(provider), _) => provider,
+            (None, Some(key)) if !key.trim().is_empty() => Provider::Openai,
+            (None, _) => Provider::Offline,
+        }
+    }
+
+    /// The model name in effect for the provider.
+    pub fn model(&self) -> String {
+        match self.provider() {
+            Provider::Offline => offline::MODEL.to_owned(),
+            Provider::Openai => self
+                .llm_model
+                .clone()
+                .filter(|m| !m.trim().is_empty())
+                .unwrap_or_else(|| DEFAULT_OPENAI_MODEL.to_owned()),
+        }
+    }
+}
+
+/// Writes course outlines and lessons.
+///
+/// Object-safe, shared as `Arc<dyn LlmClient>` by every course actor.
+/// Answers are validated before they are returned: an `Ok` outline plans
+/// exactly `num_lessons` lessons numbered 1..=N, and an `Ok` lesson passes
+/// [`validate::lesson`], so `decide` accepts them.
+#[async_trait]
+pub trait LlmClient: Send + Sync {
+    /// Model name recorded in `GenerationStarted` and in the generated events.
+    fn model(&self) -> &str;
+
+    /// Plans the course: title, description and one [`crate::domain::LessonPlan`] per lesson.
+    ///
+    /// # Errors
+    /// [`LlmError`]; [`LlmError::retryable`] tells whether trying later may help.
+    async fn outline(&self, course: &CourseRequested) -> Result<OutlineGenerated, LlmError>;
+
+    /// Writes lesson `number` of the outline.
+    ///
+    /// # Errors
+    /// [`LlmError`]; [`LlmError::retryable`] tells whether trying later may help.
+    async fn lesson(
+        &self,
+        course: &CourseRequested,
+        outline: &OutlineGenerated,
+        number: u32,
+    ) -> Result<LessonGenerated, LlmError>;
+}
+
+/// Why the model could not deliver. Messages say what to do about it, since
+/// they end up in `CourseFailed` and in front of users.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LlmError {
+    #[error("the LLM server rejected the API key ({status}): check OPENAI_API_KEY; {message}")]
+    Unauthorized { status: u16, message: String },
+    #[error("the LLM server refused access ({status}): the API key may lack permission for the model or endpoint; {message}")]
+    Forbidden { status: u16, message: String },
+    #[error("the LLM server found no such model or endpoint (404): check LLM_MODEL and OPENAI_BASE_URL; {message}")]
+    NotFound { message: String },
+    #[error(
+        "the LLM account has run out of quota or credit: top it up or use another key; {message}"
+    )]
+    InsufficientQuota { message: String },
+    #[error("the LLM server rejected the request ({status}): {message}")]
+    Rejected { status: u16, message: String },
+    #[error("the LLM server kept rate-limiting (429) after {attempts} attempts: lower LLM_MAX_CONCURRENCY or retry later; {message}")]
+    RateLimited { attempts: u32, message: String },
+    #[error(
+        "the LLM server kept failing ({status}) after {attempts} attempts: retry later; {message}"
+    )]
+    Server {
+        status: u16,
+        attempts: u32,
+        message: String,
+    },
+    #[error("the LLM server did not answer within {timeout:?}, {attempts} attempts: retry later or raise LLM_TIMEOUT_SECS")]
+    Timeout { attempts: u32, timeout: Duration },
+    #[error("could not reach the LLM server after {attempts} attempts: check OPENAI_BASE_URL and the network; {message}")]
+    Connection { attempts: u32, message: String },
+    #[error(
+        "the LLM server's reply is not an OpenAI chat completion: check OPENAI_BASE_URL; {message}"
+    )]
+    Protocol { message: String },
+    #[error("the model gave no usable answer after {attempts} attempts: {reason}")]
+    InvalidAnswer { attempts: u32, reason: String },
+}
+
+impl LlmError {
+    /// Whether trying the same step again later may succeed: true for
+    /// exhausted retries on rate limits, server errors, timeouts and
+    /// connection errors; false for errors that need a person (key, quota,
+    /// model name, request shape) and for a model that keeps answering wrong.
+    pub fn retryable(&self) -> bool {
+        matches!(
+            self,
+            Self::RateLimited { .. }
+                | Self::Server { .. }
+                | Self::Timeout { .. }
+                | Self::Connection { .. }
+        )
+    }
+}
+
+/// Builds the client the settings ask for, capped at
+/// `LLM_MAX_CONCURRENCY` calls in flight.
+///
+/// # Errors
+/// Settings that cannot work, such as the OpenAI API without a key.
+pub fn client_from_settings(s: &LlmSettings) -> anyhow::Result<Arc<dyn LlmClient>> {
+    if s.llm_max_concurrency == 0 {
+        bail!("LLM_MAX_CONCURRENCY must be at least 1");
+    }
+    let inner: Arc<dyn LlmClient> = match s.provider() {
+        Provider::Offline => Arc::new(OfflineClient::new(Duration::from_millis(
+            s.offline_latency_ms,
+        ))),
+        Provider::Openai => {
+            let api_key = s.openai_api_key.clone().filter(|k| !k.trim().is_empty());
+            if api_key.is_none() && s.openai_base_url.trim_end_matches('/') == DEFAULT_BASE_URL {
+                bail!(
+                    "LLM_PROVIDER=openai with the OpenAI API needs OPENAI_API_KEY \
+                     (or set OPENAI_BASE_URL to a local server, or LLM_PROVIDER=offline)"
+                );
+            }
+            if s.llm_timeout_secs == 0 {
+                bail!("LLM_TIMEOUT_SECS must be at least 1");
+            }
+            Arc::new(OpenAiClient::new(OpenAiConfig {
+                base_url: s.openai_base_url.clone(),
+                api_key,
+                model: s.model(),
+                timeout: Duration::from_secs(s.llm_timeout_secs),
+                retry: RetryPolicy {
+                    max_retries: s.llm_max_retries,
+                    ..RetryPolicy::default()
+                },
+            })?)
+        }
+    };
+    Ok(Arc::new(Limited {
+        inner,
+        permits: Semaphore::new(s.llm_max_concurrency),
+    }))
+}
+
+/// Caps the calls in flight of a client. A call holds its permit through
+/// its retries and back-offs, so a rate-limited server sees less load.
+struct Limited {
+    inner: Arc<dyn LlmClient>,
+    permits: Semaphore,
+}
+
+#[async_trait]
+impl LlmClient for Limited {
+    fn model(&self) -> &str {
+        self.inner.model()
+    }
+
+    async fn outline(&self, course: &CourseRequested) -> Result<OutlineGenerated, LlmError> {
+        let _permit = self.permits.acquire().await.expect("never closed");
+        self.inner.outline(course).await
+    }
+
+    async fn lesson(
+        &self,
+        course: &CourseRequested,
+        outline: &OutlineGenerated,
+        number: u32,
+    ) -> Result<LessonGenerated, LlmError> {
+        let _permit = self.permits.acquire().await.expect("never closed");
+        self.inner.lesson(course, outline, number).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        llm: LlmSettings,
+    }
+
+    fn parse(args: &[&str]) -> LlmSettings {
+        let mut argv = vec!["test"];
+        argv.extend_from_slice(args);
+        Cli::parse_from(argv).llm
+    }
+
+    #[test]
+    fn provider_defaults_to_openai_only_with_a_key() {
+        let with_key = parse(&["--openai-api-key", "sk-test"]);
+        assert_eq!(with_key.provider(), Provider::Openai);
+        assert_eq!(with_key.model(), DEFAULT_OPENAI_MODEL);
+        let explicit = parse(&["--openai-api-key", "sk-test", "--llm-provider", "offline"]);
+        assert_eq!(explicit.provider(), Provider::Offline);
+        assert_eq!(explicit.model(), "offline");
+    }
+
+    #[test]
+    fn openai_without_key_needs_a_local_server() {
+        let s = parse(&["--llm-provider", "openai"]);
+        assert!(client_from_settings(&s).is_err());
+        let local = parse(&[
+            "--llm-provider",
+            "openai",
+            "--openai-base-url",
+            "http://127.0.0.1:11434/v1",
+            "--llm-model",
+            "llama3.1",
+        ]);
+        assert_eq!(client_from_settings(&local).unwrap().model(), "llama3.1");
+    }
+
+    #[test]
+    fn only_transient_errors_are_retryable() {
+        let timeout = LlmError::Timeout {
+            attempts: 6,
+            timeout: Duration::from_secs(120),
+        };
+        let key = LlmError::Unauthorized {
+            status: 401,
+            message: "bad key".into(),
+        };
+        assert!(timeout.retryable());
+        assert!(!key.retryable());
+        assert!(key.to_string().contains("rejected the API key (401)"));
+    }
+}

@@ -1,0 +1,315 @@
+//! What the model is asked, and the JSON shapes it must answer in.
+//!
+//! The schemas are "strict" structured-output schemas (every object closes
+//! with `additionalProperties: false` and requires all its properties), so
+//! servers that enforce them return JSON that deserializes into
+//! [`OutlineAnswer`] / [`LessonAnswer`]; servers that do not are still
+//! checked locally by [`super::validate`].
+
+use std::fmt::Write;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use crate::domain::{
+    CourseRequested, LessonGenerated, LessonPlan, LessonSection, OutlineGenerated, QuizQuestion,
+    SourceRef, TokenUsage,
+};
+
+/// Name of the outline schema in `response_format`.
+pub const OUTLINE_SCHEMA_NAME: &str = "course_outline";
+/// Name of the lesson schema in `response_format`.
+pub const LESSON_SCHEMA_NAME: &str = "course_lesson";
+
+/// A system and a user message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Prompt {
+    pub system: String,
+    pub user: String,
+}
+
+/// The model's outline, as the outline schema shapes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutlineAnswer {
+    pub title: String,
+    pub description: String,
+    pub lessons: Vec<LessonPlan>,
+}
+
+impl OutlineAnswer {
+    /// The event recording this answer.
+    pub fn into_event(self, model: &str, usage: TokenUsage) -> OutlineGenerated {
+        OutlineGenerated {
+            title: self.title.trim().to_owned(),
+            description: self.description.trim().to_owned(),
+            lessons: self.lessons,
+            model: model.to_owned(),
+            usage,
+        }
+    }
+}
+
+/// The model's lesson, as the lesson schema shapes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LessonAnswer {
+    pub number: u32,
+    pub title: String,
+    pub content_md: String,
+    pub sections: Vec<LessonSection>,
+    pub quiz: Vec<QuizQuestion>,
+    pub sources: Vec<SourceRef>,
+}
+
+impl LessonAnswer {
+    /// The event recording this answer.
+    pub fn into_event(self, model: &str, usage: TokenUsage) -> LessonGenerated {
+        LessonGenerated {
+            number: self.number,
+            title: self.title.trim().to_owned(),
+            content_md: self.content_md,
+            sections: self.sections,
+            quiz: self.quiz,
+            sources: self
+                .sources
+                .into_iter()
+                .map(|s| SourceRef {
+                    title: s.title,
+                    url: s.url.filter(|u| !u.trim().is_empty()),
+                })
+                .collect(),
+            model: model.to_owned(),
+            usage,
+        }
+    }
+}
+
+fn audience(course: &CourseRequested) -> String {
+    match &course.grade_level {
+        Some(grade) => format!("learners at the level \"{grade}\""),
+        None => "a general adult audience with no prior knowledge of the subject".to_owned(),
+    }
+}
+
+fn language_rule(course: &CourseRequested) -> String {
+    format!(
+        "Write every human-readable text (titles, prose, quiz, explanations) in the language \
+         with BCP-47 tag \"{}\". Keep JSON keys in English.",
+        course.language
+    )
+}
+
+fn source_rule(course: &CourseRequested) -> String {
+    match &course.source_filter {
+        Some(filter) => format!(
+            "Draw only on sources from the collection \"{filter}\"; \
+             cite nothing outside it."
+        ),
+        None => "Cite well-known, reputable sources (textbooks, standards, \
+                 official documentation, encyclopedias). Never invent URLs: \
+                 use null when unsure of one."
+            .to_owned(),
+    }
+}
+
+/// The prompt asking for a course outline.
+pub fn outline(course: &CourseRequested) -> Prompt {
+    let n = course.num_lessons;
+    let system = format!(
+        "You are an experienced instructional designer. You plan online courses that \
+         build understanding step by step: each lesson rests on the ones before it, \
+         starts from what the learner already knows and ends with something they can do. \
+         You answer with JSON only, matching the given schema.\n{}",
+        language_rule(course)
+    );
+    let mut user = String::new();
+    let _ = writeln!(user, "Plan a course on: {}", course.topic);
+    let _ = writeln!(user, "Audience: {}.", audience(course));
+    let _ = writeln!(user, "Number of lessons: exactly {n}.");
+    let _ = writeln!(user, "{}", source_rule(course));
+    let _ = write!(
+        user,
+        "\nReturn:\n\
+         - title: a specific, inviting course title (not just the topic);\n\
+         - description: 2-4 sentences on what the course covers, for whom, and what \
+           learners will be able to do afterwards;\n\
+         - lessons: exactly {n} lessons numbered 1 to {n} in order, each with a \
+           concise title, 2-5 key concepts it introduces, and 2-4 learning objectives \
+           phrased as observable outcomes (\"Explain ...\", \"Calculate ...\", \"Write ...\").\n\
+         Pitch vocabulary, examples and depth at the audience. Do not repeat a lesson; \
+         progress from foundations to application, and end with a lesson that \
+         brings everything together."
+    );
+    Prompt { system, user }
+}
+
+/// The prompt asking for lesson `number` of `outline`.
+///
+/// # Panics
+/// Never: a number missing from the outline yields a prompt for an untitled
+/// lesson, which validation then rejects.
+pub fn lesson(course: &CourseRequested, outline: &OutlineGenerated, number: u32) -> Prompt {
+    let system = format!(
+        "You are an expert teacher writing one lesson of an online course. You explain \
+         clearly, show before you tell, check understanding, and are accurate: when \
+         something is uncertain or debated, you say so. You answer with JSON only, \
+         matching the given schema.\n{}",
+        language_rule(course)
+    );
+    let plan = outline.lessons.iter().find(|l| l.number == number);
+    let mut user = String::new();
+    let _ = writeln!(user, "Course: {}", outline.title);
+    let _ = writeln!(user, "About the course: {}", outline.description);
+    let _ = writeln!(user, "Topic: {}", course.topic);
+    let _ = writeln!(user, "Audience: {}.", audience(course));
+    let _ = writeln!(user, "\nThe course plan:");
+    for l in &outline.lessons {
+        let marker = if l.number == number {
+            "  <- this lesson"
+        } else {
+            ""
+        };
+        let _ = writeln!(user, "{}. {}{marker}", l.number, l.title);
+    }
+    let _ = writeln!(user, "\nWrite lesson {number}.");
+    if let Some(plan) = plan {
+        let _ = writeln!(user, "Title: {}", plan.title);
+        if !plan.concepts.is_empty() {
+            let _ = writeln!(user, "Key concepts: {}", plan.concepts.join("; "));
+        }
+        if !plan.objectives.is_empty() {
+            let _ = writeln!(user, "Learning objectives:");
+            for o in &plan.objectives {
+                let _ = writeln!(user, "- {o}");
+            }
+        }
+    }
+    let _ = writeln!(user, "{}", source_rule(course));
+    let _ = write!(
+        user,
+        "\nReturn:\n\
+         - number: {number};\n\
+         - title: the lesson title;\n\
+         - content_md: the whole lesson in Markdown (about 800-1500 words): an \
+           introduction that connects to earlier lessons, one `##` section per key \
+           concept, a worked example solved step by step, fenced code blocks with a \
+           language tag whenever the topic is technical, an exercise followed by its \
+           solution, and a short summary;\n\
+         - sections: the `##` sections of content_md as heading and body (body in Markdown);\n\
+         - quiz: 3 to 5 multiple-choice questions testing the objectives, each with \
+           2-5 plausible options, answer_index (0-based index of the single correct \
+           option) and an explanation of why it is right;\n\
+         - sources: the references the lesson relies on, each with a title and a url \
+           (or null)."
+    );
+    Prompt { system, user }
+}
+
+/// Wraps a schema as a strict `response_format`.
+pub fn response_format(name: &str, schema: Value) -> Value {
+    json!({
+        "type": "json_schema",
+        "json_schema": { "name": name, "strict": true, "schema": schema }
+    })
+}
+
+fn object(properties: Value) -> Value {
+    let required: Vec<&String> = properties
+        .as_object()
+        .expect("properties are an object")
+        .keys()
+        .collect();
+    json!({
+        "type": "object",
+        "properties": properties,
+        "required": required,
+        "additionalProperties": false
+    })
+}
+
+fn strings() -> Value {
+    json!({ "type": "array", "items": { "type": "string" } })
+}
+
+/// JSON schema of [`OutlineAnswer`].
+pub fn outline_schema() -> Value {
+    object(json!({
+        "title": { "type": "string" },
+        "description": { "type": "string" },
+        "lessons": {
+            "type": "array",
+            "items": object(json!({
+                "number": { "type": "integer" },
+                "title": { "type": "string" },
+                "concepts": strings(),
+                "objectives": strings()
+            }))
+        }
+    }))
+}
+
+/// JSON schema of [`LessonAnswer`].
+pub fn lesson_schema() -> Value {
+    object(json!({
+        "number": { "type": "integer" },
+        "title": { "type": "string" },
+        "content_md": { "type": "string" },
+        "sections": {
+            "type": "array",
+            "items": object(json!({
+                "heading": { "type": "string" },
+                "body": { "type": "string" }
+            }))
+        },
+        "quiz": {
+            "type": "array",
+            "items": object(json!({
+                "question": { "type": "string" },
+                "options": strings(),
+                "answer_index": { "type": "integer" },
+                "explanation": { "type": "string" }
+            }))
+        },
+        "sources": {
+            "type": "array",
+            "items": object(json!({
+                "title": { "type": "string" },
+                "url": { "type": ["string", "null"] }
+            }))
+        }
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every object of a strict schema closes and requires all its properties.
+    fn assert_strict(schema: &Value) {
+        match schema {
+            Value::Object(map) => {
+                if map.get("type") == Some(&json!("object")) {
+                    assert_eq!(map["additionalProperties"], json!(false));
+                    let props: Vec<&String> =
+                        map["properties"].as_object().unwrap().keys().collect();
+                    let required: Vec<&str> = map["required"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|v| v.as_str().unwrap())
+                        .collect();
+                    assert_eq!(props.len(), required.len());
+                    assert!(props.iter().all(|p| required.contains(&p.as_str())));
+                }
+                map.values().for_each(assert_strict);
+            }
+            Value::Array(items) => items.iter().for_each(assert_strict),
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn schemas_are_strict() {
+        assert_strict(&outline_schema());
+        assert_strict(&lesson_schema());
+    }
+}
