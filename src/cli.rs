@@ -2,15 +2,21 @@
 
 use std::io::Write;
 use std::process::ExitCode;
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressStyle};
 
 use clap::{Args, Parser, Subcommand};
 use uuid::Uuid;
 
 use crate::config::{DatabaseSettings, LogSettings};
 use crate::database::Database;
-use crate::domain::{CourseEvent, CourseRequest, RawCourseRequest};
-use crate::store::courses::{self, Submitted};
-use crate::store::{Metadata, RecordedEvent};
+use crate::domain::{
+    Command, CourseEvent, CourseRequest, CourseStatus, DomainError, RawCourseRequest,
+};
+use crate::store::courses::{self, CommandError, Submitted};
+use crate::store::subscription::Notifier;
+use crate::store::{EventStore, Metadata, RecordedEvent};
 
 /// Turn a topic into a complete online course with a language model.
 ///
@@ -38,6 +44,10 @@ pub struct Cli {
 /// What to do.
 #[derive(Debug, Subcommand)]
 pub enum Commands {
+    /// Run the service: generate every queued course (and resume any left
+    /// half-done) until SIGINT/SIGTERM. Several `serve` processes on one
+    /// database share the work.
+    Serve(crate::app::ServeArgs),
     /// Create or update the database schema (every other command does this too).
     Migrate,
     /// Request a course: records CourseRequested and prints the course id.
@@ -47,6 +57,9 @@ pub enum Commands {
     Submit(SubmitArgs),
     /// Show a course's history: every event of its stream, oldest first.
     Events(EventsArgs),
+    /// Re-open a FAILED course: generation resumes at the first missing step
+    /// (steps already recorded are kept, their tokens not paid again).
+    Retry(RetryArgs),
     /// Measure performance against the configured PostgreSQL (in a scratch database).
     #[command(subcommand)]
     Bench(crate::bench::BenchCommand),
@@ -77,6 +90,23 @@ pub struct SubmitArgs {
     /// Restrict sources to this relative path prefix, e.g. "microbiology/".
     #[arg(long)]
     pub source_filter: Option<String>,
+    /// Wait until the course is READY (exit 0) or FAILED (exit 1), showing
+    /// progress. A running `coursegen serve` does the generating.
+    #[arg(long)]
+    pub wait: bool,
+}
+
+/// Which course to retry.
+#[derive(Debug, Args)]
+pub struct RetryArgs {
+    /// The course id.
+    pub course_id: Uuid,
+    /// Why (kept in the history).
+    #[arg(long)]
+    pub reason: Option<String>,
+    /// Wait until the course is READY or FAILED again, showing progress.
+    #[arg(long)]
+    pub wait: bool,
 }
 
 /// Which course's history to show.
@@ -95,6 +125,14 @@ pub struct EventsArgs {
 /// Whatever stopped the command; `main` prints it on one line.
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Commands::Serve(args) => {
+            let db = Database::open(&cli.database).await?;
+            let app = crate::app::Application::build(db.store.clone(), &args)?;
+            tracing::info!("coursegen is running; stop it with Ctrl-C or SIGTERM");
+            app.run_until_stopped().await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Commands::Retry(args) => retry(&cli.database, args).await,
         Commands::Migrate => {
             Database::open(&cli.database).await?;
             eprintln!("database schema is up to date");
@@ -129,7 +167,87 @@ async fn submit(settings: &DatabaseSettings, args: SubmitArgs) -> anyhow::Result
         }
     }
     println!("{id}");
+    if args.wait {
+        return wait_for_course(&db.store, id).await;
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+async fn retry(settings: &DatabaseSettings, args: RetryArgs) -> anyhow::Result<ExitCode> {
+    let db = Database::open(settings).await?;
+    let command = Command::Retry {
+        reason: args.reason,
+    };
+    match courses::execute(
+        &db.store,
+        args.course_id,
+        command,
+        &Metadata::producer("cli"),
+    )
+    .await
+    {
+        Ok(_) => eprintln!(
+            "course {} re-queued; generation resumes at the first missing step",
+            args.course_id
+        ),
+        Err(CommandError::Rejected(DomainError::NotFound)) => {
+            anyhow::bail!("no course with id {}", args.course_id)
+        }
+        Err(CommandError::Rejected(e)) => {
+            anyhow::bail!("cannot retry course {}: {e}", args.course_id)
+        }
+        Err(e) => return Err(e.into()),
+    }
+    if args.wait {
+        return wait_for_course(&db.store, args.course_id).await;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Shows a progress bar (lessons done / planned) until the course is READY
+/// (success) or FAILED (failure, with the reason).
+async fn wait_for_course(store: &EventStore, id: Uuid) -> anyhow::Result<ExitCode> {
+    let notifier = Notifier::start(store.config().clone());
+    let mut wakeups = notifier.wakeups();
+    let bar = ProgressBar::new(0).with_style(
+        ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} lessons  {msg}",
+        )
+        .expect("valid template"),
+    );
+    bar.enable_steady_tick(Duration::from_millis(120));
+    loop {
+        let (course, _) = courses::load(store, id).await?;
+        bar.set_length(u64::from(course.planned_lessons()));
+        bar.set_position(course.lessons_done.len() as u64);
+        let title = course
+            .outline
+            .as_ref()
+            .map(|o| o.title.as_str())
+            .unwrap_or("");
+        match course.status {
+            Some(CourseStatus::Ready) => {
+                bar.finish_with_message(format!("READY: {title}"));
+                eprintln!("course {id} is READY: {title}");
+                return Ok(ExitCode::SUCCESS);
+            }
+            Some(CourseStatus::Failed) => {
+                bar.abandon_with_message("FAILED");
+                let failure = course.failure.expect("a failed course has its failure");
+                eprintln!("course failed at {}: {}", failure.step, failure.error);
+                if failure.retryable {
+                    eprintln!("this may pass on a retry: coursegen retry {id}");
+                }
+                return Ok(ExitCode::FAILURE);
+            }
+            Some(CourseStatus::Queued) => bar.set_message("QUEUED (waiting for `coursegen serve`)"),
+            _ => bar.set_message(format!("GENERATING {title}")),
+        }
+        tokio::select! {
+            _ = wakeups.changed() => {}
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
 }
 
 async fn events(settings: &DatabaseSettings, args: EventsArgs) -> anyhow::Result<ExitCode> {

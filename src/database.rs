@@ -44,3 +44,10 @@ impl Database {
         })
     }
 }
+
+impl Drop for Database {
+    fn drop(&mut self) {
+        // Close connections before a private cluster is stopped under them.
+        self.store.pool().close();
+    }
+}

@@ -3,10 +3,15 @@
 //!
 //! - [`domain`]: pure core: ids, events, commands, course state (decide/evolve).
 //! - [`store`]: the PostgreSQL event store: migrations, append, gap-safe reads, subscription.
+//! - [`llm`]: the language model: OpenAI-compatible client and offline generator.
+//! - [`actors`]: the scheduler and one course actor per in-flight course.
+//! - [`app`]: `coursegen serve`: everything started, stopped cleanly on a signal.
 //! - [`config`]: typed settings from the environment and CLI flags.
 //! - [`cli`]: the command-line interface.
 //! - [`bench`]: benchmarks run with `coursegen bench`.
 
+pub mod actors;
+pub mod app;
 pub mod bench;
 pub mod cli;
 pub mod config;

@@ -16,10 +16,16 @@ pub struct Migration {
 }
 
 /// Every migration, in the order they apply.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    name: "schema/0001_events.sql",
-    sql: include_str!("../../schema/0001_events.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        name: "schema/0001_events.sql",
+        sql: include_str!("../../schema/0001_events.sql"),
+    },
+    Migration {
+        name: "schema/0002_course_work.sql",
+        sql: include_str!("../../schema/0002_course_work.sql"),
+    },
+];
 
 /// Arbitrary key of the migration advisory lock.
 const MIGRATION_LOCK: i64 = 0x636f_7572_7365_6d67;

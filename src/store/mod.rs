@@ -8,11 +8,13 @@
 //! - [`migrate`]: the SQL of `schema/` and `projections/`, applied once.
 //! - [`embedded`]: the private PostgreSQL cluster used when no `DATABASE_URL` is set.
 //! - [`courses`]: the domain's view: load a course, decide a command, append.
+//! - [`work`]: the generation work queue and its leases.
 
 pub mod courses;
 pub mod embedded;
 pub mod migrate;
 pub mod subscription;
+pub mod work;
 
 use std::sync::{Arc, OnceLock};
 

@@ -1,0 +1,290 @@
+//! `CourseActor`: owns one in-flight course. It loads the course's stream,
+//! takes the next missing step (asking the LLM where the step needs it),
+//! appends the result with the version it decided on, and repeats until the
+//! course is READY or FAILED. A step already in the log is never redone, so a
+//! restarted service resumes at the next missing lesson.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use uuid::Uuid;
+
+use crate::domain::{evolve, Command, Course, CourseFailed, NextStep};
+use crate::llm::LlmClient;
+use crate::store::courses::{self, CommandError};
+use crate::store::{EventStore, Metadata, StoreError};
+
+/// Tells the scheduler a course actor stopped.
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "()")]
+pub struct CourseFinished {
+    pub course_id: Uuid,
+}
+
+/// Asks a course actor to stop once its current step is recorded (its lease
+/// was lost, or the service is shutting down).
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "()")]
+pub struct StopAfterStep;
+
+/// Take the next step of generation. Handled atomically: no other message
+/// interleaves with a step, so appends are strictly sequential.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct TakeNextStep;
+
+/// (Re)load the course's stream before the next step.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Reload;
+
+/// Drives one course.
+pub struct CourseActor {
+    id: Uuid,
+    store: EventStore,
+    llm: Arc<dyn LlmClient>,
+    finished: Recipient<CourseFinished>,
+    course: Course,
+    /// A decided-on command not yet appended (an LLM answer kept across a
+    /// conflict or a database outage, so its tokens are not paid twice).
+    pending: Option<Command>,
+    /// Consecutive database failures, for backoff.
+    failures: u32,
+}
+
+impl CourseActor {
+    /// An actor for course `id`; `finished` hears when it stops.
+    pub fn new(
+        id: Uuid,
+        store: EventStore,
+        llm: Arc<dyn LlmClient>,
+        finished: Recipient<CourseFinished>,
+    ) -> Self {
+        Self {
+            id,
+            store,
+            llm,
+            finished,
+            course: Course::default(),
+            pending: None,
+            failures: 0,
+        }
+    }
+
+    fn backoff(&mut self) -> Duration {
+        self.failures += 1;
+        let ms = 100u64.saturating_mul(1 << self.failures.min(8)).min(10_000);
+        Duration::from_millis(ms)
+    }
+}
+
+impl Actor for CourseActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.notify(Reload);
+    }
+
+    fn stopped(&mut self, _: &mut Self::Context) {
+        self.finished.do_send(CourseFinished { course_id: self.id });
+    }
+}
+
+impl Handler<Reload> for CourseActor {
+    type Result = AtomicResponse<Self, ()>;
+
+    fn handle(&mut self, _: Reload, _: &mut Self::Context) -> Self::Result {
+        let (store, id) = (self.store.clone(), self.id);
+        AtomicResponse::new(Box::pin(
+            async move { courses::load(&store, id).await }
+                .into_actor(self)
+                .map(|loaded, act, ctx| match loaded {
+                    Ok((course, _)) => {
+                        act.failures = 0;
+                        act.course = course;
+                        ctx.notify(TakeNextStep);
+                    }
+                    Err(e) => {
+                        let delay = act.backoff();
+                        tracing::warn!(course_id = %act.id, error = %e, ?delay, "could not load course; retrying");
+                        ctx.notify_later(Reload, delay);
+                    }
+                }),
+        ))
+    }
+}
+
+/// What a step came to.
+enum StepOutcome {
+    /// The step is recorded; here is the new state.
+    Recorded(Course),
+    /// Nothing left to do: READY, FAILED, or gone.
+    Done,
+    /// Another writer got in first: reload, then decide `pending` again.
+    Stale(Option<Command>),
+    /// The database failed: keep `pending`, try again after a pause.
+    Unavailable(Option<Command>),
+}
+
+impl Handler<TakeNextStep> for CourseActor {
+    type Result = AtomicResponse<Self, ()>;
+
+    fn handle(&mut self, _: TakeNextStep, _: &mut Self::Context) -> Self::Result {
+        let step = take_step(
+            self.store.clone(),
+            self.llm.clone(),
+            self.id,
+            self.course.clone(),
+            self.pending.take(),
+        );
+        AtomicResponse::new(Box::pin(step.into_actor(self).map(
+            |outcome, act, ctx| match outcome {
+                StepOutcome::Recorded(course) => {
+                    act.failures = 0;
+                    act.course = course;
+                    ctx.notify(TakeNextStep);
+                }
+                StepOutcome::Done => ctx.stop(),
+                StepOutcome::Stale(pending) => {
+                    act.pending = pending;
+                    ctx.notify(Reload);
+                }
+                StepOutcome::Unavailable(pending) => {
+                    act.pending = pending;
+                    let delay = act.backoff();
+                    ctx.notify_later(Reload, delay);
+                }
+            },
+        )))
+    }
+}
+
+impl Handler<StopAfterStep> for CourseActor {
+    type Result = ();
+
+    fn handle(&mut self, _: StopAfterStep, ctx: &mut Self::Context) {
+        // Steps are atomic responses: none is running while this is handled.
+        ctx.stop();
+    }
+}
+
+/// Decides the next step's command (calling the LLM if the step needs it)
+/// and appends its events.
+async fn take_step(
+    store: EventStore,
+    llm: Arc<dyn LlmClient>,
+    id: Uuid,
+    course: Course,
+    pending: Option<Command>,
+) -> StepOutcome {
+    let command = match pending {
+        Some(command) => command,
+        None => match next_command(&*llm, &course).await {
+            Some(command) => command,
+            None => return StepOutcome::Done,
+        },
+    };
+    let metadata = Metadata {
+        producer: Some("course-actor".into()),
+        request_id: course.request.as_ref().map(|r| r.request_id),
+        user_id: course.request.as_ref().map(|r| r.user_id),
+        ..Metadata::default()
+    };
+    match courses::execute_on(&store, id, &course, command.clone(), &metadata).await {
+        Ok((events, _)) => {
+            let course = events.iter().fold(course, evolve);
+            log_progress(id, &course);
+            StepOutcome::Recorded(course)
+        }
+        Err(CommandError::Store(StoreError::Conflict { .. })) => StepOutcome::Stale(Some(command)),
+        Err(CommandError::Store(e)) => {
+            tracing::warn!(course_id = %id, error = %e, "could not record a step; will retry");
+            StepOutcome::Unavailable(Some(command))
+        }
+        Err(CommandError::Rejected(rule)) => {
+            // Our state may be stale (someone else appended): check the log.
+            match courses::load(&store, id).await {
+                Ok((fresh, _)) if fresh.version != course.version => {
+                    StepOutcome::Stale(Some(command))
+                }
+                Ok(_) => match command {
+                    Command::Fail(_) => StepOutcome::Done,
+                    _ => {
+                        tracing::warn!(course_id = %id, %rule, "the course refused the model's answer");
+                        StepOutcome::Stale(Some(Command::Fail(CourseFailed {
+                            step: step_name(course.next_step()),
+                            error: format!("the model's answer was refused: {rule}"),
+                            retryable: true,
+                        })))
+                    }
+                },
+                Err(e) => {
+                    tracing::warn!(course_id = %id, error = %e, "could not reload the course");
+                    StepOutcome::Unavailable(Some(command))
+                }
+            }
+        }
+    }
+}
+
+/// The command for the course's next missing step, or `None` when none is left.
+async fn next_command(llm: &dyn LlmClient, course: &Course) -> Option<Command> {
+    let step = course.next_step();
+    let request = course.request.as_ref()?;
+    let failed = |e: crate::llm::LlmError| {
+        Command::Fail(CourseFailed {
+            step: step_name(step),
+            error: e.to_string(),
+            retryable: e.retryable(),
+        })
+    };
+    Some(match step {
+        NextStep::Nothing => return None,
+        NextStep::Start => Command::StartGeneration {
+            model: llm.model().to_owned(),
+        },
+        NextStep::Outline => match llm.outline(request).await {
+            Ok(outline) => Command::RecordOutline(outline),
+            Err(e) => failed(e),
+        },
+        NextStep::Lesson(n) => {
+            let outline = course.outline.as_ref()?;
+            match llm.lesson(request, outline, n).await {
+                Ok(lesson) => Command::RecordLesson(lesson),
+                Err(e) => failed(e),
+            }
+        }
+        NextStep::Complete => Command::Complete,
+    })
+}
+
+fn step_name(step: NextStep) -> String {
+    match step {
+        NextStep::Start => "start".into(),
+        NextStep::Outline => "outline".into(),
+        NextStep::Lesson(n) => format!("lesson {n}"),
+        NextStep::Complete => "completion".into(),
+        NextStep::Nothing => "none".into(),
+    }
+}
+
+fn log_progress(id: Uuid, course: &Course) {
+    match course.status {
+        Some(crate::domain::CourseStatus::Ready) => tracing::info!(course_id = %id, "course ready"),
+        Some(crate::domain::CourseStatus::Failed) => {
+            let error = course
+                .failure
+                .as_ref()
+                .map(|f| f.error.as_str())
+                .unwrap_or("");
+            tracing::warn!(course_id = %id, error, "course failed");
+        }
+        _ => tracing::debug!(
+            course_id = %id,
+            lessons = course.lessons_done.len(),
+            of = course.planned_lessons(),
+            "step recorded"
+        ),
+    }
+}

@@ -1,0 +1,91 @@
+//! The running service: `Application::build` starts everything `coursegen
+//! serve` runs (store subscription, scheduler and course actors);
+//! `run_until_stopped` waits for SIGINT/SIGTERM and shuts down cleanly.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use clap::Args;
+
+use crate::actors::scheduler::{self, Scheduler, SchedulerSettings};
+use crate::llm::{self, LlmClient, LlmSettings};
+use crate::store::subscription::Notifier;
+use crate::store::work::WorkQueue;
+use crate::store::EventStore;
+
+/// Options of `coursegen serve`.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub llm: LlmSettings,
+
+    #[command(flatten)]
+    pub scheduler: SchedulerSettings,
+
+    /// Seconds to let in-flight steps finish on shutdown before leaving them
+    /// to be resumed by the next start (or another instance).
+    #[arg(long, env = "SHUTDOWN_GRACE_SECS", default_value_t = 30.0)]
+    pub shutdown_grace_secs: f64,
+}
+
+/// Everything `serve` runs, started.
+pub struct Application {
+    scheduler: Addr<Scheduler>,
+    queue: WorkQueue,
+    grace: Duration,
+    _notifier: Notifier,
+}
+
+impl Application {
+    /// Starts the service on `store` with the LLM the settings name.
+    /// Must run inside an actix `System`.
+    ///
+    /// # Errors
+    /// Unusable LLM settings.
+    pub fn build(store: EventStore, args: &ServeArgs) -> anyhow::Result<Self> {
+        let llm = llm::client_from_settings(&args.llm)?;
+        tracing::info!(provider = ?args.llm.provider(), model = llm.model(), "language model");
+        Ok(Self::with_llm(store, llm, args))
+    }
+
+    /// Starts the service with a given LLM client (tests, benchmarks).
+    pub fn with_llm(store: EventStore, llm: Arc<dyn LlmClient>, args: &ServeArgs) -> Self {
+        let notifier = Notifier::start(store.config().clone());
+        let scheduler = Scheduler::new(
+            store,
+            llm,
+            Some(notifier.wakeups()),
+            &args.scheduler,
+            args.llm.llm_max_concurrency.saturating_mul(2),
+        );
+        let queue = scheduler.queue();
+        Self {
+            scheduler: scheduler.start(),
+            queue,
+            grace: Duration::from_secs_f64(args.shutdown_grace_secs.max(0.0)),
+            _notifier: notifier,
+        }
+    }
+
+    /// Runs until SIGINT or SIGTERM, then stops cleanly.
+    ///
+    /// # Errors
+    /// Signal handlers that cannot be installed.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
+            _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+        }
+        self.stop().await;
+        Ok(())
+    }
+
+    /// Stops taking work, lets in-flight steps finish (within the grace
+    /// period) and releases this instance's leases.
+    pub async fn stop(self) {
+        scheduler::shutdown(&self.scheduler, &self.queue, self.grace).await;
+        tracing::info!("stopped");
+    }
+}
