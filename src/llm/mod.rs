@@ -352,6 +352,29 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn concurrency_is_capped() {
+        let s = LlmSettings {
+            llm_max_concurrency: 1,
+            offline_latency_ms: 100,
+            ..settings()
+        };
+        let client = client_from_settings(&s).unwrap();
+        let course = CourseRequested {
+            request_id: uuid::Uuid::nil(),
+            user_id: uuid::Uuid::nil(),
+            topic: "Tides".into(),
+            grade_level: None,
+            num_lessons: 1,
+            language: "en".into(),
+            source_filter: None,
+        };
+        let started = std::time::Instant::now();
+        let (a, b) = tokio::join!(client.outline(&course), client.outline(&course));
+        assert_eq!(a.unwrap(), b.unwrap());
+        assert!(started.elapsed() >= Duration::from_millis(200));
+    }
+
     #[test]
     fn only_transient_errors_are_retryable() {
         let timeout = LlmError::Timeout {
