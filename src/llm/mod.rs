@@ -47,7 +47,7 @@ pub enum Provider {
 }
 
 /// How to reach the language model.
-#[derive(Debug, Clone, Args)]
+#[derive(Clone, Args)]
 pub struct LlmSettings {
     /// Generator of course content. Default: openai when OPENAI_API_KEY is
     /// set, else offline.
@@ -82,6 +82,25 @@ pub struct LlmSettings {
     /// Simulated latency of each offline call, in milliseconds (for benchmarks).
     #[arg(long, env = "OFFLINE_LATENCY_MS", default_value_t = 0, global = true)]
     pub offline_latency_ms: u64,
+}
+
+/// Settings end up in logs; the API key must not.
+impl std::fmt::Debug for LlmSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LlmSettings")
+            .field("llm_provider", &self.llm_provider)
+            .field("openai_base_url", &self.openai_base_url)
+            .field(
+                "openai_api_key",
+                &self.openai_api_key.as_ref().map(|_| "<hidden>"),
+            )
+            .field("llm_model", &self.llm_model)
+            .field("llm_max_concurrency", &self.llm_max_concurrency)
+            .field("llm_timeout_secs", &self.llm_timeout_secs)
+            .field("llm_max_retries", &self.llm_max_retries)
+            .field("offline_latency_ms", &self.offline_latency_ms)
+            .finish()
+    }
 }
 
 impl LlmSettings {
@@ -265,7 +284,7 @@ impl LlmClient for Limited {
 
 #[cfg(test)]
 mod tests {
-    use clap::Parser;
+    use clap::{CommandFactory, Parser};
 
     use super::*;
 
@@ -275,35 +294,85 @@ mod tests {
         llm: LlmSettings,
     }
 
-    fn parse(args: &[&str]) -> LlmSettings {
-        let mut argv = vec!["test"];
-        argv.extend_from_slice(args);
-        Cli::parse_from(argv).llm
+    /// The defaults of DESIGN.md, built by hand so that the environment of
+    /// the test run (an exported OPENAI_API_KEY, say) cannot change them.
+    fn settings() -> LlmSettings {
+        LlmSettings {
+            llm_provider: None,
+            openai_base_url: DEFAULT_BASE_URL.into(),
+            openai_api_key: None,
+            llm_model: None,
+            llm_max_concurrency: 16,
+            llm_timeout_secs: 120,
+            llm_max_retries: 5,
+            offline_latency_ms: 0,
+        }
+    }
+
+    #[test]
+    fn settings_are_a_valid_clap_definition() {
+        Cli::command().debug_assert();
     }
 
     #[test]
     fn provider_defaults_to_openai_only_with_a_key() {
-        let with_key = parse(&["--openai-api-key", "sk-test"]);
+        assert_eq!(settings().provider(), Provider::Offline);
+        assert_eq!(settings().model(), "offline");
+        let with_key = LlmSettings {
+            openai_api_key: Some("sk-test".into()),
+            ..settings()
+        };
         assert_eq!(with_key.provider(), Provider::Openai);
         assert_eq!(with_key.model(), DEFAULT_OPENAI_MODEL);
-        let explicit = parse(&["--openai-api-key", "sk-test", "--llm-provider", "offline"]);
+        let explicit = LlmSettings {
+            llm_provider: Some(Provider::Offline),
+            ..with_key.clone()
+        };
         assert_eq!(explicit.provider(), Provider::Offline);
         assert_eq!(explicit.model(), "offline");
+        assert!(!format!("{with_key:?}").contains("sk-test"));
     }
 
     #[test]
     fn openai_without_key_needs_a_local_server() {
-        let s = parse(&["--llm-provider", "openai"]);
-        assert!(client_from_settings(&s).is_err());
-        let local = parse(&[
-            "--llm-provider",
-            "openai",
-            "--openai-base-url",
-            "http://127.0.0.1:11434/v1",
-            "--llm-model",
-            "llama3.1",
-        ]);
+        let openai = LlmSettings {
+            llm_provider: Some(Provider::Openai),
+            ..settings()
+        };
+        assert!(client_from_settings(&openai).is_err());
+        let local = LlmSettings {
+            openai_base_url: "http://127.0.0.1:11434/v1".into(),
+            llm_model: Some("llama3.1".into()),
+            ..openai
+        };
         assert_eq!(client_from_settings(&local).unwrap().model(), "llama3.1");
+        assert_eq!(
+            client_from_settings(&settings()).unwrap().model(),
+            "offline"
+        );
+    }
+
+    #[tokio::test]
+    async fn concurrency_is_capped() {
+        let s = LlmSettings {
+            llm_max_concurrency: 1,
+            offline_latency_ms: 100,
+            ..settings()
+        };
+        let client = client_from_settings(&s).unwrap();
+        let course = CourseRequested {
+            request_id: uuid::Uuid::nil(),
+            user_id: uuid::Uuid::nil(),
+            topic: "Tides".into(),
+            grade_level: None,
+            num_lessons: 1,
+            language: "en".into(),
+            source_filter: None,
+        };
+        let started = std::time::Instant::now();
+        let (a, b) = tokio::join!(client.outline(&course), client.outline(&course));
+        assert_eq!(a.unwrap(), b.unwrap());
+        assert!(started.elapsed() >= Duration::from_millis(200));
     }
 
     #[test]

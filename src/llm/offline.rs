@@ -118,10 +118,11 @@ impl Audience {
         }
     }
 
-    fn describe(self, course: &CourseRequested) -> String {
-        match (&course.grade_level, self) {
-            (Some(grade), _) => format!("learners at the level \"{grade}\""),
-            (None, _) => "curious adults starting from scratch".to_owned(),
+    /// Who the course is for, in words.
+    fn describe(course: &CourseRequested) -> String {
+        match &course.grade_level {
+            Some(grade) => format!("learners at the level \"{grade}\""),
+            None => "curious adults starting from scratch".to_owned(),
         }
     }
 
@@ -395,7 +396,7 @@ pub fn outline(course: &CourseRequested) -> OutlineGenerated {
         titles[(stable_hash(topic) % titles.len() as u64) as usize],
         topic,
     );
-    let audience = Audience::of(course).describe(course);
+    let audience = Audience::describe(course);
     let description = format!(
         "A {n}-lesson course on {topic} for {audience}. It starts with what {topic} is and \
          why it matters, then builds step by step towards using it with confidence{}. \
@@ -729,7 +730,7 @@ pub fn lesson(
         "# Lesson {number}: {}\n\n*{}, lesson {number} of {total}, for {}.*\n",
         plan.title,
         outline.title,
-        audience.describe(course)
+        Audience::describe(course)
     );
     for s in &sections {
         let _ = write!(content_md, "\n## {}\n\n{}\n", s.heading, s.body);
@@ -885,4 +886,52 @@ fn sources(course: &CourseRequested, outline: &OutlineGenerated, number: u32) ->
         },
         notes,
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use uuid::Uuid;
+
+    use super::*;
+
+    fn course(topic: &str, grade: Option<&str>) -> CourseRequested {
+        CourseRequested {
+            request_id: Uuid::nil(),
+            user_id: Uuid::nil(),
+            topic: topic.into(),
+            grade_level: grade.map(Into::into),
+            num_lessons: 3,
+            language: "en".into(),
+            source_filter: None,
+        }
+    }
+
+    #[test]
+    fn grade_level_sets_the_audience() {
+        let of = |grade| Audience::of(&course("x", grade));
+        assert_eq!(of(Some("Grade 3")), Audience::Children);
+        assert_eq!(of(Some("7th grade")), Audience::Teens);
+        assert_eq!(of(Some("high school")), Audience::Teens);
+        assert_eq!(of(Some("University")), Audience::Advanced);
+        assert_eq!(of(None), Audience::Adults);
+    }
+
+    #[test]
+    fn technical_topics_are_recognised() {
+        assert!(is_technical("Rust ownership"));
+        assert!(is_technical("Intro to machine learning"));
+        assert!(is_technical("SQL joins"));
+        assert!(!is_technical("Photosynthesis"));
+        assert!(!is_technical("Trustworthy journalism"));
+    }
+
+    #[test]
+    fn source_filter_replaces_outside_sources() {
+        let mut c = course("Bacteria", None);
+        c.source_filter = Some("microbiology/".into());
+        let o = outline(&c);
+        let sources = sources(&c, &o, 1);
+        assert!(sources.iter().all(|s| s.url.is_none()));
+        assert!(sources[0].title.contains("microbiology/"));
+    }
 }

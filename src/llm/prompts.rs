@@ -142,11 +142,9 @@ pub fn outline(course: &CourseRequested) -> Prompt {
     Prompt { system, user }
 }
 
-/// The prompt asking for lesson `number` of `outline`.
-///
-/// # Panics
-/// Never: a number missing from the outline yields a prompt for an untitled
-/// lesson, which validation then rejects.
+/// The prompt asking for lesson `number` of `outline`, with the whole plan
+/// so that the lesson connects to its neighbours. (A number missing from the
+/// outline yields a prompt without a lesson plan; validation rejects the answer.)
 pub fn lesson(course: &CourseRequested, outline: &OutlineGenerated, number: u32) -> Prompt {
     let system = format!(
         "You are an expert teacher writing one lesson of an online course. You explain \

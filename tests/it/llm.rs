@@ -655,3 +655,32 @@ async fn offline_latency_is_simulated() {
     offline.outline(&course(1)).await.unwrap();
     assert!(started.elapsed() >= Duration::from_millis(200));
 }
+
+#[tokio::test]
+async fn unreachable_server_fails_as_a_retryable_connection_error() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let client = OpenAiClient::new(OpenAiConfig {
+        base_url: format!("http://127.0.0.1:{port}/v1"),
+        api_key: None,
+        model: MODEL.into(),
+        timeout: Duration::from_millis(500),
+        retry: RetryPolicy {
+            max_retries: 2,
+            base_delay: Duration::from_millis(5),
+            max_delay: Duration::from_millis(20),
+        },
+    })
+    .unwrap();
+
+    let err = client.outline(&course(2)).await.unwrap_err();
+
+    assert!(
+        matches!(err, LlmError::Connection { attempts: 3, .. }),
+        "{err:?}"
+    );
+    assert!(err.retryable());
+}
