@@ -53,6 +53,11 @@ impl TestDb {
         }
     }
 
+    /// A connection string for this database (for a `coursegen` subprocess).
+    pub fn url(&self) -> String {
+        format!("{} dbname={}", admin_url(), self.name)
+    }
+
     /// A plain client on this database (for raw SQL in assertions).
     pub async fn client(&self) -> deadpool_postgres::Object {
         self.store.pool().get().await.expect("connection")
@@ -82,5 +87,24 @@ impl Drop for TestDb {
         if !matches!(dropped, Ok(Ok(()))) {
             eprintln!("could not drop test database {}: {dropped:?}", self.name);
         }
+    }
+}
+
+/// Polls `check` every 50 ms until it returns `Some`, or panics after `timeout`.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: std::time::Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }

@@ -1,5 +1,7 @@
 //! Integration tests: one binary, real PostgreSQL, one database per test.
 
+mod fake_llm;
+mod generation;
 mod helpers;
 mod llm;
 mod store;

@@ -1,0 +1,229 @@
+//! A fake OpenAI-compatible server for generation tests: a wiremock server on
+//! `/v1/chat/completions` that reads each request like a model would (which
+//! course, outline or which lesson) and answers with a valid structured
+//! answer, after an optional delay, unless a scripted failure comes first.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
+
+/// What a request asked for.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Asked {
+    Outline { topic: String },
+    Lesson { topic: String, number: u32 },
+}
+
+/// Shared record of what the fake saw.
+#[derive(Default)]
+pub struct Seen {
+    pub asked: Vec<(Instant, Asked)>,
+}
+
+/// Behaviour of the fake.
+#[derive(Clone, Default)]
+pub struct Script {
+    /// Served, in order, to the first requests instead of an answer.
+    pub first: Vec<ResponseTemplate>,
+    /// Served to every request instead of an answer (after `first`).
+    pub always: Option<ResponseTemplate>,
+    /// Delay of every answer.
+    pub delay: Duration,
+    /// Extra delay for these lesson numbers.
+    pub slow_lessons: HashMap<u32, Duration>,
+    /// Lesson numbers that always get this response instead of an answer.
+    pub failing_lessons: HashMap<u32, ResponseTemplate>,
+}
+
+struct Responder {
+    script: Script,
+    seen: Arc<Mutex<Seen>>,
+}
+
+/// The running fake.
+pub struct FakeLlm {
+    pub server: MockServer,
+    pub seen: Arc<Mutex<Seen>>,
+}
+
+impl FakeLlm {
+    /// Starts a fake following `script`.
+    pub async fn start(script: Script) -> Self {
+        let server = MockServer::start().await;
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        Mock::given(method("POST"))
+            .and(path("/v1/chat/completions"))
+            .respond_with(Responder {
+                script,
+                seen: seen.clone(),
+            })
+            .mount(&server)
+            .await;
+        Self { server, seen }
+    }
+
+    /// Base URL to configure as OPENAI_BASE_URL.
+    pub fn base_url(&self) -> String {
+        format!("{}/v1", self.server.uri())
+    }
+
+    /// How often each thing was asked.
+    pub fn counts(&self) -> HashMap<Asked, usize> {
+        let mut counts = HashMap::new();
+        for (_, asked) in &self.seen.lock().unwrap().asked {
+            *counts.entry(asked.clone()).or_default() += 1;
+        }
+        counts
+    }
+
+    /// Requests received so far.
+    pub fn requests(&self) -> usize {
+        self.seen.lock().unwrap().asked.len()
+    }
+
+    /// Arrival times of the requests.
+    pub fn arrivals(&self) -> Vec<Instant> {
+        self.seen
+            .lock()
+            .unwrap()
+            .asked
+            .iter()
+            .map(|(t, _)| *t)
+            .collect()
+    }
+}
+
+impl Respond for Responder {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        let body: Value = serde_json::from_slice(&request.body).expect("JSON request");
+        let asked = read_request(&body);
+        let index = {
+            let mut seen = self.seen.lock().unwrap();
+            seen.asked.push((Instant::now(), asked.clone()));
+            seen.asked.len() - 1
+        };
+        if let Some(r) = self.script.first.get(index) {
+            return r.clone();
+        }
+        if let Some(r) = &self.script.always {
+            return r.clone();
+        }
+        let (content, extra) = match &asked {
+            Asked::Outline { topic } => {
+                (outline_answer(topic, lesson_count(&body)), Duration::ZERO)
+            }
+            Asked::Lesson { number, .. } => {
+                if let Some(r) = self.script.failing_lessons.get(number) {
+                    return r.clone();
+                }
+                let extra = self
+                    .script
+                    .slow_lessons
+                    .get(number)
+                    .copied()
+                    .unwrap_or_default();
+                (lesson_answer(*number), extra)
+            }
+        };
+        completion(&content).set_delay(self.script.delay + extra)
+    }
+}
+
+fn user_message(body: &Value) -> &str {
+    body["messages"]
+        .as_array()
+        .and_then(|m| m.iter().find(|m| m["role"] == "user"))
+        .and_then(|m| m["content"].as_str())
+        .unwrap_or("")
+}
+
+fn line_after<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {
+    text.lines().find_map(|l| l.strip_prefix(prefix))
+}
+
+fn read_request(body: &Value) -> Asked {
+    let user = user_message(body);
+    let schema = body["response_format"]["json_schema"]["name"]
+        .as_str()
+        .unwrap_or("");
+    if schema.contains("outline") {
+        let topic = line_after(user, "Plan a course on: ")
+            .unwrap_or("")
+            .trim()
+            .to_owned();
+        Asked::Outline { topic }
+    } else {
+        let topic = line_after(user, "Topic: ").unwrap_or("").trim().to_owned();
+        let number = line_after(user, "Write lesson ")
+            .and_then(|l| l.trim_end_matches('.').parse().ok())
+            .expect("lesson number in the prompt");
+        Asked::Lesson { topic, number }
+    }
+}
+
+fn lesson_count(body: &Value) -> u32 {
+    line_after(user_message(body), "Number of lessons: exactly ")
+        .and_then(|l| l.trim_end_matches('.').parse().ok())
+        .expect("lesson count in the prompt")
+}
+
+/// A chat completion as OpenAI sends it.
+pub fn completion(content: &str) -> ResponseTemplate {
+    ResponseTemplate::new(200).set_body_json(json!({
+        "id": "chatcmpl-test",
+        "object": "chat.completion",
+        "created": 1_700_000_000,
+        "model": "gpt-test",
+        "choices": [{
+            "index": 0,
+            "message": { "role": "assistant", "content": content },
+            "finish_reason": "stop"
+        }],
+        "usage": { "prompt_tokens": 100, "completion_tokens": 50, "total_tokens": 150 }
+    }))
+}
+
+/// An OpenAI-style error response.
+pub fn error(status: u16, code: &str) -> ResponseTemplate {
+    ResponseTemplate::new(status).set_body_json(json!({
+        "error": { "message": format!("fake {code}"), "type": code, "param": null, "code": code }
+    }))
+}
+
+fn outline_answer(topic: &str, lessons: u32) -> String {
+    json!({
+        "title": format!("All about {topic}"),
+        "description": format!("A course on {topic}."),
+        "lessons": (1..=lessons).map(|n| json!({
+            "number": n,
+            "title": format!("{topic}, part {n}"),
+            "concepts": ["first idea", "second idea"],
+            "objectives": ["Explain the first idea"]
+        })).collect::<Vec<_>>()
+    })
+    .to_string()
+}
+
+fn lesson_answer(number: u32) -> String {
+    let question = |q: &str| {
+        json!({
+            "question": q,
+            "options": ["A", "B", "C"],
+            "answer_index": 1,
+            "explanation": "B is right."
+        })
+    };
+    json!({
+        "number": number,
+        "title": format!("Lesson {number}"),
+        "content_md": format!("# Lesson {number}\n\n## Idea\n\nSome teaching."),
+        "sections": [{ "heading": "Idea", "body": "Some teaching." }],
+        "quiz": [question("One?"), question("Two?"), question("Three?")],
+        "sources": [{ "title": "A textbook", "url": null }]
+    })
+    .to_string()
+}
