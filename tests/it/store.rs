@@ -368,3 +368,57 @@ async fn a_tailing_reader_sees_every_committed_event_exactly_once() {
     );
     assert!(committed.len() > WRITERS * PER_WRITER / 2);
 }
+
+#[tokio::test]
+async fn a_subscriber_is_woken_again_after_its_listen_connection_is_killed() {
+    let db = TestDb::new().await;
+    let notifier = Notifier::start(db.config.clone());
+    let mut sub = Subscription::new(
+        db.store.clone(),
+        &notifier,
+        Position::START,
+        SubscriptionOptions {
+            poll_interval: Duration::from_secs(3600),
+            batch_size: 10,
+        },
+    );
+    let client = db.client().await;
+    let listening = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'LISTEN%'";
+    crate::helpers::eventually("the LISTEN connection", Duration::from_secs(10), || async {
+        let n: i64 = client.query_one(listening, &[]).await.unwrap().get(0);
+        (n == 1).then_some(())
+    })
+    .await;
+    client
+        .execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+             WHERE datname = current_database() AND query LIKE 'LISTEN%'",
+            &[],
+        )
+        .await
+        .unwrap();
+    // The listener reconnects...
+    crate::helpers::eventually(
+        "the LISTEN connection to come back",
+        Duration::from_secs(10),
+        || async {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let n: i64 = client.query_one(listening, &[]).await.unwrap().get(0);
+            (n == 1).then_some(())
+        },
+    )
+    .await;
+    // ... and an append after that still wakes the hour-long poll at once.
+    let reader = tokio::spawn(async move { sub.next_batch().await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    db.store
+        .append(Uuid::new_v4(), 0, &[event(1)], &meta())
+        .await
+        .unwrap();
+    let batch = tokio::time::timeout(Duration::from_secs(10), reader)
+        .await
+        .expect("woken by NOTIFY over the new connection")
+        .unwrap()
+        .unwrap();
+    assert_eq!(batch.len(), 1);
+}
