@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use coursegen::domain::{CourseRequest, RawCourseRequest};
 use coursegen::store::courses::{self, Submitted};
@@ -328,12 +328,16 @@ async fn a_tailing_reader_sees_every_committed_event_exactly_once() {
         })
         .collect();
 
+    let writers_done = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let reader = {
-        let db = db.clone();
+        let (db, committed, writers_done) = (db.clone(), committed.clone(), writers_done.clone());
         tokio::spawn(async move {
             let mut seen = Vec::new();
             let mut checkpoint = Position::START;
-            let mut idle_rounds_after_writers = 0;
+            // Events become readable only once every older transaction in the
+            // cluster ended (other tests' too), so allow time; a skipped event
+            // is never seen and ends the wait at the deadline.
+            let mut deadline = None;
             loop {
                 let batch = db.store.read_all_after(checkpoint, 7).await.unwrap();
                 if let Some(last) = batch.last() {
@@ -342,10 +346,16 @@ async fn a_tailing_reader_sees_every_committed_event_exactly_once() {
                 let empty = batch.is_empty();
                 seen.extend(batch.into_iter().map(|e| e.global_position));
                 if empty {
-                    if Arc::strong_count(&db) == 2 {
-                        // Only the test and this reader hold the db: writers are done.
-                        idle_rounds_after_writers += 1;
-                        if idle_rounds_after_writers > 20 {
+                    if writers_done.load(std::sync::atomic::Ordering::SeqCst) {
+                        let deadline = *deadline
+                            .get_or_insert_with(|| Instant::now() + Duration::from_secs(20));
+                        if seen.len() >= committed.lock().unwrap().len()
+                            || Instant::now() > deadline
+                        {
+                            // One more read: nothing beyond the committed set may appear.
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                            let extra = db.store.read_all_after(checkpoint, 1000).await.unwrap();
+                            seen.extend(extra.into_iter().map(|e| e.global_position));
                             return seen;
                         }
                     }
@@ -357,6 +367,7 @@ async fn a_tailing_reader_sees_every_committed_event_exactly_once() {
     for w in writers {
         w.await.unwrap();
     }
+    writers_done.store(true, std::sync::atomic::Ordering::SeqCst);
     let seen = reader.await.unwrap();
     let committed = committed.lock().unwrap().clone();
 
