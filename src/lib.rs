@@ -3,6 +3,7 @@
 //!
 //! - [`domain`]: pure core: ids, events, commands, course state (decide/evolve).
 //! - [`store`]: the PostgreSQL event store: migrations, append, gap-safe reads, subscription.
+//! - [`projections`]: read models built from the log: runners (checkpoint, lock, lag), replay.
 //! - [`config`]: typed settings from the environment and CLI flags.
 //! - [`cli`]: the command-line interface.
 //! - [`bench`]: benchmarks run with `coursegen bench`.
@@ -12,5 +13,6 @@ pub mod cli;
 pub mod config;
 pub mod database;
 pub mod domain;
+pub mod projections;
 pub mod store;
 pub mod telemetry;

@@ -16,10 +16,24 @@ pub struct Migration {
 }
 
 /// Every migration, in the order they apply.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    name: "schema/0001_events.sql",
-    sql: include_str!("../../schema/0001_events.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        name: "schema/0001_events.sql",
+        sql: include_str!("../../schema/0001_events.sql"),
+    },
+    Migration {
+        name: "projections/0001_checkpoints.sql",
+        sql: include_str!("../../projections/0001_checkpoints.sql"),
+    },
+    Migration {
+        name: "projections/0002_courses.sql",
+        sql: include_str!("../../projections/0002_courses.sql"),
+    },
+    Migration {
+        name: "projections/0003_course_summary.sql",
+        sql: include_str!("../../projections/0003_course_summary.sql"),
+    },
+];
 
 /// Arbitrary key of the migration advisory lock.
 const MIGRATION_LOCK: i64 = 0x636f_7572_7365_6d67;
