@@ -3,12 +3,14 @@
 use std::io::Write;
 use std::process::ExitCode;
 
+use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use uuid::Uuid;
 
 use crate::config::{DatabaseSettings, LogSettings};
 use crate::database::Database;
 use crate::domain::{CourseEvent, CourseRequest, RawCourseRequest};
+use crate::projections::{replay, Projection};
 use crate::store::courses::{self, Submitted};
 use crate::store::{Metadata, RecordedEvent};
 
@@ -47,6 +49,9 @@ pub enum Commands {
     Submit(SubmitArgs),
     /// Show a course's history: every event of its stream, oldest first.
     Events(EventsArgs),
+    /// Rebuild projections from the whole log into fresh tables, then swap
+    /// them in atomically; queries keep being answered meanwhile.
+    Replay(ReplayArgs),
     /// Measure performance against the configured PostgreSQL (in a scratch database).
     #[command(subcommand)]
     Bench(crate::bench::BenchCommand),
@@ -79,6 +84,18 @@ pub struct SubmitArgs {
     pub source_filter: Option<String>,
 }
 
+/// Which projections to rebuild.
+#[derive(Debug, Args)]
+#[group(multiple = false)]
+pub struct ReplayArgs {
+    /// The projection to rebuild: courses or course_summary.
+    #[arg(long)]
+    pub projection: Option<String>,
+    /// Rebuild every projection (the default).
+    #[arg(long)]
+    pub all: bool,
+}
+
 /// Which course's history to show.
 #[derive(Debug, Args)]
 pub struct EventsArgs {
@@ -102,6 +119,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Commands::Submit(args) => submit(&cli.database, args).await,
         Commands::Events(args) => events(&cli.database, args).await,
+        Commands::Replay(args) => replay(&cli.database, args).await,
         Commands::Bench(cmd) => crate::bench::run(&cli.database, cmd).await,
     }
 }
@@ -129,6 +147,28 @@ async fn submit(settings: &DatabaseSettings, args: SubmitArgs) -> anyhow::Result
         }
     }
     println!("{id}");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn replay(settings: &DatabaseSettings, args: ReplayArgs) -> anyhow::Result<ExitCode> {
+    let projections = match &args.projection {
+        Some(name) => vec![Projection::parse(name)?],
+        None => Projection::ALL.to_vec(),
+    };
+    let db = Database::open(settings).await?;
+    for p in projections {
+        let report = replay::replay(&db.store, p, true)
+            .await
+            .with_context(|| format!("replaying {p}"))?;
+        eprintln!(
+            "{p}: {} events in {:.1} s ({:.0} events/s), checkpoint {}/{}",
+            report.events,
+            report.elapsed.as_secs_f64(),
+            report.events as f64 / report.elapsed.as_secs_f64().max(1e-9),
+            report.checkpoint.transaction_id,
+            report.checkpoint.global_position
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -1,4 +1,5 @@
 //! Integration tests: one binary, real PostgreSQL, one database per test.
 
 mod helpers;
+mod projections;
 mod store;
