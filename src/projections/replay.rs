@@ -160,8 +160,11 @@ async fn rebuild(
     });
     let mut position = Position::START;
     let mut events = 0u64;
+    let mut waited = Instant::now();
     while let Some(batch) = rx.recv().await {
         let batch = batch?;
+        let wait = waited.elapsed();
+        let applying = Instant::now();
         let t = conn.transaction().await?;
         projection
             .apply(&t, NEXT, &batch)
@@ -171,6 +174,14 @@ async fn rebuild(
         position = batch.last().map(|d| d.position).unwrap_or(position);
         events += batch.len() as u64;
         bar.inc(batch.len() as u64);
+        tracing::debug!(
+            projection = %projection,
+            events = batch.len(),
+            waited_ms = wait.as_millis() as u64,
+            applied_ms = applying.elapsed().as_millis() as u64,
+            "replayed a batch"
+        );
+        waited = Instant::now();
     }
     reader.await.expect("reader does not panic");
     Ok((position, events))
