@@ -471,59 +471,6 @@ impl Projections {
     }
 }
 
-/// A boxed statement parameter.
-pub(crate) type Param = Box<dyn tokio_postgres::types::ToSql + Sync + Send>;
-
-/// One statement to run for one event.
-pub(crate) struct Op {
-    /// Index into the projector's statement list.
-    pub statement: usize,
-    pub params: Vec<Param>,
-    pub position: Position,
-}
-
-/// Statements in flight at once: `try_join_all` polls up to 30 futures in
-/// order, so they reach the server in the order they were planned.
-const PIPELINE_DEPTH: usize = 30;
-
-/// Runs `ops` in order, pipelined, inside `tx`; `statements` are the SQL
-/// texts the ops index (prepared once per connection).
-pub(crate) async fn run_ops(
-    tx: &deadpool_postgres::Transaction<'_>,
-    statements: &[String],
-    ops: &[Op],
-) -> Result<(), ApplyError> {
-    let Some(first) = ops.first() else {
-        return Ok(());
-    };
-    let mut prepared: Vec<Option<tokio_postgres::Statement>> = vec![None; statements.len()];
-    for op in ops {
-        if prepared[op.statement].is_none() {
-            let stmt = tx
-                .prepare_cached(&statements[op.statement])
-                .await
-                .map_err(|e| ApplyError::from_db(first.position, e))?;
-            prepared[op.statement] = Some(stmt);
-        }
-    }
-    for chunk in ops.chunks(PIPELINE_DEPTH) {
-        let futures = chunk.iter().map(|op| {
-            let stmt = prepared[op.statement].as_ref().expect("prepared above");
-            async move {
-                let params = op
-                    .params
-                    .iter()
-                    .map(|p| p.as_ref() as &(dyn tokio_postgres::types::ToSql + Sync));
-                tx.execute_raw(stmt, params)
-                    .await
-                    .map_err(|e| ApplyError::from_db(op.position, e))
-            }
-        });
-        futures::future::try_join_all(futures).await?;
-    }
-    Ok(())
-}
-
 /// The decoded events to apply, or the first one that cannot be read.
 pub(crate) fn readable(events: &[Decoded]) -> Result<Vec<(&Decoded, &CourseEvent)>, ApplyError> {
     let mut out = Vec::with_capacity(events.len());
