@@ -38,10 +38,13 @@ pub use runner::{ProjectionRunner, RunnerOptions, RunnerState};
 /// Errors of the projection layer.
 #[derive(Debug, thiserror::Error)]
 pub enum ProjectionError {
+    /// Reading the log failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A statement of the projection layer failed.
     #[error("database error: {0}")]
     Database(#[from] tokio_postgres::Error),
+    /// No pooled connection could be had.
     #[error("no database connection: {0}")]
     Pool(#[from] deadpool_postgres::PoolError),
     /// No projection has this name.
