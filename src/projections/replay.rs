@@ -222,11 +222,11 @@ async fn apply_batches(
     bar: Option<ProgressBar>,
 ) -> (Target, Result<(), ProjectionError>) {
     let projection = target.projection;
-    let result = async {
+    // Decoding is CPU work: a stage of its own, off the async workers, so
+    // the next batch decodes while this one is applied.
+    let (decoded_tx, mut decoded_rx) = mpsc::channel::<Vec<Decoded>>(2);
+    let decoder = tokio::spawn(async move {
         while let Some(batch) = rx.recv().await {
-            let started = Instant::now();
-            let events = batch.len();
-            // Decoding is CPU work: keep it off the async workers.
             let decoded = tokio::task::spawn_blocking(move || {
                 batch
                     .iter()
@@ -235,6 +235,15 @@ async fn apply_batches(
             })
             .await
             .expect("decoding does not panic");
+            if decoded_tx.send(decoded).await.is_err() {
+                return;
+            }
+        }
+    });
+    let result = async {
+        while let Some(decoded) = decoded_rx.recv().await {
+            let started = Instant::now();
+            let events = decoded.len();
             let t = target.conn.transaction().await?;
             projection
                 .apply(&t, NEXT, &decoded)
@@ -250,6 +259,8 @@ async fn apply_batches(
         Ok::<(), ProjectionError>(())
     }
     .await;
+    drop(decoded_rx);
+    let _ = decoder.await;
     (target, result)
 }
 
