@@ -91,8 +91,14 @@ struct LessonRow {
 }
 
 struct BodyRow {
-    content_md: String,
-    content_json: Value,
+    /// The event's global position when its payload already has the current
+    /// shape: the server then copies the content straight from the log
+    /// (`payload->>'content_md'`, `payload->'sections'`), the same values the
+    /// decoded event holds, without shipping them back and forth.
+    from_log: Option<i64>,
+    /// The content, for upcast payloads only.
+    content_md: Option<String>,
+    content_json: Option<Value>,
     sources: Value,
     model: String,
     total_tokens: i64,
@@ -244,13 +250,28 @@ pub(crate) async fn apply(
                 dirty_lessons.insert(key);
                 bodies.insert(
                     key,
-                    BodyRow {
-                        content_md: l.content_md.clone(),
-                        content_json: serde_json::to_value(&l.sections).expect("sections"),
-                        sources: Value::Array(distinct_sources(&l.sources)),
-                        model: l.model.clone(),
-                        total_tokens: big(l.usage.total_tokens),
-                        generated_at: at,
+                    if d.event_version == event.event_version() {
+                        BodyRow {
+                            from_log: Some(d.position.global_position),
+                            content_md: None,
+                            content_json: None,
+                            sources: Value::Array(distinct_sources(&l.sources)),
+                            model: l.model.clone(),
+                            total_tokens: big(l.usage.total_tokens),
+                            generated_at: at,
+                        }
+                    } else {
+                        BodyRow {
+                            from_log: None,
+                            content_md: Some(l.content_md.clone()),
+                            content_json: Some(
+                                serde_json::to_value(&l.sections).expect("sections"),
+                            ),
+                            sources: Value::Array(distinct_sources(&l.sources)),
+                            model: l.model.clone(),
+                            total_tokens: big(l.usage.total_tokens),
+                            generated_at: at,
+                        }
                     },
                 );
                 checks.insert(key, &l.quiz);
@@ -627,8 +648,14 @@ async fn write_bodies(
         .prepare_cached(&format!(
             "INSERT INTO lesson_bodies{s} (course_id, lesson_number, content_md, content_json, sources,
                                            model, total_tokens, generated_at)
-             SELECT * FROM unnest($1::uuid[], $2::int4[], $3::text[], $4::jsonb[], $5::jsonb[],
-                                  $6::text[], $7::int8[], $8::timestamptz[])
+             SELECT u.course_id, u.n, coalesce(u.content_md, e.payload->>'content_md'),
+                    coalesce(u.content_json, e.payload->'sections', '[]'::jsonb),
+                    u.sources, u.model, u.total_tokens, u.generated_at
+             FROM unnest($1::uuid[], $2::int4[], $3::text[], $4::jsonb[], $5::jsonb[],
+                         $6::text[], $7::int8[], $8::timestamptz[], $9::int8[])
+                  AS u(course_id, n, content_md, content_json, sources, model, total_tokens,
+                       generated_at, from_log)
+             LEFT JOIN events e ON e.global_position = u.from_log
              ON CONFLICT (course_id, lesson_number) DO UPDATE SET
                  content_md = EXCLUDED.content_md, content_json = EXCLUDED.content_json,
                  sources = EXCLUDED.sources, model = EXCLUDED.model,
@@ -638,15 +665,18 @@ async fn write_bodies(
     let rows: Vec<(&(Uuid, i32), &BodyRow)> = bodies.iter().collect();
     let ids: Vec<Uuid> = rows.iter().map(|(k, _)| k.0).collect();
     let ns: Vec<i32> = rows.iter().map(|(k, _)| k.1).collect();
-    let md: Vec<&str> = rows.iter().map(|(_, b)| b.content_md.as_str()).collect();
-    let json: Vec<&Value> = rows.iter().map(|(_, b)| &b.content_json).collect();
+    let md: Vec<Option<&str>> = rows.iter().map(|(_, b)| b.content_md.as_deref()).collect();
+    let json: Vec<Option<&Value>> = rows.iter().map(|(_, b)| b.content_json.as_ref()).collect();
+    let from_log: Vec<Option<i64>> = rows.iter().map(|(_, b)| b.from_log).collect();
     let sources: Vec<&Value> = rows.iter().map(|(_, b)| &b.sources).collect();
     let model: Vec<&str> = rows.iter().map(|(_, b)| b.model.as_str()).collect();
     let tokens: Vec<i64> = rows.iter().map(|(_, b)| b.total_tokens).collect();
     let at: Vec<DateTime<Utc>> = rows.iter().map(|(_, b)| b.generated_at).collect();
     tx.execute(
         &stmt,
-        &[&ids, &ns, &md, &json, &sources, &model, &tokens, &at],
+        &[
+            &ids, &ns, &md, &json, &sources, &model, &tokens, &at, &from_log,
+        ],
     )
     .await?;
     Ok(())

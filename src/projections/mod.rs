@@ -191,6 +191,8 @@ pub struct Decoded {
     pub position: Position,
     pub stream_id: Uuid,
     pub recorded_at: DateTime<Utc>,
+    /// The payload's stored schema version (before upcasting).
+    pub event_version: i16,
     /// `Ok(None)`: a type the projection ignores. `Err`: why it cannot be read.
     pub event: Result<Option<CourseEvent>, String>,
 }
@@ -202,6 +204,7 @@ impl Decoded {
             position: event.position(),
             stream_id: event.stream_id,
             recorded_at: event.recorded_at,
+            event_version: event.event_version,
             event: projection.decode(event).map_err(|e| e.to_string()),
         }
     }
