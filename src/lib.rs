@@ -6,6 +6,7 @@
 //! - [`llm`]: the language model: OpenAI-compatible client and offline generator.
 //! - [`actors`]: the scheduler and one course actor per in-flight course.
 //! - [`app`]: `coursegen serve`: everything started, stopped cleanly on a signal.
+//! - [`projections`]: read models built from the log: runners (checkpoint, lock, lag), replay.
 //! - [`config`]: typed settings from the environment and CLI flags.
 //! - [`cli`]: the command-line interface.
 //! - [`bench`]: benchmarks run with `coursegen bench`.
@@ -18,5 +19,6 @@ pub mod config;
 pub mod database;
 pub mod domain;
 pub mod llm;
+pub mod projections;
 pub mod store;
 pub mod telemetry;

@@ -25,6 +25,18 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "schema/0002_course_work.sql",
         sql: include_str!("../../schema/0002_course_work.sql"),
     },
+    Migration {
+        name: "projections/0001_checkpoints.sql",
+        sql: include_str!("../../projections/0001_checkpoints.sql"),
+    },
+    Migration {
+        name: "projections/0002_courses.sql",
+        sql: include_str!("../../projections/0002_courses.sql"),
+    },
+    Migration {
+        name: "projections/0003_course_summary.sql",
+        sql: include_str!("../../projections/0003_course_summary.sql"),
+    },
 ];
 
 /// Arbitrary key of the migration advisory lock.
