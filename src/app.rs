@@ -141,7 +141,7 @@ impl Application {
         if let Some((server, _)) = &self.http {
             server.stop(true).await;
         }
-        if let Some(p) = self.projections.and_then(|p| Arc::into_inner(p)) {
+        if let Some(p) = self.projections.and_then(Arc::into_inner) {
             p.stop().await;
         }
         scheduler::shutdown(&self.scheduler, &self.queue, self.grace).await;

@@ -388,7 +388,7 @@ impl ListQuery {
         status: Option<&'static str>,
     ) -> Result<Self, ApiError> {
         let page = p.page.unwrap_or(1);
-        if page < 1 || page > 1_000_000 {
+        if !(1..=1_000_000).contains(&page) {
             return Err(ApiError::bad_request(
                 "invalid_query",
                 format!("page must be between 1 and 1000000, got {page}"),
