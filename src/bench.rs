@@ -14,6 +14,8 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 use uuid::Uuid;
 
+pub mod http;
+
 use crate::config::DatabaseSettings;
 use crate::database::Database;
 use crate::domain::{
@@ -27,6 +29,10 @@ pub enum BenchCommand {
     /// Appends per second through the event store's `append` at several
     /// concurrencies, beside plain INSERTs of the same rows into a scratch table.
     Append(AppendArgs),
+    /// HTTP read endpoints (`GET /courses?page=N`, `GET /courses/{id}`)
+    /// under concurrent load, beside the same SQL run straight through
+    /// tokio-postgres: requests per second and p99 latency.
+    Http(http::HttpArgs),
 }
 
 /// Options of `bench append`.
@@ -55,6 +61,7 @@ pub async fn run(settings: &DatabaseSettings, cmd: BenchCommand) -> anyhow::Resu
     let scratch = ScratchDatabase::create(&db.store).await?;
     let result = match cmd {
         BenchCommand::Append(args) => append(&scratch, &args).await,
+        BenchCommand::Http(args) => http::run(&scratch, &args).await,
     };
     scratch.drop_database().await?;
     result.map(|()| ExitCode::SUCCESS)

@@ -173,7 +173,7 @@ pub struct ListParams {
     pub sort: Option<String>,
 }
 
-const COURSE_COLUMNS: &str =
+pub(crate) const COURSE_COLUMNS: &str =
     "id, user_id, request_id, title, description, slug, topic, grade_level, \
      language, source_filter, status, error_message, total_lessons, lessons_generated, sources, \
      prompt_tokens, completion_tokens, total_tokens, attempt, model, created_at, updated_at, \
