@@ -734,6 +734,20 @@ async fn malformed_ids_and_unknown_routes_are_json_errors() {
         let (status, body) = app.get_json(&path, &token).await;
         assert_error(status, &body, StatusCode::NOT_FOUND, "not_found");
     }
+    let r = app
+        .client
+        .put(app.url("/api/v1/courses"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    assert_error(
+        status,
+        &r.json().await.unwrap(),
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+    );
     app.stop().await;
 }
 

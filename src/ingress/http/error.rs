@@ -43,6 +43,9 @@ pub enum ApiError {
     /// The course's state does not allow the action (retry of a READY course, ...).
     #[error("{0}")]
     Conflict(String),
+    /// The route exists, but not with this method.
+    #[error("this method is not allowed here; see /api/v1/openapi.json")]
+    MethodNotAllowed,
     /// The body is larger than the configured limit.
     #[error("{0}")]
     PayloadTooLarge(String),
@@ -79,6 +82,7 @@ impl ApiError {
             Self::NotFound(_) => "not_found",
             Self::Gone(_) => "deleted",
             Self::Conflict(_) => "conflict",
+            Self::MethodNotAllowed => "method_not_allowed",
             Self::PayloadTooLarge(_) => "payload_too_large",
             Self::UnsupportedMediaType(_) => "unsupported_media_type",
             Self::Unavailable(_) => "unavailable",
@@ -96,6 +100,7 @@ impl ResponseError for ApiError {
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Gone(_) => StatusCode::GONE,
             Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,

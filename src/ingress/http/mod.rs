@@ -186,27 +186,36 @@ pub fn configure(cfg: &mut web::ServiceConfig, max_body_bytes: usize) {
     )
     .service(
         web::scope("/api/v1")
-            .service(web::resource("/courses/generate").post(courses::generate))
-            .service(web::resource("/courses").get(courses::list))
+            .service(resource("/courses/generate").post(courses::generate))
+            .service(resource("/courses").get(courses::list))
             .service(
-                web::resource("/courses/{id}")
+                resource("/courses/{id}")
                     .get(courses::get)
                     .delete(courses::delete),
             )
-            .service(web::resource("/courses/{id}/lessons/{n}").get(courses::lesson))
-            .service(web::resource("/courses/{id}/events").get(courses::events))
-            .service(web::resource("/courses/{id}/progress").get(courses::progress))
-            .service(web::resource("/courses/{id}/restore").post(courses::restore))
-            .service(web::resource("/courses/{id}/retry").post(courses::retry))
-            .service(web::resource("/jobs").get(jobs::list))
-            .service(web::resource("/jobs/{id}").get(jobs::get))
-            .service(web::resource("/health").get(system::health))
-            .service(web::resource("/metrics").get(system::metrics))
-            .service(web::resource("/openapi.json").get(system::openapi)),
+            .service(resource("/courses/{id}/lessons/{n}").get(courses::lesson))
+            .service(resource("/courses/{id}/events").get(courses::events))
+            .service(resource("/courses/{id}/progress").get(courses::progress))
+            .service(resource("/courses/{id}/restore").post(courses::restore))
+            .service(resource("/courses/{id}/retry").post(courses::retry))
+            .service(resource("/jobs").get(jobs::list))
+            .service(resource("/jobs/{id}").get(jobs::get))
+            .service(resource("/health").get(system::health))
+            .service(resource("/metrics").get(system::metrics))
+            .service(resource("/openapi.json").get(system::openapi)),
     )
-    .service(web::resource("/health").get(system::health))
-    .service(web::resource("/metrics").get(system::metrics))
+    .service(resource("/health").get(system::health))
+    .service(resource("/metrics").get(system::metrics))
     .default_service(web::to(not_found));
+}
+
+/// A route whose other methods answer a JSON 405 rather than an empty one.
+fn resource(path: &str) -> actix_web::Resource {
+    web::resource(path).default_service(web::to(method_not_allowed))
+}
+
+async fn method_not_allowed() -> Result<actix_web::HttpResponse, ApiError> {
+    Err(ApiError::MethodNotAllowed)
 }
 
 async fn not_found() -> Result<actix_web::HttpResponse, ApiError> {

@@ -53,8 +53,9 @@ async fn database_health(state: &ApiState) -> DatabaseHealth {
     }
 }
 
-/// Readiness: 200 when the database answers, no projection has stopped on
-/// a poison event and every registered component is ok; 503 otherwise.
+/// Readiness: 200 when the database answers, every projection runner of
+/// this process is up (running, or standing by for another process) and
+/// every registered component is ok; 503 otherwise.
 #[utoipa::path(
     get, path = "/api/v1/health", tag = "system",
     responses((status = 200, body = HealthReport), (status = 503, body = HealthReport))
@@ -74,9 +75,14 @@ pub async fn health(state: web::Data<ApiState>) -> HttpResponse {
             serde_json::to_value(&health).expect("health serializes"),
         );
     }
-    ok &= projections
-        .iter()
-        .all(|p| p.state != crate::projections::RunnerState::Failed);
+    // Not ready while a runner is still connecting, nor once one stopped on
+    // a poison event (its read model no longer advances).
+    ok &= projections.iter().all(|p| {
+        !matches!(
+            p.state,
+            crate::projections::RunnerState::Starting | crate::projections::RunnerState::Failed
+        )
+    });
     let report = HealthReport {
         status: if ok { "ok" } else { "unavailable" },
         database,
