@@ -229,12 +229,13 @@ async fn replay(settings: &DatabaseSettings, args: ReplayArgs) -> anyhow::Result
         None => Projection::ALL.to_vec(),
     };
     let db = Database::open(settings).await?;
-    for p in projections {
-        let report = replay::replay(&db.store, p, true)
-            .await
-            .with_context(|| format!("replaying {p}"))?;
+    let reports = replay::replay_all(&db.store, &projections, true)
+        .await
+        .context("replaying the log")?;
+    for report in reports {
         eprintln!(
-            "{p}: {} events in {:.1} s ({:.0} events/s), checkpoint {}/{}",
+            "{}: {} events in {:.1} s ({:.0} events/s), checkpoint {}/{}",
+            report.projection,
             report.events,
             report.elapsed.as_secs_f64(),
             report.events as f64 / report.elapsed.as_secs_f64().max(1e-9),

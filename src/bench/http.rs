@@ -72,11 +72,9 @@ async fn seed(store: &EventStore, args: &HttpArgs) -> anyhow::Result<Seed> {
     let courses = i64::from(args.courses.max(1));
     let start = Instant::now();
     client
-        .batch_execute("ALTER TABLE courses DISABLE TRIGGER courses_slug")
-        .await?;
-    client
         .execute(
-            "INSERT INTO courses (id, user_id, request_id, title, description, slug, topic,
+            "INSERT INTO courses (id, user_id, request_id, title, description, slug, slug_base,
+                                  slug_transaction_id, slug_position, topic,
                                   grade_level, language, status, total_lessons,
                                   lessons_generated, model, created_at, updated_at, generated_at)
              SELECT md5('course' || g)::uuid,
@@ -85,7 +83,7 @@ async fn seed(store: &EventStore, args: &HttpArgs) -> anyhow::Result<Seed> {
                     'Course ' || g || ': ' || (ARRAY['photosynthesis', 'volcanoes', 'algebra',
                         'medieval castles', 'the water cycle'])[1 + g % 5],
                     'A four-lesson course for grade ' || (1 + g % 12),
-                    'course-' || g,
+                    'course-' || g, 'course' || g, 1, g,
                     (ARRAY['photosynthesis', 'volcanoes', 'algebra', 'medieval castles',
                         'the water cycle'])[1 + g % 5],
                     'Grade ' || (1 + g % 12), 'en',
@@ -104,11 +102,7 @@ async fn seed(store: &EventStore, args: &HttpArgs) -> anyhow::Result<Seed> {
             &[],
         )
         .await?;
-    for sql in [
-        "ALTER TABLE courses ENABLE TRIGGER courses_slug",
-        "VACUUM ANALYZE courses",
-        "VACUUM ANALYZE lessons",
-    ] {
+    for sql in ["VACUUM ANALYZE courses", "VACUUM ANALYZE lessons"] {
         client.batch_execute(sql).await?;
     }
     let rows = client.query("SELECT user_id, id FROM courses", &[]).await?;

@@ -38,10 +38,13 @@ pub use runner::{ProjectionRunner, RunnerOptions, RunnerState};
 /// Errors of the projection layer.
 #[derive(Debug, thiserror::Error)]
 pub enum ProjectionError {
+    /// Reading the log failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A statement of the projection layer failed.
     #[error("database error: {0}")]
     Database(#[from] tokio_postgres::Error),
+    /// No pooled connection could be had.
     #[error("no database connection: {0}")]
     Pool(#[from] deadpool_postgres::PoolError),
     /// No projection has this name.
@@ -188,6 +191,8 @@ pub struct Decoded {
     pub position: Position,
     pub stream_id: Uuid,
     pub recorded_at: DateTime<Utc>,
+    /// The payload's stored schema version (before upcasting).
+    pub event_version: i16,
     /// `Ok(None)`: a type the projection ignores. `Err`: why it cannot be read.
     pub event: Result<Option<CourseEvent>, String>,
 }
@@ -199,6 +204,7 @@ impl Decoded {
             position: event.position(),
             stream_id: event.stream_id,
             recorded_at: event.recorded_at,
+            event_version: event.event_version,
             event: projection.decode(event).map_err(|e| e.to_string()),
         }
     }
@@ -469,59 +475,6 @@ impl Projections {
             let _ = addr.send(runner::StopRunner).await;
         }
     }
-}
-
-/// A boxed statement parameter.
-pub(crate) type Param = Box<dyn tokio_postgres::types::ToSql + Sync + Send>;
-
-/// One statement to run for one event.
-pub(crate) struct Op {
-    /// Index into the projector's statement list.
-    pub statement: usize,
-    pub params: Vec<Param>,
-    pub position: Position,
-}
-
-/// Statements in flight at once: `try_join_all` polls up to 30 futures in
-/// order, so they reach the server in the order they were planned.
-const PIPELINE_DEPTH: usize = 30;
-
-/// Runs `ops` in order, pipelined, inside `tx`; `statements` are the SQL
-/// texts the ops index (prepared once per connection).
-pub(crate) async fn run_ops(
-    tx: &deadpool_postgres::Transaction<'_>,
-    statements: &[String],
-    ops: &[Op],
-) -> Result<(), ApplyError> {
-    let Some(first) = ops.first() else {
-        return Ok(());
-    };
-    let mut prepared: Vec<Option<tokio_postgres::Statement>> = vec![None; statements.len()];
-    for op in ops {
-        if prepared[op.statement].is_none() {
-            let stmt = tx
-                .prepare_cached(&statements[op.statement])
-                .await
-                .map_err(|e| ApplyError::from_db(first.position, e))?;
-            prepared[op.statement] = Some(stmt);
-        }
-    }
-    for chunk in ops.chunks(PIPELINE_DEPTH) {
-        let futures = chunk.iter().map(|op| {
-            let stmt = prepared[op.statement].as_ref().expect("prepared above");
-            async move {
-                let params = op
-                    .params
-                    .iter()
-                    .map(|p| p.as_ref() as &(dyn tokio_postgres::types::ToSql + Sync));
-                tx.execute_raw(stmt, params)
-                    .await
-                    .map_err(|e| ApplyError::from_db(op.position, e))
-            }
-        });
-        futures::future::try_join_all(futures).await?;
-    }
-    Ok(())
 }
 
 /// The decoded events to apply, or the first one that cannot be read.

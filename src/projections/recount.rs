@@ -2,9 +2,8 @@
 //! oracle the tests compare the runners against, and the pure-SQL rebuild
 //! that `coursegen bench replay` measures the replay against.
 //!
-//! Slugs depend on the order collisions happened in, which plain SQL only
-//! approximates (numbered by position among courses of the same base), so
-//! comparisons leave `slug` out ([`Recount::compared_columns`]).
+//! Slugs too: they are numbered by the log position of the event that set
+//! their base, which plain SQL computes as well.
 
 use super::Projection;
 
@@ -22,13 +21,14 @@ pub struct Recount {
     pub select: &'static str,
 }
 
-const COURSE_COLUMNS: &str =
-    "id, user_id, request_id, title, description, slug, topic, grade_level, \
+const COURSE_COLUMNS: &str = "id, user_id, request_id, title, description, slug, slug_base, \
+    slug_transaction_id, slug_position, topic, grade_level, \
     language, source_filter, status, error_message, total_lessons, lessons_generated, sources, \
     prompt_tokens, completion_tokens, total_tokens, attempt, model, created_at, updated_at, \
     generated_at, deleted_at";
 
-const COURSE_COMPARED: &str = "id, user_id, request_id, title, description, topic, grade_level, \
+const COURSE_COMPARED: &str = "id, user_id, request_id, title, description, slug, slug_base, \
+    slug_transaction_id, slug_position, topic, grade_level, \
     language, source_filter, status, error_message, total_lessons, lessons_generated, sources, \
     prompt_tokens, completion_tokens, total_tokens, attempt, model, created_at, updated_at, \
     generated_at, deleted_at";
@@ -59,9 +59,17 @@ WITH c AS (
            r.recorded_at AS created_at,
            u.updated_at,
            done.recorded_at AS generated_at,
-           CASE WHEN d.event_type = 'CourseDeleted' THEN d.recorded_at END AS deleted_at
+           CASE WHEN d.event_type = 'CourseDeleted' THEN d.recorded_at END AS deleted_at,
+           coursegen_slug_base(coalesce(o.payload->>'title', r.payload->>'topic')) AS base,
+           CASE WHEN o.tx IS NOT NULL
+                 AND coursegen_slug_base(o.payload->>'title') <> coursegen_slug_base(r.payload->>'topic')
+                THEN o.tx ELSE r.transaction_id::text::bigint END AS slug_transaction_id,
+           CASE WHEN o.tx IS NOT NULL
+                 AND coursegen_slug_base(o.payload->>'title') <> coursegen_slug_base(r.payload->>'topic')
+                THEN o.pos ELSE r.global_position END AS slug_position
     FROM events r
-    LEFT JOIN LATERAL (SELECT payload FROM events
+    LEFT JOIN LATERAL (SELECT payload, transaction_id::text::bigint AS tx, global_position AS pos
+                       FROM events
                        WHERE stream_id = r.stream_id AND event_type = 'OutlineGenerated'
                        ORDER BY stream_version DESC LIMIT 1) o ON true
     LEFT JOIN LATERAL (SELECT event_type, payload FROM events
@@ -102,11 +110,11 @@ WITH c AS (
 )
 SELECT id, user_id, request_id, title, description,
        CASE WHEN n = 1 THEN base ELSE left(base, 72) || '-' || n END AS slug,
+       base, slug_transaction_id, slug_position,
        topic, grade_level, language, source_filter, status, error_message, total_lessons,
        lessons_generated, sources, prompt_tokens, completion_tokens, total_tokens, attempt, model,
        created_at, updated_at, generated_at, deleted_at
-FROM (SELECT c.*, coursegen_slugify(coalesce(title, topic)) AS base,
-             row_number() OVER (PARTITION BY coursegen_slugify(coalesce(title, topic)) ORDER BY created_at, id) AS n
+FROM (SELECT c.*, row_number() OVER (PARTITION BY base ORDER BY slug_transaction_id, slug_position) AS n
       FROM c) numbered";
 
 const LESSONS: &str = "
