@@ -9,7 +9,9 @@ use actix::prelude::*;
 use clap::Args;
 
 use crate::actors::scheduler::{self, Scheduler, SchedulerSettings};
+use crate::ingress::http::{self as http_api, ApiState, Auth, HealthHooks, HttpSettings};
 use crate::llm::{self, LlmClient, LlmSettings};
+use crate::projections::{self, Projections};
 use crate::store::subscription::Notifier;
 use crate::store::work::WorkQueue;
 use crate::store::EventStore;
@@ -27,6 +29,9 @@ pub struct ServeArgs {
     /// to be resumed by the next start (or another instance).
     #[arg(long, env = "SHUTDOWN_GRACE_SECS", default_value_t = 30.0)]
     pub shutdown_grace_secs: f64,
+
+    #[command(flatten)]
+    pub http: HttpSettings,
 }
 
 /// Everything `serve` runs, started.
@@ -34,7 +39,13 @@ pub struct Application {
     scheduler: Addr<Scheduler>,
     queue: WorkQueue,
     grace: Duration,
-    _notifier: Notifier,
+    _notifier: Arc<Notifier>,
+    store: EventStore,
+    /// The projection runners, once [`Application::start_http`] started them.
+    projections: Option<Arc<Projections>>,
+    /// The running HTTP API and its bound address.
+    http: Option<(actix_web::dev::ServerHandle, std::net::SocketAddr)>,
+    health: HealthHooks,
 }
 
 impl Application {
@@ -55,7 +66,7 @@ impl Application {
         ))
     }
 
-    /// Starts the service with a given LLM client (benchmarks); `max_active`
+    /// Starts the write side with a given LLM client (benchmarks); `max_active`
     /// applies unless the settings name a number of active courses.
     pub fn with_llm(
         store: EventStore,
@@ -64,15 +75,63 @@ impl Application {
         max_active: usize,
         grace: Duration,
     ) -> Self {
-        let notifier = Notifier::start(store.config().clone());
-        let scheduler = Scheduler::new(store, llm, Some(notifier.wakeups()), scheduler, max_active);
+        let notifier = Arc::new(Notifier::start(store.config().clone()));
+        let scheduler = Scheduler::new(
+            store.clone(),
+            llm,
+            Some(notifier.wakeups()),
+            scheduler,
+            max_active,
+        );
         let queue = scheduler.queue();
         Self {
             scheduler: scheduler.start(),
             queue,
             grace,
             _notifier: notifier,
+            store,
+            projections: None,
+            http: None,
+            health: HealthHooks::default(),
         }
+    }
+
+    /// Starts the read side: the projection runners and the HTTP API on
+    /// `settings.http_addr` (what `coursegen serve` adds to [`Self::build`]).
+    /// Returns the bound address (useful with port 0).
+    ///
+    /// # Errors
+    /// Database errors starting the runners; an address that cannot be bound.
+    pub async fn start_http(
+        &mut self,
+        settings: &HttpSettings,
+    ) -> anyhow::Result<std::net::SocketAddr> {
+        if self.projections.is_none() {
+            let runners =
+                projections::start_runners(self.store.clone(), self._notifier.clone()).await?;
+            self.projections = Some(Arc::new(runners));
+        }
+        let mut state = ApiState::new(
+            self.store.clone(),
+            Auth::new(settings.auth_jwt_secret.as_deref()),
+        );
+        state.projections = self.projections.clone();
+        state.health = self.health.clone();
+        let (server, addr) = http_api::start(state, settings)?;
+        self.http = Some((server.handle(), addr));
+        actix_rt::spawn(server);
+        Ok(addr)
+    }
+
+    /// The HTTP API's bound address, once started.
+    pub fn http_addr(&self) -> Option<std::net::SocketAddr> {
+        self.http.as_ref().map(|(_, addr)| *addr)
+    }
+
+    /// Where other components (the AMQP ingress, ...) register their health
+    /// probe for `/health`.
+    pub fn health_hooks(&self) -> HealthHooks {
+        self.health.clone()
     }
 
     /// Runs until SIGINT or SIGTERM, then stops cleanly.
@@ -92,6 +151,12 @@ impl Application {
     /// Stops taking work, lets in-flight steps finish (within the grace
     /// period) and releases this instance's leases.
     pub async fn stop(self) {
+        if let Some((server, _)) = &self.http {
+            server.stop(true).await;
+        }
+        if let Some(p) = self.projections.and_then(Arc::into_inner) {
+            p.stop().await;
+        }
         scheduler::shutdown(&self.scheduler, &self.queue, self.grace).await;
         tracing::info!("stopped");
     }

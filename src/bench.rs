@@ -14,6 +14,8 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 use uuid::Uuid;
 
+pub mod http;
+
 use crate::config::DatabaseSettings;
 use crate::database::Database;
 use crate::domain::{
@@ -32,6 +34,10 @@ pub enum BenchCommand {
     /// per event over 8 connections. With --latency-ms, wall time beside the
     /// ideal courses × (lessons + 1) × latency / LLM concurrency, and peak RSS.
     Generate(GenerateArgs),
+    /// HTTP read endpoints (`GET /courses?page=N`, `GET /courses/{id}`)
+    /// under concurrent load, beside the same SQL run straight through
+    /// tokio-postgres: requests per second and p99 latency.
+    Http(http::HttpArgs),
     /// Replay of N generated courses through the projection runners beside a
     /// pure-SQL rebuild of the same tables from the same log; then the
     /// commit-to-visible lag of the live runners under a steady append rate.
@@ -99,6 +105,7 @@ pub async fn run(settings: &DatabaseSettings, cmd: BenchCommand) -> anyhow::Resu
     let result = match cmd {
         BenchCommand::Append(args) => append(&scratch, &args).await,
         BenchCommand::Generate(args) => generate(&scratch, &args).await,
+        BenchCommand::Http(args) => http::run(&scratch, &args).await,
         BenchCommand::Replay(args) => replay_bench(&scratch, &args).await,
     };
     scratch.drop_database().await?;

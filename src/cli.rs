@@ -144,7 +144,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Commands::Serve(args) => {
             let db = Database::open(&cli.database).await?;
-            let app = crate::app::Application::build(db.store.clone(), &args)?;
+            let mut app = crate::app::Application::build(db.store.clone(), &args)?;
+            app.start_http(&args.http).await?;
             tracing::info!("coursegen is running; stop it with Ctrl-C or SIGTERM");
             app.run_until_stopped().await?;
             Ok(ExitCode::SUCCESS)

@@ -7,6 +7,7 @@
 //! - [`actors`]: the scheduler and one course actor per in-flight course.
 //! - [`app`]: `coursegen serve`: everything started, stopped cleanly on a signal.
 //! - [`projections`]: read models built from the log: runners (checkpoint, lock, lag), replay.
+//! - [`ingress`]: the HTTP API (`/api/v1`): courses, jobs, health, metrics, OpenAPI.
 //! - [`config`]: typed settings from the environment and CLI flags.
 //! - [`cli`]: the command-line interface.
 //! - [`bench`]: benchmarks run with `coursegen bench`.
@@ -18,6 +19,7 @@ pub mod cli;
 pub mod config;
 pub mod database;
 pub mod domain;
+pub mod ingress;
 pub mod llm;
 pub mod projections;
 pub mod store;

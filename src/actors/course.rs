@@ -83,10 +83,12 @@ impl Actor for CourseActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
+        metrics::gauge!("coursegen_course_actors").increment(1.0);
         ctx.notify(Reload);
     }
 
     fn stopped(&mut self, _: &mut Self::Context) {
+        metrics::gauge!("coursegen_course_actors").decrement(1.0);
         self.finished.do_send(CourseFinished { course_id: self.id });
     }
 }

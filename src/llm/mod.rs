@@ -268,7 +268,9 @@ impl LlmClient for Limited {
 
     async fn outline(&self, course: &CourseRequested) -> Result<OutlineGenerated, LlmError> {
         let _permit = self.permits.acquire().await.expect("never closed");
-        self.inner.outline(course).await
+        let result = self.inner.outline(course).await;
+        record_call("outline", result.as_ref().map(|o| o.usage));
+        result
     }
 
     async fn lesson(
@@ -278,7 +280,23 @@ impl LlmClient for Limited {
         number: u32,
     ) -> Result<LessonGenerated, LlmError> {
         let _permit = self.permits.acquire().await.expect("never closed");
-        self.inner.lesson(course, outline, number).await
+        let result = self.inner.lesson(course, outline, number).await;
+        record_call("lesson", result.as_ref().map(|l| l.usage));
+        result
+    }
+}
+
+/// Counts a finished call (with its retries) and its tokens for `/metrics`.
+fn record_call(kind: &'static str, result: Result<crate::domain::TokenUsage, &LlmError>) {
+    metrics::counter!("coursegen_llm_calls_total", "kind" => kind).increment(1);
+    match result {
+        Ok(usage) => {
+            metrics::counter!("coursegen_llm_tokens_total", "kind" => "prompt")
+                .increment(usage.prompt_tokens);
+            metrics::counter!("coursegen_llm_tokens_total", "kind" => "completion")
+                .increment(usage.completion_tokens);
+        }
+        Err(_) => metrics::counter!("coursegen_llm_errors_total", "kind" => kind).increment(1),
     }
 }
 

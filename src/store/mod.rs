@@ -305,6 +305,7 @@ impl EventStore {
         drop(client);
         if !rows.is_empty() {
             self.wake_readers();
+            metrics::counter!("coursegen_events_appended_total").increment(rows.len() as u64);
         }
         let last = rows
             .iter()

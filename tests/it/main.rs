@@ -3,6 +3,7 @@
 mod fake_llm;
 mod generation;
 mod helpers;
+mod http;
 mod llm;
 mod projections;
 mod store;
