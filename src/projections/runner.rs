@@ -125,7 +125,10 @@ impl Actor for ProjectionRunner {
             options: self.options,
             state: self.state.clone(),
         };
-        self.worker = Some(tokio::spawn(worker.run()));
+        // An actor first polled while its runtime shuts down has nothing to run.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            self.worker = Some(runtime.spawn(worker.run()));
+        }
     }
 
     fn stopped(&mut self, _ctx: &mut Context<Self>) {
