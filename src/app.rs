@@ -9,6 +9,7 @@ use actix::prelude::*;
 use clap::Args;
 
 use crate::actors::scheduler::{self, Scheduler, SchedulerSettings};
+use crate::ingress::amqp::{AmqpService, AmqpSettings, AmqpStatus};
 use crate::llm::{self, LlmClient, LlmSettings};
 use crate::store::subscription::Notifier;
 use crate::store::work::WorkQueue;
@@ -27,6 +28,10 @@ pub struct ServeArgs {
     /// to be resumed by the next start (or another instance).
     #[arg(long, env = "SHUTDOWN_GRACE_SECS", default_value_t = 30.0)]
     pub shutdown_grace_secs: f64,
+
+    /// RabbitMQ ingress (off unless AMQP_URL is set).
+    #[command(flatten)]
+    pub amqp: AmqpSettings,
 }
 
 /// Everything `serve` runs, started.
@@ -34,6 +39,8 @@ pub struct Application {
     scheduler: Addr<Scheduler>,
     queue: WorkQueue,
     grace: Duration,
+    /// The RabbitMQ consumer and reply publisher, when AMQP_URL is set.
+    amqp: Option<AmqpService>,
     _notifier: Notifier,
 }
 
@@ -52,6 +59,7 @@ impl Application {
     /// Starts the service with a given LLM client (tests, benchmarks).
     pub fn with_llm(store: EventStore, llm: Arc<dyn LlmClient>, args: &ServeArgs) -> Self {
         let notifier = Notifier::start(store.config().clone());
+        let store_for_amqp = store.clone();
         let scheduler = Scheduler::new(
             store,
             llm,
@@ -60,12 +68,23 @@ impl Application {
             args.llm.llm_max_concurrency.saturating_mul(2),
         );
         let queue = scheduler.queue();
+        let amqp = args
+            .amqp
+            .amqp_url
+            .is_some()
+            .then(|| AmqpService::start(store_for_amqp, notifier.wakeups(), args.amqp.clone()));
         Self {
             scheduler: scheduler.start(),
             queue,
             grace: Duration::from_secs_f64(args.shutdown_grace_secs.max(0.0)),
+            amqp,
             _notifier: notifier,
         }
+    }
+
+    /// The RabbitMQ connection state (for `/health`), when AMQP is on.
+    pub fn amqp_status(&self) -> Option<AmqpStatus> {
+        self.amqp.as_ref().map(AmqpService::status)
     }
 
     /// Runs until SIGINT or SIGTERM, then stops cleanly.
@@ -85,6 +104,9 @@ impl Application {
     /// Stops taking work, lets in-flight steps finish (within the grace
     /// period) and releases this instance's leases.
     pub async fn stop(self) {
+        if let Some(amqp) = self.amqp {
+            amqp.stop().await;
+        }
         scheduler::shutdown(&self.scheduler, &self.queue, self.grace).await;
         tracing::info!("stopped");
     }

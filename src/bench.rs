@@ -27,6 +27,9 @@ pub enum BenchCommand {
     /// Appends per second through the event store's `append` at several
     /// concurrencies, beside plain INSERTs of the same rows into a scratch table.
     Append(AppendArgs),
+    /// Requests per second from publishing to the `accepted` reply through
+    /// RabbitMQ, beside a bare publish-to-consume of the same messages.
+    Amqp(crate::ingress::amqp::bench::AmqpBenchArgs),
 }
 
 /// Options of `bench append`.
@@ -55,6 +58,7 @@ pub async fn run(settings: &DatabaseSettings, cmd: BenchCommand) -> anyhow::Resu
     let scratch = ScratchDatabase::create(&db.store).await?;
     let result = match cmd {
         BenchCommand::Append(args) => append(&scratch, &args).await,
+        BenchCommand::Amqp(args) => crate::ingress::amqp::bench::run(&scratch, &args).await,
     };
     scratch.drop_database().await?;
     result.map(|()| ExitCode::SUCCESS)

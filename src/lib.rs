@@ -5,6 +5,7 @@
 //! - [`store`]: the PostgreSQL event store: migrations, append, gap-safe reads, subscription.
 //! - [`llm`]: the language model: OpenAI-compatible client and offline generator.
 //! - [`actors`]: the scheduler and one course actor per in-flight course.
+//! - [`ingress`]: how requests arrive and replies leave (RabbitMQ).
 //! - [`app`]: `coursegen serve`: everything started, stopped cleanly on a signal.
 //! - [`config`]: typed settings from the environment and CLI flags.
 //! - [`cli`]: the command-line interface.
@@ -17,6 +18,7 @@ pub mod cli;
 pub mod config;
 pub mod database;
 pub mod domain;
+pub mod ingress;
 pub mod llm;
 pub mod store;
 pub mod telemetry;

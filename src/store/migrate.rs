@@ -25,6 +25,10 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "schema/0002_course_work.sql",
         sql: include_str!("../../schema/0002_course_work.sql"),
     },
+    Migration {
+        name: "schema/0003_amqp.sql",
+        sql: include_str!("../../schema/0003_amqp.sql"),
+    },
 ];
 
 /// Arbitrary key of the migration advisory lock.

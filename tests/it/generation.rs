@@ -36,6 +36,7 @@ fn serve_args(llm: &FakeLlm, max_concurrency: usize) -> ServeArgs {
             scheduler_poll_secs: 0.2,
         },
         shutdown_grace_secs: 5.0,
+        amqp: Default::default(),
     }
 }
 
