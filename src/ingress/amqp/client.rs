@@ -150,11 +150,13 @@ pub async fn submit(
                 let title = reply.course_title.unwrap_or_default();
                 let lessons = reply.total_lessons.unwrap_or_default();
                 spinner.finish_with_message(format!("READY: {title} ({lessons} lessons)"));
+                eprintln!("course {id} is READY: {title} ({lessons} lessons)");
                 break ExitCode::SUCCESS;
             }
             ReplyStatus::Error => {
                 let error = reply.error.unwrap_or_default();
                 spinner.abandon_with_message(format!("FAILED: {error}"));
+                eprintln!("course {id} failed: {error}");
                 break ExitCode::FAILURE;
             }
         }

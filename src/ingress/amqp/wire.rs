@@ -14,7 +14,7 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 const MAX_ECHOED_ID: usize = 200;
 
 /// Status of a reply.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ReplyStatus {
     /// The request is recorded (`CourseRequested`).
