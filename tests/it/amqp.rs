@@ -553,7 +553,11 @@ async fn a_broker_restart_mid_stream_loses_no_request_and_duplicates_none() {
     const N: usize = 40;
     let db = TestDb::new().await;
     let mut queues = Queues::new().await;
-    let app = Application::build(db.store.clone(), &serve_args(&queues.settings)).unwrap();
+    // Acks held back a while, so that the restart catches requests that are
+    // recorded but not yet acked: the broker redelivers them.
+    let mut args = serve_args(&queues.settings);
+    args.amqp.amqp_test_pause_before_ack_ms = 300;
+    let app = Application::build(db.store.clone(), &args).unwrap();
     let status = app.amqp_status().unwrap();
     let mut ids = HashSet::new();
     let mut publish = |i: usize| {

@@ -314,11 +314,14 @@ impl AmqpService {
     pub async fn stop(self) {
         let _ = self.stop.send(true);
         for task in self.tasks {
+            let abort = task.abort_handle();
             if tokio::time::timeout(Duration::from_secs(10), task)
                 .await
                 .is_err()
             {
-                tracing::warn!("an AMQP task did not stop within 10 s");
+                // Whatever it held unacked goes back to the broker.
+                tracing::warn!("an AMQP task did not stop within 10 s; aborted");
+                abort.abort();
             }
         }
     }
