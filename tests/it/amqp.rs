@@ -31,6 +31,7 @@ use serde_json::json;
 use tokio::sync::RwLock;
 use uuid::Uuid;
 
+use crate::fake_llm::{error, FakeLlm, Script};
 use crate::helpers::{eventually, TestDb};
 
 /// Taken shared by every AMQP test, exclusively by the broker restart test.
@@ -349,6 +350,63 @@ async fn an_amqp_request_is_answered_accepted_then_success() {
     assert_eq!(metadata.correlation_id.as_deref(), Some("corr-42"));
     assert_eq!(metadata.producer.as_deref(), Some("amqp"));
     assert_eq!(queues.count(&queues.settings.amqp_request_queue).await, 0);
+}
+
+#[actix_rt::test]
+async fn a_failed_generation_is_answered_with_an_error_reply() {
+    let _shared = BROKER.read().await;
+    let db = TestDb::new().await;
+    let queues = Queues::new().await;
+    let llm = FakeLlm::start(Script {
+        always: Some(error(401, "invalid_api_key")),
+        ..Script::default()
+    })
+    .await;
+    let mut args = Serve::try_parse_from([
+        "serve",
+        "--llm-provider",
+        "openai",
+        "--openai-base-url",
+        &llm.base_url(),
+        "--openai-api-key",
+        "sk-test",
+        "--llm-model",
+        "gpt-test",
+        "--scheduler-poll-secs",
+        "0.2",
+    ])
+    .unwrap()
+    .args;
+    args.amqp = queues.settings.clone();
+    let app = Application::build(db.store.clone(), &args).unwrap();
+    let (reply_to, mut replies) = queues.reply_queue().await;
+    let request_id = Uuid::new_v4();
+    queues
+        .publish(
+            &request(Uuid::new_v4(), request_id, "Locked out", 2),
+            Some(&reply_to),
+            Some("corr-fail"),
+        )
+        .await;
+    let (accepted, _) = next_reply(&mut replies).await;
+    let (failed, props) = next_reply(&mut replies).await;
+    app.stop().await;
+
+    assert_eq!(accepted.status, ReplyStatus::Accepted);
+    assert_eq!(failed.status, ReplyStatus::Error);
+    assert_eq!(failed.request_id, Some(request_id.to_string()));
+    assert!(failed.course_id.is_some());
+    assert!(
+        failed
+            .error
+            .as_deref()
+            .is_some_and(|e| e.contains("outline")),
+        "{failed:?}"
+    );
+    assert_eq!(
+        props.correlation_id().as_ref().map(|c| c.as_str()),
+        Some("corr-fail")
+    );
 }
 
 #[actix_rt::test]

@@ -206,6 +206,20 @@ async fn measure(
         serve.shutdown_grace_secs = 0.0;
         Running::App(Box::new(Application::build(store.clone(), &serve)?))
     };
+    // Start the clock once both are connected, as in a long-running service.
+    let status = match &running {
+        Running::App(app) => app.amqp_status().expect("AMQP is on"),
+        Running::Ingress(service, _) => service.status(),
+    };
+    let connected = Instant::now();
+    while !status.snapshot().healthy() {
+        anyhow::ensure!(
+            connected.elapsed() < Duration::from_secs(30),
+            "the AMQP consumer and publisher did not connect: {:?}",
+            status.snapshot()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let started = Instant::now();
     let accepted = tokio::spawn(async move {
         let mut seen = HashSet::new();

@@ -34,7 +34,7 @@ use tokio::sync::watch;
 
 use crate::store::EventStore;
 
-pub use status::{AmqpState, AmqpStatus, ComponentStatus};
+pub use status::{AmqpState, AmqpStatus, AmqpStatusSnapshot, ComponentStatus};
 
 /// Default request queue.
 pub const DEFAULT_REQUEST_QUEUE: &str = "coursegen.requests";
