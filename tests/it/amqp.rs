@@ -441,6 +441,60 @@ async fn a_request_delivered_three_times_makes_one_course_and_one_success() {
     assert_eq!(queues.count(&queues.dead()).await, 0);
 }
 
+#[actix_rt::test]
+async fn two_servers_share_the_requests_and_send_each_reply_once() {
+    const N: usize = 20;
+    let _shared = BROKER.read().await;
+    let db = TestDb::new().await;
+    let queues = Queues::new().await;
+    let a = Application::build(db.store.clone(), &serve_args(&queues.settings)).unwrap();
+    let b = Application::build(db.store.clone(), &serve_args(&queues.settings)).unwrap();
+    let mut ids = HashSet::new();
+    for i in 0..N {
+        let request_id = Uuid::new_v4();
+        ids.insert(request_id.to_string());
+        queues
+            .publish(
+                &request(Uuid::new_v4(), request_id, &format!("Shared {i}"), 1),
+                None,
+                None,
+            )
+            .await;
+    }
+    wait_for_events(
+        &db.store,
+        "CourseCompleted",
+        N as i64,
+        Duration::from_secs(60),
+    )
+    .await;
+    eventually("every reply", Duration::from_secs(30), || async {
+        (queues.count(&queues.settings.amqp_response_queue).await >= 2 * N as u32).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let publishers = [
+        a.amqp_status().unwrap().snapshot().publisher.state,
+        b.amqp_status().unwrap().snapshot().publisher.state,
+    ];
+    a.stop().await;
+    b.stop().await;
+
+    let replies = replies_in(&queues.drain(&queues.settings.amqp_response_queue).await);
+    assert_eq!(replies.len(), 2 * N, "one accepted and one success each");
+    for status in [ReplyStatus::Accepted, ReplyStatus::Success] {
+        let of: HashSet<_> = replies
+            .iter()
+            .filter(|r| r.status == status)
+            .filter_map(|r| r.request_id.clone())
+            .collect();
+        assert_eq!(of, ids);
+    }
+    let mut publishers = publishers.to_vec();
+    publishers.sort_by_key(|s| format!("{s:?}"));
+    assert_eq!(publishers, [AmqpState::Connected, AmqpState::Standby]);
+}
+
 /// Twenty ways to send something that is not a course request.
 fn malformed() -> Vec<(Vec<u8>, Option<String>)> {
     let id = || Uuid::new_v4().to_string();
