@@ -17,6 +17,7 @@
 //! - Woken by the store's [`Notifier`](crate::store::subscription::Notifier)
 //!   wake-ups, polling as a fallback.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
@@ -220,6 +221,12 @@ impl Publisher {
 
     /// The replies a batch of events calls for, in log order.
     async fn replies_for(&self, events: &[RecordedEvent]) -> Result<Vec<Outgoing>, AmqpError> {
+        let finished: Vec<Uuid> = events
+            .iter()
+            .filter(|e| matches!(e.event_type.as_str(), "CourseCompleted" | "CourseFailed"))
+            .map(|e| e.stream_id)
+            .collect();
+        let origins = self.origins(&finished).await?;
         let mut out = Vec::new();
         for event in events {
             if !matches!(
@@ -250,24 +257,30 @@ impl Publisher {
                     Outgoing::new(event, &metadata, reply)
                 }
                 CourseEvent::CourseCompleted(completed) => {
-                    let Some(origin) = self.origin(event.stream_id).await? else {
+                    let Some(origin) = origins.get(&event.stream_id) else {
                         continue;
                     };
-                    let mut reply =
-                        Reply::new(origin.request_id, ReplyStatus::Success, event.recorded_at);
+                    let mut reply = Reply::new(
+                        origin.request_id.clone(),
+                        ReplyStatus::Success,
+                        event.recorded_at,
+                    );
                     reply.course_id = Some(event.stream_id);
-                    reply.course_title = origin.title;
+                    reply.course_title.clone_from(&origin.title);
                     reply.total_lessons = Some(completed.total_lessons);
                     Outgoing::new(event, &origin.metadata, reply)
                 }
                 CourseEvent::CourseFailed(failed) => {
-                    let Some(origin) = self.origin(event.stream_id).await? else {
+                    let Some(origin) = origins.get(&event.stream_id) else {
                         continue;
                     };
-                    let mut reply =
-                        Reply::new(origin.request_id, ReplyStatus::Error, event.recorded_at);
+                    let mut reply = Reply::new(
+                        origin.request_id.clone(),
+                        ReplyStatus::Error,
+                        event.recorded_at,
+                    );
                     reply.course_id = Some(event.stream_id);
-                    reply.course_title = origin.title;
+                    reply.course_title.clone_from(&origin.title);
                     reply.error = Some(format!(
                         "generation failed at {}: {}",
                         failed.step, failed.error
@@ -281,8 +294,12 @@ impl Publisher {
         Ok(out)
     }
 
-    /// The request behind a course, if it came over AMQP, with its latest title.
-    async fn origin(&self, course_id: Uuid) -> Result<Option<Origin>, AmqpError> {
+    /// The requests behind finished courses that came over AMQP, with
+    /// their latest titles: one query per batch.
+    async fn origins(&self, course_ids: &[Uuid]) -> Result<HashMap<Uuid, Origin>, AmqpError> {
+        if course_ids.is_empty() {
+            return Ok(HashMap::new());
+        }
         let client = self
             .store
             .pool()
@@ -291,25 +308,28 @@ impl Publisher {
             .map_err(crate::store::StoreError::from)?;
         let stmt = client
             .prepare_cached(
-                "SELECT r.metadata, r.payload->>'request_id',
+                "SELECT r.stream_id, r.metadata, r.payload->>'request_id',
                         (SELECT o.payload->>'title' FROM events o
-                         WHERE o.stream_id = $1 AND o.event_type = 'OutlineGenerated'
+                         WHERE o.stream_id = r.stream_id AND o.event_type = 'OutlineGenerated'
                          ORDER BY o.stream_version DESC LIMIT 1)
-                 FROM events r WHERE r.stream_id = $1 AND r.stream_version = 0",
+                 FROM events r
+                 WHERE r.stream_id = ANY($1) AND r.stream_version = 0
+                   AND r.metadata->>'producer' = $2",
             )
             .await?;
-        let Some(row) = client.query_opt(&stmt, &[&course_id]).await? else {
-            return Ok(None);
-        };
-        let metadata: Metadata = serde_json::from_value(row.get(0)).unwrap_or_default();
-        if metadata.producer.as_deref() != Some(PRODUCER) {
-            return Ok(None);
-        }
-        Ok(Some(Origin {
-            metadata,
-            request_id: row.get(1),
-            title: row.get(2),
-        }))
+        let rows = client.query(&stmt, &[&course_ids, &PRODUCER]).await?;
+        Ok(rows
+            .iter()
+            .map(|row| {
+                let metadata: Metadata = serde_json::from_value(row.get(1)).unwrap_or_default();
+                let origin = Origin {
+                    metadata,
+                    request_id: row.get(2),
+                    title: row.get(3),
+                };
+                (row.get(0), origin)
+            })
+            .collect())
     }
 }
 
