@@ -53,31 +53,38 @@ impl Application {
     pub fn build(store: EventStore, args: &ServeArgs) -> anyhow::Result<Self> {
         let llm = llm::client_from_settings(&args.llm)?;
         tracing::info!(provider = ?args.llm.provider(), model = llm.model(), "language model");
-        Ok(Self::with_llm(store, llm, args))
-    }
-
-    /// Starts the service with a given LLM client (tests, benchmarks).
-    pub fn with_llm(store: EventStore, llm: Arc<dyn LlmClient>, args: &ServeArgs) -> Self {
-        let notifier = Notifier::start(store.config().clone());
-        let store_for_amqp = store.clone();
-        let scheduler = Scheduler::new(
+        let amqp_store = store.clone();
+        let mut app = Self::with_llm(
             store,
             llm,
-            Some(notifier.wakeups()),
             &args.scheduler,
             args.llm.llm_max_concurrency.saturating_mul(2),
+            Duration::from_secs_f64(args.shutdown_grace_secs.max(0.0)),
         );
+        app.amqp =
+            args.amqp.amqp_url.is_some().then(|| {
+                AmqpService::start(amqp_store, app._notifier.wakeups(), args.amqp.clone())
+            });
+        Ok(app)
+    }
+
+    /// Starts the service with a given LLM client (benchmarks); `max_active`
+    /// applies unless the settings name a number of active courses.
+    pub fn with_llm(
+        store: EventStore,
+        llm: Arc<dyn LlmClient>,
+        scheduler: &SchedulerSettings,
+        max_active: usize,
+        grace: Duration,
+    ) -> Self {
+        let notifier = Notifier::start(store.config().clone());
+        let scheduler = Scheduler::new(store, llm, Some(notifier.wakeups()), scheduler, max_active);
         let queue = scheduler.queue();
-        let amqp = args
-            .amqp
-            .amqp_url
-            .is_some()
-            .then(|| AmqpService::start(store_for_amqp, notifier.wakeups(), args.amqp.clone()));
         Self {
             scheduler: scheduler.start(),
             queue,
-            grace: Duration::from_secs_f64(args.shutdown_grace_secs.max(0.0)),
-            amqp,
+            grace,
+            amqp: None,
             _notifier: notifier,
         }
     }

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
+use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use uuid::Uuid;
 
@@ -14,6 +15,7 @@ use crate::database::Database;
 use crate::domain::{
     Command, CourseEvent, CourseRequest, CourseStatus, DomainError, RawCourseRequest,
 };
+use crate::projections::{replay, Projection};
 use crate::store::courses::{self, CommandError, Submitted};
 use crate::store::subscription::Notifier;
 use crate::store::{EventStore, Metadata, RecordedEvent};
@@ -60,6 +62,9 @@ pub enum Commands {
     /// Re-open a FAILED course: generation resumes at the first missing step
     /// (steps already recorded are kept, their tokens not paid again).
     Retry(RetryArgs),
+    /// Rebuild projections from the whole log into fresh tables, then swap
+    /// them in atomically; queries keep being answered meanwhile.
+    Replay(ReplayArgs),
     /// Measure performance against the configured PostgreSQL (in a scratch database).
     #[command(subcommand)]
     Bench(crate::bench::BenchCommand),
@@ -124,6 +129,18 @@ pub struct RetryArgs {
     pub wait: bool,
 }
 
+/// Which projections to rebuild.
+#[derive(Debug, Args)]
+#[group(multiple = false)]
+pub struct ReplayArgs {
+    /// The projection to rebuild: courses or course_summary.
+    #[arg(long)]
+    pub projection: Option<String>,
+    /// Rebuild every projection (the default).
+    #[arg(long)]
+    pub all: bool,
+}
+
 /// Which course's history to show.
 #[derive(Debug, Args)]
 pub struct EventsArgs {
@@ -155,6 +172,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Commands::Submit(args) => submit(&cli.database, args).await,
         Commands::Events(args) => events(&cli.database, args).await,
+        Commands::Replay(args) => replay(&cli.database, args).await,
         Commands::Bench(cmd) => crate::bench::run(&cli.database, cmd).await,
     }
 }
@@ -338,4 +356,27 @@ pub fn summary(e: &RecordedEvent) -> String {
         CourseEvent::CourseDeleted(d) => d.reason.unwrap_or_else(|| "deleted".into()),
         CourseEvent::CourseRestored(_) => "restored".into(),
     }
+}
+
+async fn replay(settings: &DatabaseSettings, args: ReplayArgs) -> anyhow::Result<ExitCode> {
+    let projections = match &args.projection {
+        Some(name) => vec![Projection::parse(name)?],
+        None => Projection::ALL.to_vec(),
+    };
+    let db = Database::open(settings).await?;
+    let reports = replay::replay_all(&db.store, &projections, true)
+        .await
+        .context("replaying the log")?;
+    for report in reports {
+        eprintln!(
+            "{}: {} events in {:.1} s ({:.0} events/s), checkpoint {}/{}",
+            report.projection,
+            report.events,
+            report.elapsed.as_secs_f64(),
+            report.events as f64 / report.elapsed.as_secs_f64().max(1e-9),
+            report.checkpoint.transaction_id,
+            report.checkpoint.global_position
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -7,6 +7,7 @@
 //! - [`actors`]: the scheduler and one course actor per in-flight course.
 //! - [`ingress`]: how requests arrive and replies leave (RabbitMQ).
 //! - [`app`]: `coursegen serve`: everything started, stopped cleanly on a signal.
+//! - [`projections`]: read models built from the log: runners (checkpoint, lock, lag), replay.
 //! - [`config`]: typed settings from the environment and CLI flags.
 //! - [`cli`]: the command-line interface.
 //! - [`bench`]: benchmarks run with `coursegen bench`.
@@ -20,5 +21,6 @@ pub mod database;
 pub mod domain;
 pub mod ingress;
 pub mod llm;
+pub mod projections;
 pub mod store;
 pub mod telemetry;

@@ -214,7 +214,7 @@ async fn take_step(
                         tracing::warn!(course_id = %id, %rule, "the course refused the model's answer");
                         StepOutcome::Stale(Some(Command::Fail(CourseFailed {
                             step: step_name(course.next_step()),
-                            error: format!("the model's answer was refused: {rule}"),
+                            error: format!("the course refused this step: {rule}"),
                             retryable: true,
                         })))
                     }

@@ -46,6 +46,8 @@ impl EmbeddedPostgres {
         let data_dir = data_dir
             .canonicalize()
             .with_context(|| format!("resolving {}", data_dir.display()))?;
+        // Serialize processes starting the same cluster at the same moment.
+        let _lock = StartLock::acquire(&data_dir)?;
         let owner = if unsafe { libc::geteuid() } == 0 {
             Some(postgres_user()?)
         } else {
@@ -205,7 +207,9 @@ pub async fn ensure_database(cluster: &EmbeddedPostgres) -> anyhow::Result<()> {
         {
             Ok(()) => {}
             // Another process created it at the same moment.
-            Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::DUPLICATE_DATABASE) => {}
+            Err(e)
+                if e.code() == Some(&tokio_postgres::error::SqlState::DUPLICATE_DATABASE)
+                    || e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) => {}
             Err(e) => return Err(e).context("creating the coursegen database"),
         }
     }
@@ -261,4 +265,29 @@ fn chown_tree(dir: &Path, owner: Owner) -> anyhow::Result<()> {
         .with_context(|| format!("handing {} to the postgres user", dir.display()))?;
     std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
     Ok(())
+}
+
+/// An exclusive `flock` on `<data_dir>.lock`, held while making or starting
+/// the cluster, released when dropped (or when the process dies).
+struct StartLock {
+    _file: std::fs::File,
+}
+
+impl StartLock {
+    fn acquire(data_dir: &Path) -> anyhow::Result<Self> {
+        use std::os::fd::AsRawFd;
+        let path = data_dir.with_extension("lock");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        // SAFETY: flock on a descriptor we own; blocks until the lock is ours.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
+            return Err(std::io::Error::last_os_error())
+                .with_context(|| format!("locking {}", path.display()));
+        }
+        Ok(Self { _file: file })
+    }
 }

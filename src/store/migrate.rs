@@ -26,6 +26,18 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../../schema/0002_course_work.sql"),
     },
     Migration {
+        name: "projections/0001_checkpoints.sql",
+        sql: include_str!("../../projections/0001_checkpoints.sql"),
+    },
+    Migration {
+        name: "projections/0002_courses.sql",
+        sql: include_str!("../../projections/0002_courses.sql"),
+    },
+    Migration {
+        name: "projections/0003_course_summary.sql",
+        sql: include_str!("../../projections/0003_course_summary.sql"),
+    },
+    Migration {
         name: "schema/0003_amqp.sql",
         sql: include_str!("../../schema/0003_amqp.sql"),
     },

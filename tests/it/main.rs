@@ -5,4 +5,5 @@ mod fake_llm;
 mod generation;
 mod helpers;
 mod llm;
+mod projections;
 mod store;

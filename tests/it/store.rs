@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use coursegen::domain::{CourseRequest, RawCourseRequest};
 use coursegen::store::courses::{self, Submitted};
@@ -253,9 +253,17 @@ async fn concurrent_migrations_all_succeed_and_apply_each_file_once() {
 async fn a_notification_wakes_a_subscriber_long_before_its_poll_interval() {
     let db = TestDb::new().await;
     let notifier = Notifier::start(db.config.clone());
+    // Give the listener time to settle first.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_an_append_wakes_a_subscriber(&db, &notifier).await;
+}
+
+/// Starts a reader whose poll interval is an hour, appends, and checks the
+/// reader gets the event within seconds: only a NOTIFY can wake it that fast.
+async fn assert_an_append_wakes_a_subscriber(db: &TestDb, notifier: &Notifier) {
     let mut sub = Subscription::new(
         db.store.clone(),
-        &notifier,
+        notifier,
         Position::START,
         SubscriptionOptions {
             poll_interval: Duration::from_secs(3600),
@@ -263,8 +271,7 @@ async fn a_notification_wakes_a_subscriber_long_before_its_poll_interval() {
         },
     );
     let reader = tokio::spawn(async move { sub.next_batch().await });
-    // Give the listener and reader time to settle, then append.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
     db.store
         .append(Uuid::new_v4(), 0, &[event(1)], &meta())
         .await
@@ -321,12 +328,16 @@ async fn a_tailing_reader_sees_every_committed_event_exactly_once() {
         })
         .collect();
 
+    let writers_done = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let reader = {
-        let db = db.clone();
+        let (db, committed, writers_done) = (db.clone(), committed.clone(), writers_done.clone());
         tokio::spawn(async move {
             let mut seen = Vec::new();
             let mut checkpoint = Position::START;
-            let mut idle_rounds_after_writers = 0;
+            // Events become readable only once every older transaction in the
+            // cluster ended (other tests' too), so allow time; a skipped event
+            // is never seen and ends the wait at the deadline.
+            let mut deadline = None;
             loop {
                 let batch = db.store.read_all_after(checkpoint, 7).await.unwrap();
                 if let Some(last) = batch.last() {
@@ -335,10 +346,16 @@ async fn a_tailing_reader_sees_every_committed_event_exactly_once() {
                 let empty = batch.is_empty();
                 seen.extend(batch.into_iter().map(|e| e.global_position));
                 if empty {
-                    if Arc::strong_count(&db) == 2 {
-                        // Only the test and this reader hold the db: writers are done.
-                        idle_rounds_after_writers += 1;
-                        if idle_rounds_after_writers > 20 {
+                    if writers_done.load(std::sync::atomic::Ordering::SeqCst) {
+                        let deadline = *deadline
+                            .get_or_insert_with(|| Instant::now() + Duration::from_secs(20));
+                        if seen.len() >= committed.lock().unwrap().len()
+                            || Instant::now() > deadline
+                        {
+                            // One more read: nothing beyond the committed set may appear.
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                            let extra = db.store.read_all_after(checkpoint, 1000).await.unwrap();
+                            seen.extend(extra.into_iter().map(|e| e.global_position));
                             return seen;
                         }
                     }
@@ -350,6 +367,7 @@ async fn a_tailing_reader_sees_every_committed_event_exactly_once() {
     for w in writers {
         w.await.unwrap();
     }
+    writers_done.store(true, std::sync::atomic::Ordering::SeqCst);
     let seen = reader.await.unwrap();
     let committed = committed.lock().unwrap().clone();
 
@@ -367,4 +385,38 @@ async fn a_tailing_reader_sees_every_committed_event_exactly_once() {
         "only committed events are delivered"
     );
     assert!(committed.len() > WRITERS * PER_WRITER / 2);
+}
+
+#[tokio::test]
+async fn a_subscriber_is_woken_again_after_its_listen_connection_is_killed() {
+    let db = TestDb::new().await;
+    let notifier = Notifier::start(db.config.clone());
+    let client = db.client().await;
+    let listening = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'LISTEN%'";
+    crate::helpers::eventually("the LISTEN connection", Duration::from_secs(10), || async {
+        let n: i64 = client.query_one(listening, &[]).await.unwrap().get(0);
+        (n == 1).then_some(())
+    })
+    .await;
+    client
+        .execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+             WHERE datname = current_database() AND query LIKE 'LISTEN%'",
+            &[],
+        )
+        .await
+        .unwrap();
+    // The listener reconnects...
+    crate::helpers::eventually(
+        "the LISTEN connection to come back",
+        Duration::from_secs(10),
+        || async {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let n: i64 = client.query_one(listening, &[]).await.unwrap().get(0);
+            (n == 1).then_some(())
+        },
+    )
+    .await;
+    // ... and an append after that still wakes a reader at once.
+    assert_an_append_wakes_a_subscriber(&db, &notifier).await;
 }

@@ -1,0 +1,167 @@
+//! The `course_summary` projector: counts of courses by (user, day, status,
+//! deleted), rolled up by the views of `projections/0003_course_summary.sql`.
+//!
+//! It reads only the events that change a course's cell, and never decodes
+//! the large outline and lesson payloads.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use chrono::NaiveDate;
+use uuid::Uuid;
+
+use super::{readable, ApplyError, Decoded};
+use crate::domain::CourseEvent;
+
+/// Whether the projection needs events of this type at all.
+pub fn wants(event_type: &str) -> bool {
+    matches!(
+        event_type,
+        "CourseRequested"
+            | "GenerationStarted"
+            | "CourseCompleted"
+            | "CourseFailed"
+            | "GenerationRetried"
+            | "CourseDeleted"
+            | "CourseRestored"
+    )
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+struct Cell {
+    user_id: Uuid,
+    day: NaiveDate,
+    status: &'static str,
+    deleted: bool,
+}
+
+fn status_name(s: &str) -> &'static str {
+    match s {
+        "GENERATING" => "GENERATING",
+        "READY" => "READY",
+        "FAILED" => "FAILED",
+        _ => "QUEUED",
+    }
+}
+
+/// Applies `events` to the tables with `suffix`: loads the touched courses'
+/// cells, folds the events in, writes the cells and the count deltas (every
+/// cell entered gets a row, even when its count returns to 0, exactly as
+/// one event at a time would).
+pub(crate) async fn apply(
+    tx: &deadpool_postgres::Transaction<'_>,
+    suffix: &str,
+    events: &[Decoded],
+) -> Result<(), ApplyError> {
+    let events = readable(events)?;
+    let Some(first) = events.first().map(|(d, _)| d.position) else {
+        return Ok(());
+    };
+    let err = |e| ApplyError::from_db(first, e);
+    let ids: Vec<Uuid> = events
+        .iter()
+        .map(|(d, _)| d.stream_id)
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let stmt = tx
+        .prepare_cached(&format!(
+            "SELECT course_id, user_id, day, status, deleted FROM course_summary_courses{suffix}
+             WHERE course_id = ANY($1)"
+        ))
+        .await
+        .map_err(err)?;
+    let mut courses: HashMap<Uuid, Cell> = tx
+        .query(&stmt, &[&ids])
+        .await
+        .map_err(err)?
+        .into_iter()
+        .map(|r| {
+            let status: String = r.get(3);
+            (
+                r.get(0),
+                Cell {
+                    user_id: r.get(1),
+                    day: r.get(2),
+                    status: status_name(&status),
+                    deleted: r.get(4),
+                },
+            )
+        })
+        .collect();
+    let mut dirty: BTreeSet<Uuid> = BTreeSet::new();
+    let mut deltas: BTreeMap<Cell, i64> = BTreeMap::new();
+    for (d, event) in &events {
+        let id = d.stream_id;
+        if let CourseEvent::CourseRequested(r) = event {
+            if courses.contains_key(&id) {
+                return Err(ApplyError::Event {
+                    position: d.position,
+                    error: format!("course {id} was already requested"),
+                });
+            }
+            let cell = Cell {
+                user_id: r.user_id,
+                day: d.recorded_at.date_naive(),
+                status: "QUEUED",
+                deleted: false,
+            };
+            *deltas.entry(cell.clone()).or_default() += 1;
+            courses.insert(id, cell);
+            dirty.insert(id);
+            continue;
+        }
+        let Some(cell) = courses.get_mut(&id) else {
+            continue;
+        };
+        *deltas.entry(cell.clone()).or_default() -= 1;
+        match event {
+            CourseEvent::GenerationStarted(_) => cell.status = "GENERATING",
+            CourseEvent::CourseCompleted(_) => cell.status = "READY",
+            CourseEvent::CourseFailed(_) => cell.status = "FAILED",
+            CourseEvent::GenerationRetried(_) => cell.status = "QUEUED",
+            CourseEvent::CourseDeleted(_) => cell.deleted = true,
+            CourseEvent::CourseRestored(_) => cell.deleted = false,
+            _ => {}
+        }
+        *deltas.entry(cell.clone()).or_default() += 1;
+        dirty.insert(id);
+    }
+    if dirty.is_empty() {
+        return Ok(());
+    }
+    let stmt = tx
+        .prepare_cached(&format!(
+            "INSERT INTO course_summary_courses{suffix} (course_id, user_id, day, status, deleted)
+             SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::date[], $4::text[], $5::bool[])
+             ON CONFLICT (course_id) DO UPDATE SET status = EXCLUDED.status, deleted = EXCLUDED.deleted"
+        ))
+        .await
+        .map_err(err)?;
+    let rows: Vec<(&Uuid, &Cell)> = dirty.iter().map(|id| (id, &courses[id])).collect();
+    let ids: Vec<Uuid> = rows.iter().map(|(id, _)| **id).collect();
+    let users: Vec<Uuid> = rows.iter().map(|(_, c)| c.user_id).collect();
+    let days: Vec<NaiveDate> = rows.iter().map(|(_, c)| c.day).collect();
+    let status: Vec<&str> = rows.iter().map(|(_, c)| c.status).collect();
+    let deleted: Vec<bool> = rows.iter().map(|(_, c)| c.deleted).collect();
+    tx.execute(&stmt, &[&ids, &users, &days, &status, &deleted])
+        .await
+        .map_err(err)?;
+
+    let stmt = tx
+        .prepare_cached(&format!(
+            "INSERT INTO course_summary{suffix} AS s (user_id, day, status, deleted, courses)
+             SELECT * FROM unnest($1::uuid[], $2::date[], $3::text[], $4::bool[], $5::int8[])
+             ON CONFLICT (user_id, day, status, deleted) DO UPDATE SET courses = s.courses + EXCLUDED.courses"
+        ))
+        .await
+        .map_err(err)?;
+    let users: Vec<Uuid> = deltas.keys().map(|c| c.user_id).collect();
+    let days: Vec<NaiveDate> = deltas.keys().map(|c| c.day).collect();
+    let status: Vec<&str> = deltas.keys().map(|c| c.status).collect();
+    let deleted: Vec<bool> = deltas.keys().map(|c| c.deleted).collect();
+    let counts: Vec<i64> = deltas.values().copied().collect();
+    tx.execute(&stmt, &[&users, &days, &status, &deleted, &counts])
+        .await
+        .map_err(err)?;
+    Ok(())
+}

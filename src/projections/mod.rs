@@ -1,0 +1,496 @@
+//! Read models built from the event log.
+//!
+//! - [`Projection`]: the projections there are, their tables and how they apply events.
+//! - [`runner`]: one [`runner::ProjectionRunner`] actor per projection: checkpoint
+//!   advanced in the transaction that applied the batch, one active instance
+//!   across processes (session advisory lock), poison events stop it visibly.
+//! - [`replay`]: rebuild from the whole log into fresh tables, swapped in atomically.
+//! - [`recount`]: the same read models computed by plain SQL over `events`
+//!   (the oracle of the tests and the baseline of `coursegen bench replay`).
+//! - [`courses`], [`course_summary`]: the projectors, named like their SQL files.
+//!
+//! Services call [`start_runners`] inside an actix System, read
+//! [`Projections::status`] for health and metrics, and use
+//! [`wait_for_position`] to read their own writes.
+
+pub mod course_summary;
+pub mod courses;
+pub mod recount;
+pub mod replay;
+pub mod runner;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::Addr;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use tokio_postgres::error::SqlState;
+use uuid::Uuid;
+
+use crate::domain::CourseEvent;
+use crate::store::subscription::Notifier;
+use crate::store::{EventStore, Position, RecordedEvent, StoreError};
+
+pub use runner::{ProjectionRunner, RunnerOptions, RunnerState};
+
+/// Errors of the projection layer.
+#[derive(Debug, thiserror::Error)]
+pub enum ProjectionError {
+    /// Reading the log failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A statement of the projection layer failed.
+    #[error("database error: {0}")]
+    Database(#[from] tokio_postgres::Error),
+    /// No pooled connection could be had.
+    #[error("no database connection: {0}")]
+    Pool(#[from] deadpool_postgres::PoolError),
+    /// No projection has this name.
+    #[error("unknown projection {0:?} (known: courses, course_summary)")]
+    Unknown(String),
+    /// The projection stopped on a poison event before reaching the position waited for.
+    #[error("projection {name} failed at event {position}: {error}")]
+    Failed {
+        name: String,
+        position: i64,
+        error: String,
+    },
+    /// The projection did not reach the position in time.
+    #[error("projection {name} did not reach {target:?} within {timeout:?} (at {reached:?})")]
+    Timeout {
+        name: String,
+        target: Position,
+        reached: Position,
+        timeout: Duration,
+    },
+    /// Another replay of the same projection holds its replay lock.
+    #[error("a replay of {0} is already running")]
+    ReplayRunning(String),
+    /// An event could not be applied during a replay.
+    #[error("replay of {name} stopped at event {position}: {error}")]
+    ReplayFailed {
+        name: String,
+        position: i64,
+        error: String,
+    },
+}
+
+/// A read model built from the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Projection {
+    /// `courses`, `lessons`, `lesson_bodies`, `lesson_checks` and their views.
+    Courses,
+    /// `course_summary`: counts by status, user and day.
+    CourseSummary,
+}
+
+impl Projection {
+    /// Every projection, in the order they are started and replayed.
+    pub const ALL: [Projection; 2] = [Projection::Courses, Projection::CourseSummary];
+
+    /// The name of its checkpoint row, locks and CLI flag.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Courses => "courses",
+            Self::CourseSummary => "course_summary",
+        }
+    }
+
+    /// The projection called `name`.
+    ///
+    /// # Errors
+    /// [`ProjectionError::Unknown`].
+    pub fn parse(name: &str) -> Result<Self, ProjectionError> {
+        Self::ALL
+            .into_iter()
+            .find(|p| p.name() == name)
+            .ok_or_else(|| ProjectionError::Unknown(name.to_owned()))
+    }
+
+    /// The tables it writes (swapped together by a replay).
+    pub fn tables(self) -> &'static [&'static str] {
+        match self {
+            Self::Courses => &["courses", "lessons", "lesson_bodies", "lesson_checks"],
+            Self::CourseSummary => &["course_summary", "course_summary_courses"],
+        }
+    }
+
+    /// SQL creating its tables with a name suffix (`""` live, `"_next"` for a replay).
+    fn create_tables_sql(self, suffix: &str) -> String {
+        format!("SELECT coursegen_create_{}_tables('{suffix}')", self.name())
+    }
+
+    /// SQL (re)creating its views over the live tables.
+    fn create_views_sql(self) -> String {
+        format!("SELECT coursegen_create_{}_views()", self.name())
+    }
+
+    /// Reads an event as this projection needs it: `Ok(None)` for event types
+    /// it ignores (not even decoded), the upcast domain event otherwise.
+    ///
+    /// # Errors
+    /// A payload that is not a valid event of its type and version.
+    pub fn decode(self, event: &RecordedEvent) -> Result<Option<CourseEvent>, StoreError> {
+        let wanted = match self {
+            Self::Courses => true,
+            Self::CourseSummary => course_summary::wants(&event.event_type),
+        };
+        if wanted {
+            event.to_course_event().map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+
+    /// Applies decoded events, in order, to the tables with `suffix`, inside `tx`.
+    pub(crate) async fn apply(
+        self,
+        tx: &deadpool_postgres::Transaction<'_>,
+        suffix: &str,
+        events: &[Decoded],
+    ) -> Result<(), ApplyError> {
+        match self {
+            Self::Courses => courses::apply(tx, suffix, events).await,
+            Self::CourseSummary => course_summary::apply(tx, suffix, events).await,
+        }
+    }
+
+    /// Key of the session advisory lock held by the active runner.
+    pub fn runner_lock_key(self) -> i64 {
+        lock_key("runner", self.name())
+    }
+
+    /// Key of the lock a replay takes exclusively to pause the runner (which
+    /// takes it shared, per batch transaction).
+    pub fn pause_lock_key(self) -> i64 {
+        lock_key("pause", self.name())
+    }
+
+    /// Key of the lock that keeps two replays of one projection apart.
+    pub fn replay_lock_key(self) -> i64 {
+        lock_key("replay", self.name())
+    }
+}
+
+impl std::fmt::Display for Projection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+fn lock_key(kind: &str, name: &str) -> i64 {
+    let digest = Sha256::digest(format!("coursegen:projection:{kind}:{name}").as_bytes());
+    i64::from_be_bytes(digest[..8].try_into().expect("8 bytes"))
+}
+
+/// An event read from the log and decoded for one projection.
+#[derive(Debug)]
+pub struct Decoded {
+    pub position: Position,
+    pub stream_id: Uuid,
+    pub recorded_at: DateTime<Utc>,
+    /// The payload's stored schema version (before upcasting).
+    pub event_version: i16,
+    /// `Ok(None)`: a type the projection ignores. `Err`: why it cannot be read.
+    pub event: Result<Option<CourseEvent>, String>,
+}
+
+impl Decoded {
+    /// Decodes `event` for `projection`.
+    pub fn new(projection: Projection, event: &RecordedEvent) -> Self {
+        Self {
+            position: event.position(),
+            stream_id: event.stream_id,
+            recorded_at: event.recorded_at,
+            event_version: event.event_version,
+            event: projection.decode(event).map_err(|e| e.to_string()),
+        }
+    }
+}
+
+/// Why a batch was not applied.
+#[derive(Debug)]
+pub(crate) enum ApplyError {
+    /// The event at `position` cannot be applied (undecodable payload, or the
+    /// database refused what it implies): retrying will not help.
+    Event { position: Position, error: String },
+    /// The connection or server failed (terminated, shut down, out of
+    /// resources): retry on a new connection.
+    Connection(tokio_postgres::Error),
+}
+
+impl ApplyError {
+    /// Classifies a database error met while applying the event at `position`.
+    pub(crate) fn from_db(position: Position, e: tokio_postgres::Error) -> Self {
+        if is_connection_error(&e) {
+            Self::Connection(e)
+        } else {
+            let error = match e.as_db_error() {
+                Some(db) => format!("{}: {}", db.code().code(), db.message()),
+                None => e.to_string(),
+            };
+            Self::Event { position, error }
+        }
+    }
+}
+
+/// Whether an error is the connection's or the server's fault rather than
+/// the statement's: closed connection, SQLSTATE classes 08 (connection), 53
+/// (resources), 57 (operator intervention, e.g. pg_terminate_backend), 40
+/// (serialization) and 58 (system).
+pub(crate) fn is_connection_error(e: &tokio_postgres::Error) -> bool {
+    if e.is_closed() {
+        return true;
+    }
+    match e.code() {
+        None => true,
+        Some(code) => {
+            let c = code.code();
+            ["08", "53", "57", "40", "58"]
+                .iter()
+                .any(|class| c.starts_with(class))
+                || *code == SqlState::QUERY_CANCELED
+        }
+    }
+}
+
+/// A projection's checkpoint row.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Checkpoint {
+    pub position: Position,
+    /// `running`, `stopped` or `failed`.
+    pub state: String,
+    pub error: Option<String>,
+    /// The poison event's global position, when failed.
+    pub failed_position: Option<i64>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Reads the checkpoint row of `name` (`None` before its runner first ran).
+///
+/// # Errors
+/// Database errors.
+pub async fn checkpoint(
+    store: &EventStore,
+    name: &str,
+) -> Result<Option<Checkpoint>, ProjectionError> {
+    let client = store.pool().get().await?;
+    let stmt = client
+        .prepare_cached(
+            "SELECT transaction_id, global_position, state, error, failed_position, updated_at
+             FROM projection_checkpoints WHERE name = $1",
+        )
+        .await?;
+    Ok(client
+        .query_opt(&stmt, &[&name])
+        .await?
+        .map(|r| Checkpoint {
+            position: Position {
+                transaction_id: r.get(0),
+                global_position: r.get(1),
+            },
+            state: r.get(2),
+            error: r.get(3),
+            failed_position: r.get(4),
+            updated_at: r.get(5),
+        }))
+}
+
+/// How far a projection is behind the log.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct Lag {
+    /// Events readable (past the commit horizon) and not yet applied.
+    pub events: i64,
+    /// Age of the oldest such event, in seconds (0 when none).
+    pub seconds: f64,
+}
+
+/// The lag of projection `name` behind the head of the log (see
+/// [`EventStore::head`]): what health checks and metrics report.
+///
+/// # Errors
+/// Database errors.
+pub async fn lag(store: &EventStore, name: &str) -> Result<Lag, ProjectionError> {
+    let client = store.pool().get().await?;
+    let stmt = client
+        .prepare_cached(
+            "WITH cp AS (
+                 SELECT coalesce(max(transaction_id), 0) AS tx, coalesce(max(global_position), 0) AS pos
+                 FROM projection_checkpoints WHERE name = $1)
+             SELECT count(*), coalesce(extract(epoch FROM now() - min(e.recorded_at))::float8, 0)
+             FROM events e, cp
+             WHERE (e.transaction_id, e.global_position) > (cp.tx::text::xid8, cp.pos)
+               AND e.transaction_id < pg_snapshot_xmin(pg_current_snapshot())",
+        )
+        .await?;
+    let row = client.query_one(&stmt, &[&name]).await?;
+    Ok(Lag {
+        events: row.get(0),
+        seconds: row.get::<_, f64>(1).max(0.0),
+    })
+}
+
+/// Waits until projection `projection` has applied every event up to
+/// `position` (for read-your-writes after an append, and tests).
+///
+/// # Errors
+/// [`ProjectionError::Timeout`] after `timeout`; [`ProjectionError::Failed`]
+/// at once when the projection stopped on a poison event before `position`.
+pub async fn wait_for_position(
+    store: &EventStore,
+    projection: &str,
+    position: Position,
+    timeout: Duration,
+) -> Result<(), ProjectionError> {
+    Projection::parse(projection)?;
+    let deadline = Instant::now() + timeout;
+    let mut pause = Duration::from_millis(2);
+    loop {
+        let reached = match checkpoint(store, projection).await? {
+            Some(cp) if cp.position >= position => return Ok(()),
+            Some(cp) if cp.state == "failed" => {
+                return Err(ProjectionError::Failed {
+                    name: projection.to_owned(),
+                    position: cp.failed_position.unwrap_or_default(),
+                    error: cp.error.unwrap_or_default(),
+                })
+            }
+            Some(cp) => cp.position,
+            None => Position::START,
+        };
+        if Instant::now() >= deadline {
+            return Err(ProjectionError::Timeout {
+                name: projection.to_owned(),
+                target: position,
+                reached,
+                timeout,
+            });
+        }
+        tokio::time::sleep(pause.min(deadline.saturating_duration_since(Instant::now()))).await;
+        pause = (pause * 2).min(Duration::from_millis(50));
+    }
+}
+
+/// What [`Projections::status`] reports for one projection.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ProjectionStatus {
+    pub name: String,
+    /// This process's runner: active, standing by, paused by a replay, failed...
+    pub state: RunnerState,
+    /// The last applied event (shared by all processes).
+    pub checkpoint: Position,
+    pub lag_events: i64,
+    pub lag_seconds: f64,
+    /// The poison event's error when failed.
+    pub error: Option<String>,
+}
+
+/// The running projection runners of this process.
+pub struct Projections {
+    store: EventStore,
+    runners: Vec<(Projection, Addr<ProjectionRunner>)>,
+}
+
+/// Starts one runner actor per projection (each active or standing by,
+/// depending on who holds its lock) with the default [`RunnerOptions`].
+/// Must be called inside an actix System.
+///
+/// # Errors
+/// Database errors while registering the checkpoints.
+pub async fn start_runners(
+    store: EventStore,
+    notifier: Arc<Notifier>,
+) -> anyhow::Result<Projections> {
+    start_runners_with(store, notifier, RunnerOptions::default()).await
+}
+
+/// [`start_runners`] with explicit options (tests, benchmarks).
+///
+/// # Errors
+/// Database errors while registering the checkpoints.
+pub async fn start_runners_with(
+    store: EventStore,
+    notifier: Arc<Notifier>,
+    options: RunnerOptions,
+) -> anyhow::Result<Projections> {
+    use actix::Actor;
+    let client = store.pool().get().await?;
+    for p in Projection::ALL {
+        client
+            .execute(
+                "INSERT INTO projection_checkpoints (name) VALUES ($1) ON CONFLICT (name) DO NOTHING",
+                &[&p.name()],
+            )
+            .await?;
+    }
+    drop(client);
+    let runners = Projection::ALL
+        .into_iter()
+        .map(|p| {
+            let runner = ProjectionRunner::new(p, store.clone(), notifier.clone(), options);
+            (p, runner.start())
+        })
+        .collect();
+    Ok(Projections { store, runners })
+}
+
+impl Projections {
+    /// State, checkpoint and lag of every projection.
+    pub async fn status(&self) -> Vec<ProjectionStatus> {
+        let mut out = Vec::with_capacity(self.runners.len());
+        for (p, addr) in &self.runners {
+            let state = addr
+                .send(runner::GetRunnerState)
+                .await
+                .unwrap_or(RunnerState::Stopped);
+            let cp = checkpoint(&self.store, p.name()).await.ok().flatten();
+            let lag = lag(&self.store, p.name()).await.unwrap_or_default();
+            let failed = cp.as_ref().is_some_and(|c| c.state == "failed");
+            out.push(ProjectionStatus {
+                name: p.name().to_owned(),
+                state: if failed { RunnerState::Failed } else { state },
+                checkpoint: cp.as_ref().map(|c| c.position).unwrap_or_default(),
+                lag_events: lag.events,
+                lag_seconds: lag.seconds,
+                error: cp.and_then(|c| c.error),
+            });
+        }
+        out
+    }
+
+    /// The runner actor of one projection (to send it messages).
+    pub fn runner(&self, projection: Projection) -> Option<&Addr<ProjectionRunner>> {
+        self.runners
+            .iter()
+            .find(|(p, _)| *p == projection)
+            .map(|(_, a)| a)
+    }
+
+    /// Stops every runner of this process (their locks are released, so
+    /// standbys elsewhere take over) and waits until they are gone.
+    pub async fn stop(self) {
+        for (_, addr) in &self.runners {
+            let _ = addr.send(runner::StopRunner).await;
+        }
+    }
+}
+
+/// The decoded events to apply, or the first one that cannot be read.
+pub(crate) fn readable(events: &[Decoded]) -> Result<Vec<(&Decoded, &CourseEvent)>, ApplyError> {
+    let mut out = Vec::with_capacity(events.len());
+    for d in events {
+        match &d.event {
+            Ok(Some(e)) => out.push((d, e)),
+            Ok(None) => {}
+            Err(error) => {
+                return Err(ApplyError::Event {
+                    position: d.position,
+                    error: error.clone(),
+                })
+            }
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,314 @@
+//! Rebuilding a projection from the whole log, blue-green.
+//!
+//! 1. Take the projection's replay lock (one replay at a time) and create
+//!    fresh tables `<table>_next`.
+//! 2. Read the log from the start (a reader task, so reading and decoding
+//!    overlap with applying) and apply it to the fresh tables, batch by
+//!    batch. The live runner keeps the old tables current meanwhile, and
+//!    queries keep reading them.
+//! 3. Once caught up, in one transaction: take the pause lock exclusively
+//!    (the live runner waits), apply the last events, drop the old tables,
+//!    rename the fresh ones, recreate the views and write the checkpoint.
+//!    The live runner resumes from that checkpoint.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressStyle};
+use tokio::sync::mpsc;
+
+use super::runner::dedicated_connection;
+use super::{ApplyError, Decoded, Projection, ProjectionError};
+use crate::store::{read_all_after_with, EventStore, Position, RecordedEvent};
+
+/// Suffix of the tables a replay builds.
+const NEXT: &str = "_next";
+/// Events per read and per transaction while rebuilding.
+const BATCH: i64 = 1000;
+
+/// What a replay did.
+#[derive(Debug, Clone, Copy)]
+pub struct ReplayReport {
+    pub projection: Projection,
+    /// Events read from the log (all types).
+    pub events: u64,
+    pub elapsed: Duration,
+    /// The checkpoint the rebuilt projection starts from.
+    pub checkpoint: Position,
+}
+
+/// Rebuilds `projection` from the whole log and swaps it in; `progress`
+/// shows a progress bar (events/s, ETA) on stderr.
+///
+/// # Errors
+/// As [`replay_all`].
+pub async fn replay(
+    store: &EventStore,
+    projection: Projection,
+    progress: bool,
+) -> Result<ReplayReport, ProjectionError> {
+    let mut reports = replay_all(store, &[projection], progress).await?;
+    Ok(reports.remove(0))
+}
+
+/// One projection being rebuilt: its own connection (holding its replay lock).
+struct Target {
+    projection: Projection,
+    conn: deadpool_postgres::ClientWrapper,
+}
+
+/// Rebuilds several projections in one pass over the log: one reader, one
+/// applier per projection on its own connection (so they run in parallel),
+/// then each swapped in with its own checkpoint.
+///
+/// # Errors
+/// [`ProjectionError::ReplayRunning`] if another replay of one of them runs;
+/// [`ProjectionError::ReplayFailed`] when an event cannot be applied (the old
+/// tables then stay in place, untouched); database errors.
+pub async fn replay_all(
+    store: &EventStore,
+    projections: &[Projection],
+    progress: bool,
+) -> Result<Vec<ReplayReport>, ProjectionError> {
+    let started = Instant::now();
+    let mut targets = Vec::new();
+    for &projection in projections {
+        let conn = dedicated_connection(store, &format!("coursegen-replay-{projection}")).await?;
+        let got: bool = conn
+            .query_one(
+                "SELECT pg_try_advisory_lock($1)",
+                &[&projection.replay_lock_key()],
+            )
+            .await?
+            .get(0);
+        if !got {
+            return Err(ProjectionError::ReplayRunning(projection.name().to_owned()));
+        }
+        let tables: Vec<&str> = projection.tables().to_vec();
+        conn.execute("SELECT coursegen_drop_tables($1, $2)", &[&tables, &NEXT])
+            .await?;
+        conn.batch_execute(&projection.create_tables_sql(NEXT))
+            .await?;
+        targets.push(Target { projection, conn });
+    }
+    let total: i64 = targets[0]
+        .conn
+        .query_one("SELECT count(*) FROM events", &[])
+        .await?
+        .get(0);
+    let bar = if progress {
+        let bar = ProgressBar::new(total.max(0) as u64);
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{prefix:>15} [{elapsed_precise}] {wide_bar} {pos}/{len} events {per_sec} ETA {eta}",
+            )
+            .expect("valid template"),
+        );
+        bar.set_prefix(
+            projections
+                .iter()
+                .map(|p| p.name())
+                .collect::<Vec<_>>()
+                .join("+"),
+        );
+        bar
+    } else {
+        ProgressBar::hidden()
+    };
+
+    let (targets, rebuilt) = rebuild(store, targets, &bar).await;
+    let mut result = rebuilt;
+    let mut reports = Vec::new();
+    let mut targets = targets;
+    if let Ok((position, events)) = result {
+        for t in &mut targets {
+            match swap(&mut t.conn, t.projection, position, events, &bar).await {
+                Ok((checkpoint, events)) => reports.push(ReplayReport {
+                    projection: t.projection,
+                    events,
+                    elapsed: started.elapsed(),
+                    checkpoint,
+                }),
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            }
+        }
+    }
+    bar.finish();
+    for t in &targets {
+        if result.is_err() {
+            let tables: Vec<&str> = t.projection.tables().to_vec();
+            let _ = t
+                .conn
+                .execute("SELECT coursegen_drop_tables($1, $2)", &[&tables, &NEXT])
+                .await;
+        }
+        let _ = t
+            .conn
+            .execute(
+                "SELECT pg_advisory_unlock($1)",
+                &[&t.projection.replay_lock_key()],
+            )
+            .await;
+    }
+    result.map(|_| reports)
+}
+
+fn failed(projection: Projection, e: ApplyError) -> ProjectionError {
+    match e {
+        ApplyError::Connection(e) => ProjectionError::Database(e),
+        ApplyError::Event { position, error } => ProjectionError::ReplayFailed {
+            name: projection.name().to_owned(),
+            position: position.global_position,
+            error,
+        },
+    }
+}
+
+type Batch = Arc<Vec<RecordedEvent>>;
+
+/// Applies the log to every target's fresh tables until caught up; gives the
+/// connections back with the position reached and the events read.
+async fn rebuild(
+    store: &EventStore,
+    targets: Vec<Target>,
+    bar: &ProgressBar,
+) -> (Vec<Target>, Result<(Position, u64), ProjectionError>) {
+    let mut senders = Vec::new();
+    let mut appliers = Vec::new();
+    for (i, target) in targets.into_iter().enumerate() {
+        let (tx, rx) = mpsc::channel::<Batch>(4);
+        senders.push(tx);
+        let bar = (i == 0).then(|| bar.clone());
+        appliers.push(tokio::spawn(apply_batches(target, rx, bar)));
+    }
+    let reader_store = store.clone();
+    let reader = tokio::spawn(async move {
+        let mut position = Position::START;
+        let mut events = 0u64;
+        loop {
+            let batch = reader_store.read_all_after(position, BATCH).await?;
+            let Some(last) = batch.last() else {
+                return Ok::<_, ProjectionError>((position, events));
+            };
+            position = last.position();
+            events += batch.len() as u64;
+            let batch = Arc::new(batch);
+            for s in &senders {
+                // A closed channel means its applier failed: it reports why.
+                let _ = s.send(batch.clone()).await;
+            }
+        }
+    });
+    let read = reader.await.expect("reader does not panic");
+    let mut targets = Vec::new();
+    let mut outcome = read;
+    for a in appliers {
+        let (target, applied) = a.await.expect("applier does not panic");
+        if let (Err(e), Ok(_)) = (applied, &outcome) {
+            outcome = Err(e);
+        }
+        targets.push(target);
+    }
+    (targets, outcome)
+}
+
+/// Applies the batches of one target, each in its own transaction.
+async fn apply_batches(
+    mut target: Target,
+    mut rx: mpsc::Receiver<Batch>,
+    bar: Option<ProgressBar>,
+) -> (Target, Result<(), ProjectionError>) {
+    let projection = target.projection;
+    // Decoding is CPU work: a stage of its own, off the async workers, so
+    // the next batch decodes while this one is applied.
+    let (decoded_tx, mut decoded_rx) = mpsc::channel::<Vec<Decoded>>(2);
+    let decoder = tokio::spawn(async move {
+        while let Some(batch) = rx.recv().await {
+            let decoded = tokio::task::spawn_blocking(move || {
+                batch
+                    .iter()
+                    .map(|e| Decoded::new(projection, e))
+                    .collect::<Vec<_>>()
+            })
+            .await
+            .expect("decoding does not panic");
+            if decoded_tx.send(decoded).await.is_err() {
+                return;
+            }
+        }
+    });
+    let result = async {
+        while let Some(decoded) = decoded_rx.recv().await {
+            let started = Instant::now();
+            let events = decoded.len();
+            let t = target.conn.transaction().await?;
+            projection
+                .apply(&t, NEXT, &decoded)
+                .await
+                .map_err(|e| failed(projection, e))?;
+            t.commit().await?;
+            if let Some(bar) = &bar {
+                bar.inc(events as u64);
+            }
+            tracing::debug!(projection = %projection, events,
+                ms = started.elapsed().as_millis() as u64, "replayed a batch");
+        }
+        Ok::<(), ProjectionError>(())
+    }
+    .await;
+    drop(decoded_rx);
+    let _ = decoder.await;
+    (target, result)
+}
+
+/// Pauses the live runner, applies what is left, swaps the tables in and
+/// writes the checkpoint, all in one transaction.
+async fn swap(
+    conn: &mut deadpool_postgres::ClientWrapper,
+    projection: Projection,
+    mut position: Position,
+    mut events: u64,
+    bar: &ProgressBar,
+) -> Result<(Position, u64), ProjectionError> {
+    let t = conn.transaction().await?;
+    t.execute(
+        "SELECT pg_advisory_xact_lock($1)",
+        &[&projection.pause_lock_key()],
+    )
+    .await?;
+    loop {
+        let batch = read_all_after_with(&t, position, BATCH).await?;
+        let Some(last) = batch.last() else { break };
+        position = last.position();
+        let decoded: Vec<Decoded> = batch.iter().map(|e| Decoded::new(projection, e)).collect();
+        projection
+            .apply(&t, NEXT, &decoded)
+            .await
+            .map_err(|e| failed(projection, e))?;
+        events += decoded.len() as u64;
+        bar.inc(decoded.len() as u64);
+    }
+    let tables: Vec<&str> = projection.tables().to_vec();
+    t.execute("SELECT coursegen_swap_tables($1, $2)", &[&tables, &NEXT])
+        .await?;
+    t.batch_execute(&projection.create_views_sql()).await?;
+    t.execute(
+        "INSERT INTO projection_checkpoints (name, transaction_id, global_position, state, updated_at)
+         VALUES ($1, $2, $3, 'running', now())
+         ON CONFLICT (name) DO UPDATE
+         SET transaction_id = EXCLUDED.transaction_id, global_position = EXCLUDED.global_position,
+             state = 'running', error = NULL, failed_transaction_id = NULL, failed_position = NULL,
+             updated_at = now()",
+        &[
+            &projection.name(),
+            &position.transaction_id,
+            &position.global_position,
+        ],
+    )
+    .await?;
+    t.commit().await?;
+    Ok((position, events))
+}

@@ -1,0 +1,665 @@
+//! Projections on real PostgreSQL: runners against a recount of the log,
+//! replay, crashes mid-batch, standby takeover, poison events, waiting.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use coursegen::bench::realistic_lesson;
+use coursegen::domain::{
+    CourseCompleted, CourseDeleted, CourseEvent, CourseFailed, CourseRequested, CourseRestored,
+    GenerationRetried, GenerationStarted, LessonPlan, OutlineGenerated, SourceRef, TokenUsage,
+};
+use coursegen::projections::recount::{difference_sql, recounts};
+use coursegen::projections::{
+    self, replay, start_runners_with, wait_for_position, Projection, ProjectionError, Projections,
+    RunnerOptions, RunnerState,
+};
+use coursegen::store::subscription::Notifier;
+use coursegen::store::{Metadata, NewEvent, Position};
+use rand::Rng;
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::helpers::TestDb;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+fn options() -> RunnerOptions {
+    RunnerOptions {
+        batch_size: 50,
+        poll_interval: Duration::from_millis(200),
+        lock_retry: Duration::from_millis(200),
+        idle_check: Duration::from_millis(200),
+    }
+}
+
+async fn start(db: &TestDb, options: RunnerOptions) -> Projections {
+    let notifier = Arc::new(Notifier::start(db.config.clone()));
+    start_runners_with(db.store.clone(), notifier, options)
+        .await
+        .expect("runners start")
+}
+
+/// A realistic course history: requested, started, outlined, some lessons,
+/// then completed, failed (maybe retried) or left in flight; some deleted.
+fn course_story(rng: &mut impl Rng, user: Uuid, topic: &str) -> Vec<CourseEvent> {
+    let lessons: u32 = rng.gen_range(1..=3);
+    let mut events: Vec<CourseEvent> = vec![CourseRequested {
+        request_id: Uuid::new_v4(),
+        user_id: user,
+        topic: topic.to_owned(),
+        grade_level: rng.gen_bool(0.5).then(|| "Grade 8".to_owned()),
+        num_lessons: lessons as u8,
+        language: "en".into(),
+        source_filter: None,
+    }
+    .into()];
+    let usage = TokenUsage {
+        prompt_tokens: 10,
+        completion_tokens: 20,
+        total_tokens: 30,
+    };
+    events.push(
+        GenerationStarted {
+            attempt: 1,
+            model: "offline".into(),
+        }
+        .into(),
+    );
+    if rng.gen_ratio(1, 10) {
+        events.push(
+            CourseFailed {
+                step: "outline".into(),
+                error: "timeout".into(),
+                retryable: true,
+            }
+            .into(),
+        );
+        events.push(GenerationRetried { reason: None }.into());
+        events.push(
+            GenerationStarted {
+                attempt: 2,
+                model: "offline".into(),
+            }
+            .into(),
+        );
+    }
+    let title = if rng.gen_bool(0.3) {
+        "Cells and energy".to_owned()
+    } else {
+        format!("{topic} for everyone")
+    };
+    events.push(
+        OutlineGenerated {
+            title,
+            description: format!("A short course about {topic}"),
+            lessons: (1..=lessons)
+                .map(|n| LessonPlan {
+                    number: n,
+                    title: format!("Planned lesson {n}"),
+                    concepts: vec!["light".into(), format!("concept {n}")],
+                    objectives: vec![format!("explain {n}")],
+                })
+                .collect(),
+            model: "offline".into(),
+            usage,
+        }
+        .into(),
+    );
+    let done = if rng.gen_ratio(1, 5) {
+        rng.gen_range(0..lessons)
+    } else {
+        lessons
+    };
+    for n in 1..=done {
+        let CourseEvent::LessonGenerated(mut lesson) = realistic_lesson(n) else {
+            unreachable!()
+        };
+        lesson.sources.push(SourceRef {
+            title: format!("Source {}", rng.gen_range(0..4)),
+            url: Some("https://example.org".into()),
+        });
+        events.push(lesson.into());
+    }
+    if done == lessons {
+        if rng.gen_ratio(4, 5) {
+            events.push(
+                CourseCompleted {
+                    total_lessons: lessons,
+                    usage,
+                }
+                .into(),
+            );
+        } else {
+            events.push(
+                CourseFailed {
+                    step: "completion".into(),
+                    error: "model refused".into(),
+                    retryable: false,
+                }
+                .into(),
+            );
+        }
+    }
+    if rng.gen_ratio(1, 6) {
+        events.push(CourseDeleted { reason: None }.into());
+        if rng.gen_bool(0.5) {
+            events.push(CourseRestored {}.into());
+        }
+    }
+    events
+}
+
+/// Appends a course's events one transaction per step, each held open for a
+/// random time before it commits (so positions commit out of order).
+async fn write_course_slowly(db: &TestDb, events: Vec<CourseEvent>, max_hold_ms: u64) -> Uuid {
+    let stream = Uuid::new_v4();
+    let mut client = db.store.pool().get().await.unwrap();
+    let mut version = 0i32;
+    let mut i = 0;
+    while i < events.len() {
+        let (step, hold) = {
+            let mut rng = rand::thread_rng();
+            (
+                rng.gen_range(1..=2usize).min(events.len() - i),
+                rng.gen_range(0..=max_hold_ms),
+            )
+        };
+        let tx = client.transaction().await.unwrap();
+        for e in &events[i..i + step] {
+            let new = NewEvent::from(e);
+            tx.execute(
+                "INSERT INTO events (stream_id, stream_version, event_type, event_version, payload, metadata)
+                 VALUES ($1, $2, $3, $4, $5, '{}')",
+                &[&stream, &version, &new.event_type, &new.event_version, &new.payload],
+            )
+            .await
+            .unwrap();
+            version += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(hold)).await;
+        tx.commit().await.unwrap();
+        i += step;
+    }
+    stream
+}
+
+/// Appends a course's events through the store, all at once.
+async fn write_course(db: &TestDb, events: Vec<CourseEvent>) -> (Uuid, Position) {
+    let stream = Uuid::new_v4();
+    let new: Vec<NewEvent> = events.iter().map(NewEvent::from).collect();
+    let appended = db
+        .store
+        .append(stream, 0, &new, &Metadata::producer("test"))
+        .await
+        .unwrap();
+    (stream, appended.position)
+}
+
+async fn write_courses(db: &TestDb, n: usize) -> Position {
+    let user = Uuid::new_v4();
+    let mut last = Position::START;
+    for i in 0..n {
+        let events = course_story(&mut rand::thread_rng(), user, &format!("Topic {}", i % 5));
+        last = write_course(db, events).await.1;
+    }
+    last
+}
+
+/// The newest committed event. Not `EventStore::head`: its horizon is
+/// cluster-wide, so other tests' open transactions may hold it back.
+async fn head(db: &TestDb) -> Position {
+    let row = db
+        .client()
+        .await
+        .query_one(
+            "SELECT transaction_id::text::bigint, global_position FROM events
+             ORDER BY transaction_id DESC, global_position DESC LIMIT 1",
+            &[],
+        )
+        .await
+        .unwrap();
+    Position {
+        transaction_id: row.get(0),
+        global_position: row.get(1),
+    }
+}
+
+async fn wait_all(db: &TestDb, position: Position) {
+    for p in Projection::ALL {
+        wait_for_position(&db.store, p.name(), position, WAIT)
+            .await
+            .unwrap_or_else(|e| panic!("{p}: {e}"));
+    }
+}
+
+/// Asserts every projected table equals its recount from the log.
+async fn assert_matches_log(db: &TestDb) {
+    let client = db.client().await;
+    for p in Projection::ALL {
+        for r in recounts(p) {
+            let diff: i64 = client
+                .query_one(&difference_sql(&r, ""), &[])
+                .await
+                .unwrap_or_else(|e| panic!("{}: {e:?}", r.table))
+                .get(0);
+            if diff != 0 {
+                let sql = difference_sql(&r, "");
+                let live = sql.replace(
+                    "SELECT (SELECT count(*) FROM (SELECT * FROM live EXCEPT ALL SELECT * FROM recount) a)\n              + (SELECT count(*) FROM (SELECT * FROM recount EXCEPT ALL SELECT * FROM live) b)",
+                    "(SELECT 'live', x::text FROM (SELECT * FROM live EXCEPT ALL SELECT * FROM recount) x LIMIT 3)
+                     UNION ALL (SELECT 'recount', y::text FROM (SELECT * FROM recount EXCEPT ALL SELECT * FROM live) y LIMIT 3)",
+                );
+                for row in client.query(&live, &[]).await.unwrap() {
+                    eprintln!("{}: {}", row.get::<_, String>(0), row.get::<_, String>(1));
+                }
+            }
+            assert_eq!(
+                diff, 0,
+                "{} differs from its recount by {diff} rows",
+                r.table
+            );
+        }
+    }
+    let dup_slugs: i64 = client
+        .query_one(
+            "SELECT count(*) FROM (SELECT slug FROM courses GROUP BY slug HAVING count(*) > 1) d",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(dup_slugs, 0);
+    let bad_slugs: i64 = client
+        .query_one(
+            "SELECT count(*) FROM courses
+             WHERE slug !~ ('^' || coursegen_slug_base(coalesce(title, topic)) || '(-[0-9]+)?$')",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(bad_slugs, 0, "slugs derive from the title (or topic)");
+}
+
+/// A fingerprint of every row of every projected table.
+async fn fingerprint(db: &TestDb) -> Vec<(String, i64, String)> {
+    let client = db.client().await;
+    let mut out = Vec::new();
+    for p in Projection::ALL {
+        for table in p.tables() {
+            let row = client
+                .query_one(
+                    &format!(
+                        "SELECT count(*), coalesce(md5(string_agg(t::text, '|' ORDER BY t::text)), '')
+                         FROM {table} t"
+                    ),
+                    &[],
+                )
+                .await
+                .unwrap();
+            out.push(((*table).to_owned(), row.get(0), row.get(1)));
+        }
+    }
+    out
+}
+
+#[actix::test]
+async fn projections_equal_a_recount_of_the_log_under_late_concurrent_commits() {
+    let db = Arc::new(TestDb::new().await);
+    let running = start(&db, options()).await;
+    let writers: Vec<_> = (0..8)
+        .map(|w| {
+            let db = db.clone();
+            tokio::spawn(async move {
+                let user = Uuid::new_v4();
+                for i in 0..5 {
+                    let events = {
+                        let mut rng = rand::thread_rng();
+                        course_story(&mut rng, user, &format!("Photosynthesis {}", (w + i) % 3))
+                    };
+                    write_course_slowly(&db, events, 30).await;
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.await.unwrap();
+    }
+    let head = head(&db).await;
+    wait_all(&db, head).await;
+    assert_matches_log(&db).await;
+    let courses: i64 = db
+        .client()
+        .await
+        .query_one("SELECT count(*) FROM courses", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(courses, 40);
+    for s in running.status().await {
+        assert_eq!(s.state, RunnerState::Running, "{s:?}");
+        assert_eq!(s.lag_events, 0, "{s:?}");
+        assert_eq!(s.checkpoint, head);
+        assert!(s.error.is_none());
+    }
+    running.stop().await;
+}
+
+#[actix::test]
+async fn replay_rebuilds_exactly_the_rows_the_runners_built() {
+    let db = TestDb::new().await;
+    let running = start(&db, options()).await;
+    let last = write_courses(&db, 30).await;
+    wait_all(&db, last).await;
+    let before = fingerprint(&db).await;
+    assert!(before.iter().all(|(_, rows, _)| *rows > 0), "{before:?}");
+
+    let visible: i64 = db
+        .client()
+        .await
+        .query_one("SELECT count(*) FROM v_course_summary", &[])
+        .await
+        .unwrap()
+        .get(0);
+    // Queries keep being answered, from the old tables, then the new ones.
+    let store = db.store.clone();
+    let rebuilding = tokio::spawn(async move {
+        let mut reports = Vec::new();
+        for p in Projection::ALL {
+            reports.push(replay::replay(&store, p, false).await.unwrap());
+        }
+        reports
+    });
+    let client = db.client().await;
+    let mut queries = 0;
+    while !rebuilding.is_finished() {
+        let n: i64 = client
+            .query_one("SELECT count(*) FROM v_course_summary", &[])
+            .await
+            .expect("queries work during a replay")
+            .get(0);
+        assert_eq!(n, visible);
+        queries += 1;
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    assert!(queries > 0);
+    for report in rebuilding.await.unwrap() {
+        // Up to the read horizon, which other tests' transactions may hold back.
+        assert!(report.checkpoint <= last);
+    }
+    wait_all(&db, last).await;
+    assert_eq!(fingerprint(&db).await, before);
+    // The views point at the new tables, and the live runners carry on.
+    for view in [
+        "v_course_summary",
+        "v_course_lessons",
+        "v_lessons_full",
+        "v_course_counts_by_status",
+    ] {
+        client
+            .query_one(&format!("SELECT count(*) FROM {view}"), &[])
+            .await
+            .unwrap_or_else(|e| panic!("{view}: {e}"));
+    }
+    let next = write_courses(&db, 5).await;
+    wait_all(&db, next).await;
+    assert_matches_log(&db).await;
+    running.stop().await;
+}
+
+#[actix::test]
+async fn a_runner_whose_connection_dies_mid_batch_applies_no_event_twice() {
+    let db = TestDb::new().await;
+    let last = write_courses(&db, 60).await;
+    let running = start(
+        &db,
+        RunnerOptions {
+            batch_size: 7,
+            ..options()
+        },
+    )
+    .await;
+    let client = db.client().await;
+    let mut kills = 0;
+    for _ in 0..60 {
+        let behind = projections::checkpoint(&db.store, "courses")
+            .await
+            .unwrap()
+            .is_none_or(|c| c.position < last);
+        if !behind {
+            break;
+        }
+        let sleep_ms = rand::thread_rng().gen_range(5..60);
+        tokio::time::sleep(Duration::from_millis(sleep_ms)).await;
+        kills += client
+            .query(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+                 WHERE datname = current_database() AND application_name LIKE 'coursegen-projection-%'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .len();
+    }
+    assert!(kills > 0);
+    wait_all(&db, last).await;
+    assert_matches_log(&db).await;
+    for s in running.status().await {
+        assert!(s.error.is_none(), "{s:?}");
+    }
+    running.stop().await;
+}
+
+#[actix::test]
+async fn a_standby_takes_over_when_the_lock_holder_dies() {
+    let db = TestDb::new().await;
+    let first = start(&db, RunnerOptions::default()).await;
+    let p = write_courses(&db, 3).await;
+    wait_all(&db, p).await;
+    let second = start(&db, RunnerOptions::default()).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    for s in second.status().await {
+        assert_eq!(s.state, RunnerState::Standby, "{s:?}");
+    }
+    first.stop().await;
+    let took_over = std::time::Instant::now();
+    let p = write_courses(&db, 3).await;
+    wait_all(&db, p).await;
+    assert!(
+        took_over.elapsed() < Duration::from_secs(5),
+        "takeover took {:?}",
+        took_over.elapsed()
+    );
+    for s in second.status().await {
+        assert_eq!(s.state, RunnerState::Running, "{s:?}");
+    }
+    assert_matches_log(&db).await;
+    second.stop().await;
+}
+
+#[actix::test]
+async fn a_poison_event_stops_only_its_projection_with_a_visible_error() {
+    let db = TestDb::new().await;
+    let running = start(&db, options()).await;
+    let before = write_courses(&db, 3).await;
+    // A course whose lesson payload has the wrong shape.
+    let user = Uuid::new_v4();
+    let mut story = course_story(&mut rand::thread_rng(), user, "Poison");
+    story.truncate(3);
+    let (stream, _) = write_course(&db, story).await;
+    let poison = db
+        .store
+        .append(
+            stream,
+            3,
+            &[NewEvent {
+                event_type: "LessonGenerated".into(),
+                event_version: 2,
+                payload: json!({ "number": "three", "title": 7 }),
+            }],
+            &Metadata::producer("test"),
+        )
+        .await
+        .unwrap()
+        .position;
+    let after = write_courses(&db, 2).await;
+
+    wait_for_position(&db.store, "course_summary", after, WAIT)
+        .await
+        .unwrap();
+    let err = wait_for_position(&db.store, "courses", after, WAIT)
+        .await
+        .unwrap_err();
+    match err {
+        ProjectionError::Failed {
+            position, error, ..
+        } => {
+            assert_eq!(position, poison.global_position);
+            assert!(error.contains("LessonGenerated"), "{error}");
+        }
+        other => panic!("expected Failed, got {other}"),
+    }
+    let cp = projections::checkpoint(&db.store, "courses")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(cp.state, "failed");
+    assert!(cp.position >= before && cp.position < poison);
+    // No hot retry loop, no silent skip: the row stays put.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let later = projections::checkpoint(&db.store, "courses")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(later, cp);
+    let status = running.status().await;
+    let courses = status.iter().find(|s| s.name == "courses").unwrap();
+    assert_eq!(courses.state, RunnerState::Failed);
+    assert!(courses
+        .error
+        .as_deref()
+        .unwrap_or("")
+        .contains("LessonGenerated"));
+    assert!(courses.lag_events > 0);
+    let summary = status.iter().find(|s| s.name == "course_summary").unwrap();
+    assert_eq!(summary.state, RunnerState::Running);
+    assert_eq!(summary.lag_events, 0);
+    running.stop().await;
+}
+
+#[actix::test]
+async fn wait_for_position_times_out_until_the_runner_gets_there() {
+    let db = TestDb::new().await;
+    let last = write_courses(&db, 2).await;
+    // The read horizon is cluster-wide: other tests' transactions may hold it back a little.
+    let mut lag = projections::lag(&db.store, "courses").await.unwrap();
+    for _ in 0..100 {
+        if lag.events > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        lag = projections::lag(&db.store, "courses").await.unwrap();
+    }
+    assert!(lag.events > 0);
+    let err = wait_for_position(&db.store, "courses", last, Duration::from_millis(200))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ProjectionError::Timeout { .. }), "{err}");
+    assert!(matches!(
+        wait_for_position(&db.store, "nope", last, Duration::from_millis(10)).await,
+        Err(ProjectionError::Unknown(_))
+    ));
+    let running = start(&db, options()).await;
+    wait_for_position(&db.store, "courses", last, WAIT)
+        .await
+        .unwrap();
+    let lag = projections::lag(&db.store, "courses").await.unwrap();
+    assert_eq!(lag.events, 0);
+    running.stop().await;
+}
+
+#[actix::test]
+async fn a_v1_lesson_payload_is_projected_as_the_current_type() {
+    let db = TestDb::new().await;
+    let running = start(&db, options()).await;
+    let mut story = course_story(&mut rand::thread_rng(), Uuid::new_v4(), "Old shapes");
+    story.truncate(3);
+    if !matches!(story[2], CourseEvent::OutlineGenerated(_)) {
+        story.truncate(2);
+        story.push(
+            OutlineGenerated {
+                title: "Old".into(),
+                description: "d".into(),
+                lessons: vec![],
+                model: "m".into(),
+                usage: TokenUsage::default(),
+            }
+            .into(),
+        );
+    }
+    let (stream, _) = write_course(&db, story).await;
+    let p = db
+        .store
+        .append(
+            stream,
+            3,
+            &[NewEvent {
+                event_type: "LessonGenerated".into(),
+                event_version: 1,
+                payload: json!({
+                    "number": 1,
+                    "title": "From the old service",
+                    "content": "# Old markdown",
+                    "questions": [{"question": "Q?", "options": ["a", "b"], "correct": 1}]
+                }),
+            }],
+            &Metadata::producer("test"),
+        )
+        .await
+        .unwrap()
+        .position;
+    wait_for_position(&db.store, "courses", p, WAIT)
+        .await
+        .unwrap();
+    let client = db.client().await;
+    let row = client
+        .query_one(
+            "SELECT b.content_md, b.model, q.answer_index, q.explanation
+             FROM lesson_bodies b JOIN lesson_checks q USING (course_id, lesson_number)
+             WHERE b.course_id = $1 AND b.lesson_number = 1",
+            &[&stream],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "# Old markdown");
+    assert_eq!(row.get::<_, String>(1), "unknown");
+    assert_eq!(row.get::<_, i32>(2), 1);
+    assert_eq!(row.get::<_, String>(3), "");
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn slug_bases_agree_between_rust_and_sql() {
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    for title in [
+        "Photosynthesis",
+        "  Cells & Energy: Part 2 ",
+        "Physics 101",
+        "2024",
+        "Été à Paris",
+        "日本語",
+        "---",
+        "A very long title that goes on and on and on and on and on and on and on and on and on and on",
+        "x-1-2",
+        "Grade 8 — Biology!!",
+    ] {
+        let sql: String = client
+            .query_one("SELECT coursegen_slug_base($1)", &[&title])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(coursegen::projections::courses::slug_base(title), sql, "{title:?}");
+    }
+}
