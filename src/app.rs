@@ -9,7 +9,10 @@ use actix::prelude::*;
 use clap::Args;
 
 use crate::actors::scheduler::{self, Scheduler, SchedulerSettings};
-use crate::ingress::http::{self as http_api, ApiState, Auth, HealthHooks, HttpSettings};
+use crate::ingress::amqp::{AmqpService, AmqpSettings, AmqpStatus};
+use crate::ingress::http::{
+    self as http_api, ApiState, Auth, ComponentHealth, HealthHooks, HttpSettings,
+};
 use crate::llm::{self, LlmClient, LlmSettings};
 use crate::projections::{self, Projections};
 use crate::store::subscription::Notifier;
@@ -32,6 +35,10 @@ pub struct ServeArgs {
 
     #[command(flatten)]
     pub http: HttpSettings,
+
+    /// RabbitMQ ingress (off unless AMQP_URL is set).
+    #[command(flatten)]
+    pub amqp: AmqpSettings,
 }
 
 /// Everything `serve` runs, started.
@@ -46,6 +53,8 @@ pub struct Application {
     /// The running HTTP API and its bound address.
     http: Option<(actix_web::dev::ServerHandle, std::net::SocketAddr)>,
     health: HealthHooks,
+    /// The RabbitMQ consumer and reply publisher, when AMQP_URL is set.
+    amqp: Option<AmqpService>,
 }
 
 impl Application {
@@ -57,13 +66,37 @@ impl Application {
     pub fn build(store: EventStore, args: &ServeArgs) -> anyhow::Result<Self> {
         let llm = llm::client_from_settings(&args.llm)?;
         tracing::info!(provider = ?args.llm.provider(), model = llm.model(), "language model");
-        Ok(Self::with_llm(
+        let mut app = Self::with_llm(
             store,
             llm,
             &args.scheduler,
             args.llm.llm_max_concurrency.saturating_mul(2),
             Duration::from_secs_f64(args.shutdown_grace_secs.max(0.0)),
-        ))
+        );
+        if args.amqp.amqp_url.is_some() {
+            let amqp = AmqpService::start(
+                app.store.clone(),
+                app._notifier.wakeups(),
+                args.amqp.clone(),
+            );
+            let status = amqp.status();
+            app.health.register(
+                "amqp",
+                Arc::new(move || {
+                    let now = status.snapshot();
+                    ComponentHealth {
+                        ok: now.healthy(),
+                        state: format!(
+                            "consumer {:?}, reply publisher {:?}",
+                            now.consumer.state, now.publisher.state
+                        )
+                        .to_lowercase(),
+                    }
+                }),
+            );
+            app.amqp = Some(amqp);
+        }
+        Ok(app)
     }
 
     /// Starts the write side with a given LLM client (benchmarks); `max_active`
@@ -93,6 +126,7 @@ impl Application {
             projections: None,
             http: None,
             health: HealthHooks::default(),
+            amqp: None,
         }
     }
 
@@ -123,6 +157,11 @@ impl Application {
         Ok(addr)
     }
 
+    /// The RabbitMQ connection state, when AMQP is on.
+    pub fn amqp_status(&self) -> Option<AmqpStatus> {
+        self.amqp.as_ref().map(AmqpService::status)
+    }
+
     /// The HTTP API's bound address, once started.
     pub fn http_addr(&self) -> Option<std::net::SocketAddr> {
         self.http.as_ref().map(|(_, addr)| *addr)
@@ -151,6 +190,9 @@ impl Application {
     /// Stops taking work, lets in-flight steps finish (within the grace
     /// period) and releases this instance's leases.
     pub async fn stop(self) {
+        if let Some(amqp) = self.amqp {
+            amqp.stop().await;
+        }
         if let Some((server, _)) = &self.http {
             server.stop(true).await;
         }

@@ -42,6 +42,9 @@ pub enum BenchCommand {
     /// pure-SQL rebuild of the same tables from the same log; then the
     /// commit-to-visible lag of the live runners under a steady append rate.
     Replay(ReplayArgs),
+    /// Requests per second from publishing to the `accepted` reply through
+    /// RabbitMQ, beside a bare publish-to-consume of the same messages.
+    Amqp(crate::ingress::amqp::bench::AmqpBenchArgs),
 }
 
 /// Options of `bench replay`.
@@ -107,6 +110,7 @@ pub async fn run(settings: &DatabaseSettings, cmd: BenchCommand) -> anyhow::Resu
         BenchCommand::Generate(args) => generate(&scratch, &args).await,
         BenchCommand::Http(args) => http::run(&scratch, &args).await,
         BenchCommand::Replay(args) => replay_bench(&scratch, &args).await,
+        BenchCommand::Amqp(args) => crate::ingress::amqp::bench::run(&scratch, &args).await,
     };
     scratch.drop_database().await?;
     result.map(|()| ExitCode::SUCCESS)

@@ -99,6 +99,21 @@ pub struct SubmitArgs {
     /// progress. A running `coursegen serve` does the generating.
     #[arg(long)]
     pub wait: bool,
+    /// How to submit: straight into the database, or as a message on the
+    /// AMQP request queue (needs AMQP_URL; `--wait` then follows the replies).
+    #[arg(long, value_enum, default_value_t = Via::Db)]
+    pub via: Via,
+    #[command(flatten)]
+    pub amqp: crate::ingress::amqp::AmqpSettings,
+}
+
+/// The way `submit` sends a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Via {
+    /// Record CourseRequested in the database directly.
+    Db,
+    /// Publish to AMQP_REQUEST_QUEUE, as any AMQP client would.
+    Amqp,
 }
 
 /// Which course to retry.
@@ -177,6 +192,9 @@ async fn submit(settings: &DatabaseSettings, args: SubmitArgs) -> anyhow::Result
         source_filter: args.source_filter,
     })
     .map_err(|e| anyhow::anyhow!("invalid request: {e}"))?;
+    if args.via == Via::Amqp {
+        return crate::ingress::amqp::client::submit(&args.amqp, &request, args.wait).await;
+    }
     let db = Database::open(settings).await?;
     let (id, outcome) = courses::submit(&db.store, request, Metadata::producer("cli")).await?;
     match outcome {

@@ -5,6 +5,7 @@
 //! - [`store`]: the PostgreSQL event store: migrations, append, gap-safe reads, subscription.
 //! - [`llm`]: the language model: OpenAI-compatible client and offline generator.
 //! - [`actors`]: the scheduler and one course actor per in-flight course.
+//! - [`ingress`]: how requests arrive and replies leave (RabbitMQ).
 //! - [`app`]: `coursegen serve`: everything started, stopped cleanly on a signal.
 //! - [`projections`]: read models built from the log: runners (checkpoint, lock, lag), replay.
 //! - [`ingress`]: the HTTP API (`/api/v1`): courses, jobs, health, metrics, OpenAPI.

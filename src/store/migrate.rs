@@ -41,6 +41,10 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "projections/0004_courses_slugs.sql",
         sql: include_str!("../../projections/0004_courses_slugs.sql"),
     },
+    Migration {
+        name: "schema/0003_amqp.sql",
+        sql: include_str!("../../schema/0003_amqp.sql"),
+    },
 ];
 
 /// Arbitrary key of the migration advisory lock.

@@ -37,6 +37,7 @@ fn serve_args(llm: &FakeLlm, max_concurrency: usize) -> ServeArgs {
         },
         shutdown_grace_secs: 5.0,
         http: Default::default(),
+        amqp: Default::default(),
     }
 }
 

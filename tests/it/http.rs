@@ -46,6 +46,7 @@ fn args(llm: Option<&FakeLlm>) -> ServeArgs {
             http_max_body_bytes: 16 * 1024,
             http_workers: Some(2),
         },
+        amqp: Default::default(),
     }
 }
 

@@ -1,5 +1,6 @@
 //! Integration tests: one binary, real PostgreSQL, one database per test.
 
+mod amqp;
 mod fake_llm;
 mod generation;
 mod helpers;

@@ -1,0 +1,834 @@
+//! The RabbitMQ ingress end to end: the real broker (COURSEGEN_TEST_AMQP_URL,
+//! default guest on 127.0.0.1:5672), the real `Application` with the offline
+//! generator, real PostgreSQL. Each test has its own queues
+//! (`test_<random>_...`), deleted at the end, also on panic.
+//!
+//! Every test here holds [`BROKER`]: shared by the ordinary tests, taken
+//! exclusively by the one that restarts the broker, so none of them sees
+//! RabbitMQ vanish under it.
+
+use std::collections::{HashMap, HashSet};
+use std::process::{Child, Command as Process, Stdio};
+use std::time::Duration;
+
+use clap::Parser;
+use coursegen::app::{Application, ServeArgs};
+use coursegen::domain::course_id;
+use coursegen::ingress::amqp::status::AmqpState;
+use coursegen::ingress::amqp::wire::{Reply, ReplyStatus};
+use coursegen::ingress::amqp::{connect, AmqpSettings, ERROR_HEADER};
+use coursegen::store::EventStore;
+use futures::StreamExt;
+use lapin::message::BasicGetMessage;
+use lapin::options::{
+    BasicConsumeOptions, BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions,
+    ExchangeDeleteOptions, QueueDeclareOptions, QueueDeleteOptions,
+};
+use lapin::publisher_confirm::Confirmation;
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{BasicProperties, Channel, Connection, Consumer};
+use serde_json::json;
+use tokio::sync::RwLock;
+use uuid::Uuid;
+
+use crate::fake_llm::{error, FakeLlm, Script};
+use crate::helpers::{eventually, TestDb};
+
+/// Taken shared by every AMQP test, exclusively by the broker restart test.
+static BROKER: RwLock<()> = RwLock::const_new(());
+
+fn amqp_url() -> String {
+    std::env::var("COURSEGEN_TEST_AMQP_URL")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
+}
+
+/// `serve` options with the offline generator, as the CLI parses them.
+#[derive(Parser)]
+struct Serve {
+    #[command(flatten)]
+    args: ServeArgs,
+}
+
+fn serve_args(settings: &AmqpSettings) -> ServeArgs {
+    let mut args = Serve::try_parse_from([
+        "serve",
+        "--llm-provider",
+        "offline",
+        "--course-lease-secs",
+        "5",
+        "--scheduler-poll-secs",
+        "0.2",
+        "--shutdown-grace-secs",
+        "5",
+    ])
+    .unwrap()
+    .args;
+    args.amqp = settings.clone();
+    args
+}
+
+/// One test's queues, and a confirm-mode channel to publish and read them.
+struct Queues {
+    settings: AmqpSettings,
+    connection: Connection,
+    channel: Channel,
+}
+
+impl Queues {
+    async fn new() -> Self {
+        let prefix = format!("test_{}", Uuid::new_v4().simple());
+        let settings = AmqpSettings {
+            amqp_url: Some(amqp_url()),
+            amqp_request_queue: format!("{prefix}_requests"),
+            amqp_response_queue: format!("{prefix}_responses"),
+            amqp_prefetch: 16,
+            ..AmqpSettings::default()
+        };
+        let (connection, channel) = open().await;
+        let queues = Self {
+            settings,
+            connection,
+            channel,
+        };
+        // Declared up front (as the service will), so nothing published
+        // before the service starts is lost.
+        coursegen::ingress::amqp::declare_request_topology(&queues.connection, &queues.settings)
+            .await
+            .unwrap();
+        coursegen::ingress::amqp::declare_response_queue(
+            &queues.channel,
+            &queues.settings.amqp_response_queue,
+        )
+        .await
+        .unwrap();
+        queues
+    }
+
+    /// Opens the test's connection again (after a broker restart).
+    async fn reopen(&mut self) {
+        let (connection, channel) = open().await;
+        self.connection = connection;
+        self.channel = channel;
+    }
+
+    fn dead(&self) -> String {
+        self.settings.dead_letter_queue()
+    }
+
+    /// Publishes a persistent request and waits for the broker's confirm.
+    async fn publish(&self, body: &[u8], reply_to: Option<&str>, correlation_id: Option<&str>) {
+        let mut properties = BasicProperties::default().with_delivery_mode(2);
+        if let Some(r) = reply_to {
+            properties = properties.with_reply_to(r.to_owned().into());
+        }
+        if let Some(c) = correlation_id {
+            properties = properties.with_correlation_id(c.to_owned().into());
+        }
+        let confirmation = self
+            .channel
+            .basic_publish(
+                "",
+                &self.settings.amqp_request_queue,
+                BasicPublishOptions::default(),
+                body,
+                properties,
+            )
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+        assert!(matches!(confirmation, Confirmation::Ack(None)));
+    }
+
+    /// An exclusive reply queue and a consumer on it.
+    async fn reply_queue(&self) -> (String, Consumer) {
+        let queue = self
+            .channel
+            .queue_declare(
+                "",
+                QueueDeclareOptions {
+                    exclusive: true,
+                    auto_delete: true,
+                    ..QueueDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .unwrap();
+        let consumer = self
+            .channel
+            .basic_consume(
+                queue.name().as_str(),
+                "test-replies",
+                BasicConsumeOptions {
+                    no_ack: true,
+                    ..BasicConsumeOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .unwrap();
+        (queue.name().to_string(), consumer)
+    }
+
+    /// Ready messages in a queue.
+    async fn count(&self, queue: &str) -> u32 {
+        self.channel
+            .queue_declare(
+                queue,
+                QueueDeclareOptions {
+                    passive: true,
+                    ..QueueDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .unwrap()
+            .message_count()
+    }
+
+    /// Takes every message from a queue.
+    async fn drain(&self, queue: &str) -> Vec<BasicGetMessage> {
+        let mut all = Vec::new();
+        while let Some(m) = self
+            .channel
+            .basic_get(queue, BasicGetOptions { no_ack: true })
+            .await
+            .unwrap()
+        {
+            all.push(m);
+        }
+        all
+    }
+}
+
+async fn open() -> (Connection, Channel) {
+    let connection = eventually(
+        "RabbitMQ to accept a connection",
+        Duration::from_secs(60),
+        || async { connect(&amqp_url(), "coursegen tests").await.ok() },
+    )
+    .await;
+    let channel = connection.create_channel().await.unwrap();
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await
+        .unwrap();
+    (connection, channel)
+}
+
+/// Deletes the queues, on a runtime of its own so that it also runs on panic.
+impl Drop for Queues {
+    fn drop(&mut self) {
+        let settings = self.settings.clone();
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async move {
+                let Ok(connection) = connect(&amqp_url(), "coursegen test cleanup").await else {
+                    return;
+                };
+                let Ok(channel) = connection.create_channel().await else {
+                    return;
+                };
+                let dead = settings.dead_letter_queue();
+                for queue in [
+                    &settings.amqp_request_queue,
+                    &settings.amqp_response_queue,
+                    &dead,
+                ] {
+                    let _ = channel
+                        .queue_delete(queue, QueueDeleteOptions::default())
+                        .await;
+                }
+                let _ = channel
+                    .exchange_delete(&dead, ExchangeDeleteOptions::default())
+                    .await;
+                let _ = connection.close(200, "cleaned up").await;
+            });
+        })
+        .join();
+    }
+}
+
+fn request(user: Uuid, request_id: Uuid, topic: &str, lessons: u8) -> Vec<u8> {
+    serde_json::to_vec(&json!({
+        "request_id": request_id,
+        "user_id": user,
+        "topic": topic,
+        "num_lessons": lessons,
+        "grade_level": "Grade 8",
+    }))
+    .unwrap()
+}
+
+async fn next_reply(consumer: &mut Consumer) -> (Reply, BasicProperties) {
+    let delivery = tokio::time::timeout(Duration::from_secs(60), consumer.next())
+        .await
+        .expect("a reply within 60 s")
+        .expect("reply consumer open")
+        .expect("a delivery");
+    let reply = serde_json::from_slice(&delivery.data).expect("a reply in the wire format");
+    (reply, delivery.properties)
+}
+
+async fn count_events(store: &EventStore, event_type: &str) -> i64 {
+    store
+        .pool()
+        .get()
+        .await
+        .unwrap()
+        .query_one(
+            "SELECT count(*) FROM events WHERE event_type = $1",
+            &[&event_type],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+async fn wait_for_events(store: &EventStore, event_type: &str, n: i64, timeout: Duration) {
+    eventually(&format!("{n} {event_type} events"), timeout, || async {
+        (count_events(store, event_type).await >= n).then_some(())
+    })
+    .await;
+}
+
+fn replies_in(messages: &[BasicGetMessage]) -> Vec<Reply> {
+    messages
+        .iter()
+        .map(|m| serde_json::from_slice(&m.delivery.data).expect("a reply in the wire format"))
+        .collect()
+}
+
+#[actix_rt::test]
+async fn an_amqp_request_is_answered_accepted_then_success() {
+    let _shared = BROKER.read().await;
+    let db = TestDb::new().await;
+    let queues = Queues::new().await;
+    let app = Application::build(db.store.clone(), &serve_args(&queues.settings)).unwrap();
+    let (reply_to, mut replies) = queues.reply_queue().await;
+    let (user, request_id) = (Uuid::new_v4(), Uuid::new_v4());
+
+    queues
+        .publish(
+            &request(user, request_id, "Volcanoes", 3),
+            Some(&reply_to),
+            Some("corr-42"),
+        )
+        .await;
+    let (accepted, accepted_props) = next_reply(&mut replies).await;
+    let (success, success_props) = next_reply(&mut replies).await;
+    let status = app.amqp_status().unwrap().snapshot();
+    app.stop().await;
+
+    let id = course_id(user, request_id);
+    assert_eq!(accepted.status, ReplyStatus::Accepted);
+    assert_eq!(accepted.request_id, Some(request_id.to_string()));
+    assert_eq!(accepted.course_id, Some(id));
+    assert_eq!(success.status, ReplyStatus::Success);
+    assert_eq!(success.request_id, Some(request_id.to_string()));
+    assert_eq!(success.course_id, Some(id));
+    assert_eq!(success.total_lessons, Some(3));
+    assert!(!success.course_title.unwrap_or_default().is_empty());
+    assert_eq!(success.error, None);
+    assert!(chrono::DateTime::parse_from_rfc3339(&success.timestamp).is_ok());
+    for props in [&accepted_props, &success_props] {
+        assert_eq!(
+            props.correlation_id().as_ref().map(|c| c.as_str()),
+            Some("corr-42")
+        );
+        assert_eq!(props.delivery_mode(), &Some(2));
+    }
+    assert!(status.healthy(), "{status:?}");
+    // The request's reply address is kept with the event.
+    let events = db.store.read_stream(id).await.unwrap();
+    let metadata = events[0].metadata();
+    assert_eq!(metadata.reply_to.as_deref(), Some(reply_to.as_str()));
+    assert_eq!(metadata.correlation_id.as_deref(), Some("corr-42"));
+    assert_eq!(metadata.producer.as_deref(), Some("amqp"));
+    assert_eq!(queues.count(&queues.settings.amqp_request_queue).await, 0);
+}
+
+#[actix_rt::test]
+async fn a_failed_generation_is_answered_with_an_error_reply() {
+    let _shared = BROKER.read().await;
+    let db = TestDb::new().await;
+    let queues = Queues::new().await;
+    let llm = FakeLlm::start(Script {
+        always: Some(error(401, "invalid_api_key")),
+        ..Script::default()
+    })
+    .await;
+    let mut args = Serve::try_parse_from([
+        "serve",
+        "--llm-provider",
+        "openai",
+        "--openai-base-url",
+        &llm.base_url(),
+        "--openai-api-key",
+        "sk-test",
+        "--llm-model",
+        "gpt-test",
+        "--scheduler-poll-secs",
+        "0.2",
+    ])
+    .unwrap()
+    .args;
+    args.amqp = queues.settings.clone();
+    let app = Application::build(db.store.clone(), &args).unwrap();
+    let (reply_to, mut replies) = queues.reply_queue().await;
+    let request_id = Uuid::new_v4();
+    queues
+        .publish(
+            &request(Uuid::new_v4(), request_id, "Locked out", 2),
+            Some(&reply_to),
+            Some("corr-fail"),
+        )
+        .await;
+    let (accepted, _) = next_reply(&mut replies).await;
+    let (failed, props) = next_reply(&mut replies).await;
+    app.stop().await;
+
+    assert_eq!(accepted.status, ReplyStatus::Accepted);
+    assert_eq!(failed.status, ReplyStatus::Error);
+    assert_eq!(failed.request_id, Some(request_id.to_string()));
+    assert!(failed.course_id.is_some());
+    assert!(
+        failed
+            .error
+            .as_deref()
+            .is_some_and(|e| e.contains("outline")),
+        "{failed:?}"
+    );
+    assert_eq!(
+        props.correlation_id().as_ref().map(|c| c.as_str()),
+        Some("corr-fail")
+    );
+}
+
+#[actix_rt::test]
+async fn a_request_delivered_three_times_makes_one_course_and_one_success() {
+    let _shared = BROKER.read().await;
+    let db = TestDb::new().await;
+    let queues = Queues::new().await;
+    let (reply_to, mut replies) = queues.reply_queue().await;
+    let body = request(Uuid::new_v4(), Uuid::new_v4(), "Tides", 2);
+    for _ in 0..3 {
+        queues.publish(&body, Some(&reply_to), None).await;
+    }
+    let app = Application::build(db.store.clone(), &serve_args(&queues.settings)).unwrap();
+
+    let mut seen = Vec::new();
+    while !seen.contains(&ReplyStatus::Success) {
+        seen.push(next_reply(&mut replies).await.0.status);
+    }
+    // Anything more would arrive within this window.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    while let Ok(Some(Ok(more))) =
+        tokio::time::timeout(Duration::from_millis(100), replies.next()).await
+    {
+        seen.push(serde_json::from_slice::<Reply>(&more.data).unwrap().status);
+    }
+    app.stop().await;
+
+    assert_eq!(seen, [ReplyStatus::Accepted, ReplyStatus::Success]);
+    assert_eq!(count_events(&db.store, "CourseRequested").await, 1);
+    assert_eq!(count_events(&db.store, "CourseCompleted").await, 1);
+    assert_eq!(queues.count(&queues.settings.amqp_request_queue).await, 0);
+    assert_eq!(queues.count(&queues.dead()).await, 0);
+}
+
+#[actix_rt::test]
+async fn two_servers_share_the_requests_and_send_each_reply_once() {
+    const N: usize = 20;
+    let _shared = BROKER.read().await;
+    let db = TestDb::new().await;
+    let queues = Queues::new().await;
+    let a = Application::build(db.store.clone(), &serve_args(&queues.settings)).unwrap();
+    let b = Application::build(db.store.clone(), &serve_args(&queues.settings)).unwrap();
+    let mut ids = HashSet::new();
+    for i in 0..N {
+        let request_id = Uuid::new_v4();
+        ids.insert(request_id.to_string());
+        queues
+            .publish(
+                &request(Uuid::new_v4(), request_id, &format!("Shared {i}"), 1),
+                None,
+                None,
+            )
+            .await;
+    }
+    wait_for_events(
+        &db.store,
+        "CourseCompleted",
+        N as i64,
+        Duration::from_secs(60),
+    )
+    .await;
+    eventually("every reply", Duration::from_secs(30), || async {
+        (queues.count(&queues.settings.amqp_response_queue).await >= 2 * N as u32).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let publishers = [
+        a.amqp_status().unwrap().snapshot().publisher.state,
+        b.amqp_status().unwrap().snapshot().publisher.state,
+    ];
+    a.stop().await;
+    b.stop().await;
+
+    let replies = replies_in(&queues.drain(&queues.settings.amqp_response_queue).await);
+    assert_eq!(replies.len(), 2 * N, "one accepted and one success each");
+    for status in [ReplyStatus::Accepted, ReplyStatus::Success] {
+        let of: HashSet<_> = replies
+            .iter()
+            .filter(|r| r.status == status)
+            .filter_map(|r| r.request_id.clone())
+            .collect();
+        assert_eq!(of, ids);
+    }
+    let mut publishers = publishers.to_vec();
+    publishers.sort_by_key(|s| format!("{s:?}"));
+    assert_eq!(publishers, [AmqpState::Connected, AmqpState::Standby]);
+}
+
+/// Twenty ways to send something that is not a course request.
+fn malformed() -> Vec<(Vec<u8>, Option<String>)> {
+    let id = || Uuid::new_v4().to_string();
+    let user = Uuid::new_v4().to_string();
+    let deep = "[".repeat(20_000) + &"]".repeat(20_000);
+    let mut bodies: Vec<(Vec<u8>, Option<String>)> = vec![
+        (vec![], None),
+        (vec![0xff, 0xfe, 0xfd, 0x00, 0x80], None),
+        (vec![b'{'; 3 * 1024 * 1024], None),
+        (deep.into_bytes(), None),
+        (b"[1, 2, 3]".to_vec(), None),
+        (b"null".to_vec(), None),
+        (b"\"a string\"".to_vec(), None),
+        (b"{\"request_id\": 12, \"user_id\": 13}".to_vec(), None),
+        (b"{not json".to_vec(), None),
+    ];
+    let with_id = |f: &dyn Fn(&str) -> serde_json::Value| {
+        let rid = id();
+        (serde_json::to_vec(&f(&rid)).unwrap(), Some(rid))
+    };
+    bodies.push(with_id(&|r| json!({"request_id": r, "topic": "No user"})));
+    bodies.push(with_id(
+        &|r| json!({"request_id": r, "user_id": "not-a-uuid", "topic": "Bad user"}),
+    ));
+    bodies.push(with_id(
+        &|r| json!({"request_id": r, "user_id": user, "topic": "Zero", "num_lessons": 0}),
+    ));
+    bodies.push(with_id(
+        &|r| json!({"request_id": r, "user_id": user, "topic": "Many", "num_lessons": 21}),
+    ));
+    bodies.push(with_id(
+        &|r| json!({"request_id": r, "user_id": user, "topic": "Typed", "num_lessons": "four"}),
+    ));
+    bodies.push(with_id(
+        &|r| json!({"request_id": r, "user_id": user, "topic": "   "}),
+    ));
+    bodies.push(with_id(
+        &|r| json!({"request_id": r, "user_id": user, "topic": "x".repeat(201)}),
+    ));
+    bodies.push(with_id(
+        &|r| json!({"request_id": r, "user_id": user, "topic": 7}),
+    ));
+    bodies.push(with_id(
+        &|r| json!({"request_id": r, "user_id": user, "topic": "Lang", "language": "not a language!"}),
+    ));
+    bodies.push(with_id(
+        &|r| json!({"request_id": r, "user_id": user, "topic": "Path", "source_filter": "../etc"}),
+    ));
+    bodies.push(with_id(&|r| json!({"request_id": r, "user_id": user})));
+    assert_eq!(bodies.len(), 20);
+    bodies
+}
+
+#[actix_rt::test]
+async fn malformed_messages_are_dead_lettered_with_a_reason_and_valid_ones_complete() {
+    let _shared = BROKER.read().await;
+    let db = TestDb::new().await;
+    let queues = Queues::new().await;
+    let app = Application::build(db.store.clone(), &serve_args(&queues.settings)).unwrap();
+    let bad = malformed();
+    let mut valid_ids = HashSet::new();
+    let error_ids: HashSet<String> = bad.iter().filter_map(|(_, id)| id.clone()).collect();
+    for (i, (body, _)) in bad.iter().enumerate() {
+        let request_id = Uuid::new_v4();
+        valid_ids.insert(request_id.to_string());
+        queues
+            .publish(
+                &request(Uuid::new_v4(), request_id, &format!("Valid {i}"), 1),
+                None,
+                None,
+            )
+            .await;
+        queues.publish(body, None, None).await;
+    }
+
+    wait_for_events(&db.store, "CourseCompleted", 20, Duration::from_secs(120)).await;
+    eventually("20 dead letters", Duration::from_secs(30), || async {
+        (queues.count(&queues.dead()).await >= 20).then_some(())
+    })
+    .await;
+    // Every reply has gone out: 20 accepted, 20 success, one error per readable id.
+    let expected_replies = 40 + error_ids.len() as u32;
+    eventually("every reply", Duration::from_secs(30), || async {
+        (queues.count(&queues.settings.amqp_response_queue).await >= expected_replies).then_some(())
+    })
+    .await;
+    let status = app.amqp_status().unwrap().snapshot();
+    app.stop().await;
+
+    assert!(status.healthy(), "the consumer carried on: {status:?}");
+    assert_eq!(count_events(&db.store, "CourseRequested").await, 20);
+    assert_eq!(count_events(&db.store, "CourseCompleted").await, 20);
+    let dead = queues.drain(&queues.dead()).await;
+    assert_eq!(dead.len(), 20);
+    let mut dead_bodies = Vec::new();
+    for letter in &dead {
+        let headers = letter.delivery.properties.headers().clone().unwrap();
+        let reason = match headers.inner().get(ERROR_HEADER) {
+            Some(AMQPValue::LongString(s)) => s.to_string(),
+            other => panic!("no {ERROR_HEADER} header: {other:?}"),
+        };
+        assert!(!reason.is_empty());
+        dead_bodies.push((letter.delivery.data.clone(), reason));
+    }
+    // Each dead letter is one of the malformed messages, unchanged.
+    for (body, _) in &bad {
+        assert!(dead_bodies.iter().any(|(b, _)| b == body));
+    }
+    let reason_of = |body: &[u8]| {
+        dead_bodies
+            .iter()
+            .find(|(b, _)| b == body)
+            .map(|(_, r)| r.clone())
+            .unwrap()
+    };
+    assert!(reason_of(&bad[0].0).contains("empty"));
+    assert!(reason_of(&bad[1].0).contains("UTF-8"));
+    assert!(reason_of(&bad[2].0).contains("bytes"));
+    assert!(reason_of(&bad[4].0).contains("array"));
+    assert!(reason_of(&bad[9].0).contains("user_id is required"));
+
+    let replies = replies_in(&queues.drain(&queues.settings.amqp_response_queue).await);
+    let by_status = |s: ReplyStatus| -> HashSet<String> {
+        replies
+            .iter()
+            .filter(|r| r.status == s)
+            .filter_map(|r| r.request_id.clone())
+            .collect()
+    };
+    assert_eq!(by_status(ReplyStatus::Accepted), valid_ids);
+    assert_eq!(by_status(ReplyStatus::Success), valid_ids);
+    assert_eq!(by_status(ReplyStatus::Error), error_ids);
+    assert!(replies
+        .iter()
+        .filter(|r| r.status == ReplyStatus::Error)
+        .all(|r| r.error.as_deref().is_some_and(|e| !e.is_empty())));
+}
+
+/// Restarts RabbitMQ's application when dropped, so a failing test never
+/// leaves the broker down for the others.
+struct BrokerStopped;
+
+impl BrokerStopped {
+    fn stop_app() -> Self {
+        rabbitmqctl("stop_app");
+        Self
+    }
+}
+
+impl Drop for BrokerStopped {
+    fn drop(&mut self) {
+        rabbitmqctl("start_app");
+    }
+}
+
+fn rabbitmqctl(command: &str) {
+    let status = Process::new("rabbitmqctl")
+        .arg(command)
+        .stdout(Stdio::null())
+        .status()
+        .expect("rabbitmqctl runs (the tests need root on the broker's machine)");
+    assert!(status.success(), "rabbitmqctl {command}");
+}
+
+#[actix_rt::test]
+async fn a_broker_restart_mid_stream_loses_no_request_and_duplicates_none() {
+    let _alone = BROKER.write().await;
+    const N: usize = 40;
+    let db = TestDb::new().await;
+    let mut queues = Queues::new().await;
+    // Acks held back a while, so that the restart catches requests that are
+    // recorded but not yet acked: the broker redelivers them.
+    let mut args = serve_args(&queues.settings);
+    args.amqp.amqp_test_pause_before_ack_ms = 300;
+    let app = Application::build(db.store.clone(), &args).unwrap();
+    let status = app.amqp_status().unwrap();
+    let mut ids = HashSet::new();
+    let mut publish = |i: usize| {
+        let request_id = Uuid::new_v4();
+        ids.insert(request_id.to_string());
+        request(Uuid::new_v4(), request_id, &format!("Restart {i}"), 2)
+    };
+    let first: Vec<_> = (0..N / 2).map(&mut publish).collect();
+    let second: Vec<_> = (N / 2..N).map(&mut publish).collect();
+    for body in &first {
+        queues.publish(body, None, None).await;
+    }
+    wait_for_events(&db.store, "CourseRequested", 5, Duration::from_secs(30)).await;
+
+    {
+        let _stopped = tokio::task::spawn_blocking(BrokerStopped::stop_app)
+            .await
+            .unwrap();
+        eventually(
+            "the consumer to notice",
+            Duration::from_secs(30),
+            || async {
+                (status.snapshot().consumer.state == AmqpState::Reconnecting).then_some(())
+            },
+        )
+        .await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        // `_stopped` starts the broker again here.
+    }
+    queues.reopen().await;
+    for body in &second {
+        queues.publish(body, None, None).await;
+    }
+
+    wait_for_events(
+        &db.store,
+        "CourseCompleted",
+        N as i64,
+        Duration::from_secs(180),
+    )
+    .await;
+    let mut successes = HashSet::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while successes.len() < N {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a success reply for every request"
+        );
+        for reply in replies_in(&queues.drain(&queues.settings.amqp_response_queue).await) {
+            if reply.status == ReplyStatus::Success {
+                successes.insert(reply.request_id.unwrap());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let snapshot = status.snapshot();
+    app.stop().await;
+
+    assert_eq!(successes, ids);
+    assert_eq!(count_events(&db.store, "CourseRequested").await, N as i64);
+    assert_eq!(count_events(&db.store, "CourseCompleted").await, N as i64);
+    assert_eq!(snapshot.consumer.state, AmqpState::Connected);
+    assert!(snapshot.consumer.last_error.is_some());
+    assert_eq!(queues.count(&queues.dead()).await, 0);
+}
+
+/// A `coursegen serve` subprocess with AMQP on.
+struct ServeProcess(Child);
+
+impl ServeProcess {
+    fn start(db: &TestDb, settings: &AmqpSettings, pause_before_ack_ms: u64) -> Self {
+        let child = Process::new(env!("CARGO_BIN_EXE_coursegen"))
+            .arg("serve")
+            .env("DATABASE_URL", db.url())
+            .env("LLM_PROVIDER", "offline")
+            .env("AMQP_URL", amqp_url())
+            .env("AMQP_REQUEST_QUEUE", &settings.amqp_request_queue)
+            .env("AMQP_RESPONSE_QUEUE", &settings.amqp_response_queue)
+            .env(
+                "AMQP_TEST_PAUSE_BEFORE_ACK_MS",
+                pause_before_ack_ms.to_string(),
+            )
+            .env("COURSE_LEASE_SECS", "2")
+            .env("SCHEDULER_POLL_SECS", "0.2")
+            .env("RUST_LOG", "warn")
+            .env("HTTP_ADDR", "127.0.0.1:0")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start coursegen serve");
+        Self(child)
+    }
+
+    /// SIGKILL: no shutdown code runs.
+    fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+
+    /// SIGTERM, then wait for the clean exit.
+    fn terminate(&mut self) {
+        unsafe {
+            libc::kill(self.0.id() as i32, libc::SIGTERM);
+        }
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for ServeProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+#[actix_rt::test]
+async fn a_server_killed_before_acking_gets_the_request_redelivered_and_makes_one_course() {
+    let _shared = BROKER.read().await;
+    let db = TestDb::new().await;
+    let queues = Queues::new().await;
+    let (user, request_id) = (Uuid::new_v4(), Uuid::new_v4());
+    let mut first = ServeProcess::start(&db, &queues.settings, 600_000);
+    queues
+        .publish(&request(user, request_id, "Crash landing", 2), None, None)
+        .await;
+    // Committed, but the ack waits (the test pause): kill it now.
+    wait_for_events(&db.store, "CourseRequested", 1, Duration::from_secs(60)).await;
+    first.kill();
+
+    let mut second = ServeProcess::start(&db, &queues.settings, 0);
+    wait_for_events(&db.store, "CourseCompleted", 1, Duration::from_secs(60)).await;
+    let mut statuses: HashMap<ReplyStatus, usize> = HashMap::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !statuses.contains_key(&ReplyStatus::Success) {
+        assert!(std::time::Instant::now() < deadline, "the success reply");
+        for reply in replies_in(&queues.drain(&queues.settings.amqp_response_queue).await) {
+            assert_eq!(reply.request_id, Some(request_id.to_string()));
+            *statuses.entry(reply.status).or_default() += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // A clean stop: a message still unacked would go back to the queue.
+    second.terminate();
+
+    assert_eq!(count_events(&db.store, "CourseRequested").await, 1);
+    assert_eq!(count_events(&db.store, "CourseCompleted").await, 1);
+    let events = db
+        .store
+        .read_stream(course_id(user, request_id))
+        .await
+        .unwrap();
+    assert_eq!(events.last().unwrap().event_type, "CourseCompleted");
+    assert_eq!(
+        queues.count(&queues.settings.amqp_request_queue).await,
+        0,
+        "the redelivered request was acked"
+    );
+    assert_eq!(queues.count(&queues.dead()).await, 0);
+    // The first process may have sent replies and died before checkpointing
+    // them: replies are at-least-once, courses exactly once.
+    assert!(statuses.get(&ReplyStatus::Success) >= Some(&1));
+    assert!(!statuses.contains_key(&ReplyStatus::Error));
+}
