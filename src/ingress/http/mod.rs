@@ -248,7 +248,15 @@ async fn track_latency(
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let start = Instant::now();
-    let method = req.method().to_string();
+    let method: &'static str = match *req.method() {
+        actix_web::http::Method::GET => "GET",
+        actix_web::http::Method::POST => "POST",
+        actix_web::http::Method::DELETE => "DELETE",
+        actix_web::http::Method::PUT => "PUT",
+        actix_web::http::Method::PATCH => "PATCH",
+        actix_web::http::Method::HEAD => "HEAD",
+        _ => "OTHER",
+    };
     let response = next.call(req).await?;
     let route = response
         .request()
