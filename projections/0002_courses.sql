@@ -5,16 +5,41 @@
 -- can build `courses_next`, ... beside the live tables and swap them in
 -- (coursegen_swap_tables) while queries keep reading the old ones.
 
--- Slugs: URL-friendly, unique, derived from the title (from the topic until
--- an outline names the course). Courses sharing a base are numbered in the
--- order they took it (the log position of the event that set it): the first
--- is `photosynthesis`, then `photosynthesis-2`, ... A base never ends in
--- `-<digits>` (`physics-101` becomes `physics101`), so numbered slugs cannot
--- clash with plain ones. Being a function of the log alone, the same slugs
--- come out of the live runner, a replay and a recount in SQL.
-CREATE OR REPLACE FUNCTION coursegen_slug_base(title text)
-RETURNS text LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-    SELECT regexp_replace(coursegen_slugify(title), '-([0-9]+)$', '\1')
+-- Keeps `slug` unique and derived from the title (the topic until an outline
+-- names the course): `photosynthesis`, then `photosynthesis-2`, ...
+-- A course keeps its slug while its derived base does not change.
+CREATE OR REPLACE FUNCTION coursegen_courses_slug() RETURNS trigger
+LANGUAGE plpgsql AS $$
+DECLARE
+    base      text := coursegen_slugify(coalesce(NEW.title, NEW.topic));
+    candidate text;
+    n         int := 1;
+    taken     boolean;
+BEGIN
+    IF TG_OP = 'UPDATE' AND OLD.slug IS NOT NULL
+       AND coursegen_slugify(coalesce(OLD.title, OLD.topic)) = base THEN
+        NEW.slug := OLD.slug;
+        RETURN NEW;
+    END IF;
+    candidate := base;
+    LOOP
+        -- Static statements (planned once per session) for the live and the
+        -- rebuilt table, rather than dynamic SQL planned on every row.
+        IF TG_TABLE_NAME = 'courses' THEN
+            taken := EXISTS (SELECT 1 FROM courses WHERE slug = candidate AND id <> NEW.id);
+        ELSIF TG_TABLE_NAME = 'courses_next' THEN
+            taken := EXISTS (SELECT 1 FROM courses_next WHERE slug = candidate AND id <> NEW.id);
+        ELSE
+            EXECUTE format('SELECT EXISTS (SELECT 1 FROM %I WHERE slug = $1 AND id <> $2)', TG_TABLE_NAME)
+                INTO taken USING candidate, NEW.id;
+        END IF;
+        EXIT WHEN NOT taken;
+        n := n + 1;
+        candidate := left(base, 72) || '-' || n;
+    END LOOP;
+    NEW.slug := candidate;
+    RETURN NEW;
+END
 $$;
 
 CREATE OR REPLACE FUNCTION coursegen_create_courses_tables(suffix text)
@@ -43,10 +68,6 @@ BEGIN
             title             text,
             description       text,
             slug              text        NOT NULL,
-            -- What the slug is numbered by (see coursegen_slug_base).
-            slug_base         text        NOT NULL,
-            slug_transaction_id bigint    NOT NULL,
-            slug_position     bigint      NOT NULL,
             topic             text        NOT NULL,
             grade_level       text,
             language          text        NOT NULL,
@@ -72,15 +93,13 @@ BEGIN
                 setweight(to_tsvector('simple'::regconfig, coalesce(description, '')), 'C')
             ) STORED
         )$f$, c);
-    -- Deferrable: renumbering a base swaps slugs within one statement.
-    EXECUTE format('ALTER TABLE %I ADD CONSTRAINT %I UNIQUE (slug) DEFERRABLE INITIALLY IMMEDIATE',
-                   c, c || '_slug_key');
-    EXECUTE format('CREATE INDEX %I ON %I (slug_base, slug_transaction_id, slug_position)',
-                   c || '_slug_base_idx', c);
+    EXECUTE format('CREATE UNIQUE INDEX %I ON %I (slug)', c || '_slug_key', c);
     EXECUTE format('CREATE INDEX %I ON %I (user_id, created_at DESC)', c || '_user_created_idx', c);
     EXECUTE format('CREATE INDEX %I ON %I (status, created_at DESC)', c || '_status_created_idx', c);
     EXECUTE format('CREATE INDEX %I ON %I (created_at DESC)', c || '_created_idx', c);
     EXECUTE format('CREATE INDEX %I ON %I USING gin (search)', c || '_search_idx', c);
+    EXECUTE format('CREATE TRIGGER courses_slug BEFORE INSERT OR UPDATE OF title, topic ON %I
+                    FOR EACH ROW EXECUTE FUNCTION coursegen_courses_slug()', c);
 
     EXECUTE format($f$
         CREATE TABLE %I (

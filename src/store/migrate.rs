@@ -37,6 +37,10 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "projections/0003_course_summary.sql",
         sql: include_str!("../../projections/0003_course_summary.sql"),
     },
+    Migration {
+        name: "projections/0004_courses_slugs.sql",
+        sql: include_str!("../../projections/0004_courses_slugs.sql"),
+    },
 ];
 
 /// Arbitrary key of the migration advisory lock.
