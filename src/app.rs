@@ -140,18 +140,17 @@ impl Application {
         &mut self,
         settings: &HttpSettings,
     ) -> anyhow::Result<std::net::SocketAddr> {
+        let auth = Auth::new(settings.auth_jwt_secret.as_deref());
+        let listener = http_api::bind(settings, &auth)?;
         if self.projections.is_none() {
             let runners =
                 projections::start_runners(self.store.clone(), self._notifier.clone()).await?;
             self.projections = Some(Arc::new(runners));
         }
-        let mut state = ApiState::new(
-            self.store.clone(),
-            Auth::new(settings.auth_jwt_secret.as_deref()),
-        );
+        let mut state = ApiState::new(self.store.clone(), auth);
         state.projections = self.projections.clone();
         state.health = self.health.clone();
-        let (server, addr) = http_api::start(state, settings)?;
+        let (server, addr) = http_api::serve(state, listener, settings)?;
         self.http = Some((server.handle(), addr));
         actix_rt::spawn(server);
         Ok(addr)

@@ -321,6 +321,7 @@ impl Serve {
             .env("LLM_MAX_CONCURRENCY", "4")
             .env("COURSE_LEASE_SECS", lease_secs)
             .env("SCHEDULER_POLL_SECS", "0.2")
+            .env("HTTP_ADDR", "127.0.0.1:0")
             .env("RUST_LOG", "warn")
             .env("HTTP_ADDR", "127.0.0.1:0")
             .stdout(Stdio::null())

@@ -21,8 +21,8 @@ pub const LOCAL_USER: Uuid = Uuid::from_u128(0x0000_0000_0000_4000_8000_0000_000
 /// How requests are authenticated.
 #[derive(Clone)]
 pub enum Auth {
-    /// Bearer JWTs signed with this HS256 secret.
-    Jwt(DecodingKey),
+    /// Bearer JWTs signed with this HS256 secret (validation rules built once).
+    Jwt(Box<(DecodingKey, Validation)>),
     /// No authentication: everything is [`LOCAL_USER`], an admin.
     Local,
 }
@@ -31,7 +31,10 @@ impl Auth {
     /// JWT auth when a non-empty secret is given, local otherwise.
     pub fn new(secret: Option<&str>) -> Self {
         match secret {
-            Some(s) if !s.is_empty() => Self::Jwt(DecodingKey::from_secret(s.as_bytes())),
+            Some(s) if !s.is_empty() => Self::Jwt(Box::new((
+                DecodingKey::from_secret(s.as_bytes()),
+                Validation::new(Algorithm::HS256),
+            ))),
             _ => Self::Local,
         }
     }
@@ -73,14 +76,14 @@ impl FromRequest for User {
 }
 
 fn authenticate(auth: &Auth, req: &HttpRequest) -> Result<User, ApiError> {
-    let key = match auth {
+    let (key, validation) = match auth {
         Auth::Local => {
             return Ok(User {
                 id: LOCAL_USER,
                 admin: true,
             })
         }
-        Auth::Jwt(key) => key,
+        Auth::Jwt(jwt) => (&jwt.0, &jwt.1),
     };
     let header = req
         .headers()
@@ -98,8 +101,7 @@ fn authenticate(auth: &Auth, req: &HttpRequest) -> Result<User, ApiError> {
         .ok_or_else(|| {
             ApiError::Unauthorized("the Authorization header must be `Bearer <token>`".into())
         })?;
-    let validation = Validation::new(Algorithm::HS256);
-    let data = jsonwebtoken::decode::<Claims>(token, key, &validation)
+    let data = jsonwebtoken::decode::<Claims>(token, key, validation)
         .map_err(|e| ApiError::Unauthorized(format!("invalid token: {e}")))?;
     let id = Uuid::parse_str(&data.claims.sub)
         .map_err(|_| ApiError::Unauthorized("the token's sub must be a user id (UUID)".into()))?;

@@ -179,6 +179,10 @@ pub(crate) const COURSE_COLUMNS: &str =
      prompt_tokens, completion_tokens, total_tokens, attempt, model, created_at, updated_at, \
      generated_at, deleted_at";
 
+/// One course by id (built once: it is on the hottest path).
+static COURSE_BY_ID: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| format!("SELECT {COURSE_COLUMNS} FROM courses WHERE id = $1"));
+
 fn course_from_row(r: &Row) -> CourseView {
     CourseView {
         course_id: r.get(0),
@@ -275,11 +279,7 @@ pub(crate) async fn find_course(
     id: Uuid,
 ) -> Result<CourseView, ApiError> {
     let client = state.store.pool().get().await?;
-    let stmt = client
-        .prepare_cached(&format!(
-            "SELECT {COURSE_COLUMNS} FROM courses WHERE id = $1"
-        ))
-        .await?;
+    let stmt = client.prepare_cached(&COURSE_BY_ID).await?;
     let view = match client.query_opt(&stmt, &[&id]).await? {
         Some(row) => Some(course_from_row(&row)),
         None => {
@@ -553,9 +553,8 @@ pub async fn get(
 ) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
     let client = state.store.pool().get().await?;
-    let course_sql = format!("SELECT {COURSE_COLUMNS} FROM courses WHERE id = $1");
     let (course_stmt, lessons_stmt) = futures::try_join!(
-        client.prepare_cached(&course_sql),
+        client.prepare_cached(&COURSE_BY_ID),
         client.prepare_cached(
             "SELECT lesson_number, title, concepts, objectives, status, generated_at
              FROM lessons WHERE course_id = $1 ORDER BY lesson_number"

@@ -248,7 +248,15 @@ async fn track_latency(
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let start = Instant::now();
-    let method = req.method().to_string();
+    let method: &'static str = match *req.method() {
+        actix_web::http::Method::GET => "GET",
+        actix_web::http::Method::POST => "POST",
+        actix_web::http::Method::DELETE => "DELETE",
+        actix_web::http::Method::PUT => "PUT",
+        actix_web::http::Method::PATCH => "PATCH",
+        actix_web::http::Method::HEAD => "HEAD",
+        _ => "OTHER",
+    };
     let response = next.call(req).await?;
     let route = response
         .request()
@@ -291,9 +299,29 @@ pub fn bind_address(settings: &HttpSettings, auth: &Auth) -> SocketAddr {
 /// # Errors
 /// The address cannot be bound.
 pub fn start(state: ApiState, settings: &HttpSettings) -> anyhow::Result<(Server, SocketAddr)> {
-    let addr = bind_address(settings, &state.auth);
-    let listener =
-        TcpListener::bind(addr).with_context(|| format!("binding the HTTP API to {addr}"))?;
+    let listener = bind(settings, &state.auth)?;
+    serve(state, listener, settings)
+}
+
+/// Binds the API's address (see [`bind_address`]); done before anything
+/// else starts, so that a taken port fails the start cleanly.
+///
+/// # Errors
+/// The address cannot be bound.
+pub fn bind(settings: &HttpSettings, auth: &Auth) -> anyhow::Result<TcpListener> {
+    let addr = bind_address(settings, auth);
+    TcpListener::bind(addr).with_context(|| format!("binding the HTTP API to {addr}"))
+}
+
+/// Starts the HTTP server on an already bound `listener`.
+///
+/// # Errors
+/// The listener cannot be used.
+pub fn serve(
+    state: ApiState,
+    listener: TcpListener,
+    settings: &HttpSettings,
+) -> anyhow::Result<(Server, SocketAddr)> {
     let bound = listener.local_addr()?;
     let state = web::Data::new(state);
     let max_body = settings.http_max_body_bytes;
