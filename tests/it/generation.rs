@@ -323,7 +323,6 @@ impl Serve {
             .env("SCHEDULER_POLL_SECS", "0.2")
             .env("HTTP_ADDR", "127.0.0.1:0")
             .env("RUST_LOG", "warn")
-            .env("HTTP_ADDR", "127.0.0.1:0")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
