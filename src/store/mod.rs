@@ -331,7 +331,7 @@ impl EventStore {
     fn wake_readers(&self) {
         let sender = self.wake.get_or_init(|| {
             let (tx, rx) = mpsc::channel(1);
-            tokio::spawn(notify_appended(self.pool.clone(), rx));
+            tokio::spawn(notify_appended(self.config.clone(), rx));
             tx
         });
         // Full: a wake-up is already pending and will cover this append too.
@@ -395,20 +395,38 @@ impl EventStore {
     }
 }
 
-/// Sends one NOTIFY per batch of signalled appends, until the store is dropped.
-async fn notify_appended(pool: Pool, mut signals: mpsc::Receiver<()>) {
+/// Sends one NOTIFY per batch of signalled appends, until the store is
+/// dropped, on a connection of its own (so it never takes a pooled
+/// connection from an appender), and at most one per millisecond: under a
+/// heavy append rate many appends share one wake-up, at a light one each
+/// gets its own at once.
+async fn notify_appended(config: tokio_postgres::Config, mut signals: mpsc::Receiver<()>) {
+    let mut client: Option<tokio_postgres::Client> = None;
     while signals.recv().await.is_some() {
-        let sent = match pool.get().await {
-            Ok(client) => client
+        if client
+            .as_ref()
+            .is_none_or(tokio_postgres::Client::is_closed)
+        {
+            client = match config.connect(NoTls).await {
+                Ok((c, connection)) => {
+                    tokio::spawn(connection);
+                    Some(c)
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "could not connect to NOTIFY subscribers; they will poll");
+                    None
+                }
+            };
+        }
+        if let Some(c) = &client {
+            if let Err(e) = c
                 .execute("SELECT pg_notify($1, '')", &[&NOTIFY_CHANNEL])
                 .await
-                .map(drop)
-                .map_err(|e| e.to_string()),
-            Err(e) => Err(e.to_string()),
-        };
-        if let Err(e) = sent {
-            tracing::debug!(error = %e, "could not NOTIFY subscribers; they will poll");
+            {
+                tracing::debug!(error = %e, "could not NOTIFY subscribers; they will poll");
+            }
         }
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
     }
 }
 
