@@ -59,7 +59,12 @@ ensure_rabbitmq() {
   if as_root rabbitmqctl -q status >/dev/null 2>&1; then return 0; fi
   log "starting RabbitMQ"
   as_root rabbitmq-server -detached >/dev/null 2>&1 || true
-  as_root rabbitmqctl -q await_startup --timeout 120 >/dev/null
+  # The node takes a moment to appear; await_startup then waits for the app.
+  for _ in $(seq 1 120); do
+    if as_root rabbitmqctl -q await_startup --timeout 120 >/dev/null 2>&1; then return 0; fi
+    sleep 1
+  done
+  log "RabbitMQ did not come up"; return 1
 }
 
 case "${1:-}" in
