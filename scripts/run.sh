@@ -13,7 +13,7 @@ scripts/services.sh postgres-binaries
 unset DATABASE_URL AMQP_URL OPENAI_API_KEY LLM_PROVIDER
 
 cargo build --release --quiet
-bin=target/release/coursegen
+bin="${CARGO_TARGET_DIR:-target}/release/coursegen"
 $bin migrate
 
 $bin serve "$@" &
