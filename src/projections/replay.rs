@@ -74,6 +74,10 @@ pub async fn replay_all(
     let mut targets = Vec::new();
     for &projection in projections {
         let conn = dedicated_connection(store, &format!("coursegen-replay-{projection}")).await?;
+        // The fresh tables are only swapped in by the final (durable) commit:
+        // a crash before it loses nothing a new replay would not redo, so the
+        // bulk batches need not wait for their WAL flush.
+        conn.batch_execute("SET synchronous_commit = off").await?;
         let got: bool = conn
             .query_one(
                 "SELECT pg_try_advisory_lock($1)",
@@ -274,6 +278,8 @@ async fn swap(
     bar: &ProgressBar,
 ) -> Result<(Position, u64), ProjectionError> {
     let t = conn.transaction().await?;
+    // The swap is what makes the rebuild real: it waits for its WAL flush.
+    t.batch_execute("SET LOCAL synchronous_commit = on").await?;
     t.execute(
         "SELECT pg_advisory_xact_lock($1)",
         &[&projection.pause_lock_key()],
