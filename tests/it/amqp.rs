@@ -8,7 +8,7 @@
 //! RabbitMQ vanish under it.
 
 use std::collections::{HashMap, HashSet};
-use std::process::{Child, Command as Process, Stdio};
+use std::process::{Command as Process, Stdio};
 use std::time::Duration;
 
 use clap::Parser;
@@ -32,7 +32,7 @@ use tokio::sync::RwLock;
 use uuid::Uuid;
 
 use crate::fake_llm::{error, FakeLlm, Script};
-use crate::helpers::{eventually, TestDb};
+use crate::helpers::{eventually, ServeProcess, TestDb};
 
 /// Taken shared by every AMQP test, exclusively by the broker restart test.
 static BROKER: RwLock<()> = RwLock::const_new(());
@@ -737,51 +737,21 @@ async fn a_broker_restart_mid_stream_loses_no_request_and_duplicates_none() {
 }
 
 /// A `coursegen serve` subprocess with AMQP on.
-struct ServeProcess(Child);
-
-impl ServeProcess {
-    fn start(db: &TestDb, settings: &AmqpSettings, pause_before_ack_ms: u64) -> Self {
-        let child = Process::new(env!("CARGO_BIN_EXE_coursegen"))
-            .arg("serve")
-            .env("DATABASE_URL", db.url())
-            .env("LLM_PROVIDER", "offline")
-            .env("AMQP_URL", amqp_url())
-            .env("AMQP_REQUEST_QUEUE", &settings.amqp_request_queue)
-            .env("AMQP_RESPONSE_QUEUE", &settings.amqp_response_queue)
-            .env(
+fn serve_with_amqp(db: &TestDb, settings: &AmqpSettings, pause_before_ack_ms: u64) -> ServeProcess {
+    ServeProcess::start(
+        db,
+        &[
+            ("LLM_PROVIDER", "offline".into()),
+            ("AMQP_URL", amqp_url()),
+            ("AMQP_REQUEST_QUEUE", settings.amqp_request_queue.clone()),
+            ("AMQP_RESPONSE_QUEUE", settings.amqp_response_queue.clone()),
+            (
                 "AMQP_TEST_PAUSE_BEFORE_ACK_MS",
                 pause_before_ack_ms.to_string(),
-            )
-            .env("COURSE_LEASE_SECS", "2")
-            .env("SCHEDULER_POLL_SECS", "0.2")
-            .env("RUST_LOG", "warn")
-            .env("HTTP_ADDR", "127.0.0.1:0")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start coursegen serve");
-        Self(child)
-    }
-
-    /// SIGKILL: no shutdown code runs.
-    fn kill(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-
-    /// SIGTERM, then wait for the clean exit.
-    fn terminate(&mut self) {
-        unsafe {
-            libc::kill(self.0.id() as i32, libc::SIGTERM);
-        }
-        let _ = self.0.wait();
-    }
-}
-
-impl Drop for ServeProcess {
-    fn drop(&mut self) {
-        self.kill();
-    }
+            ),
+            ("COURSE_LEASE_SECS", "2".into()),
+        ],
+    )
 }
 
 #[actix_rt::test]
@@ -790,7 +760,7 @@ async fn a_server_killed_before_acking_gets_the_request_redelivered_and_makes_on
     let db = TestDb::new().await;
     let queues = Queues::new().await;
     let (user, request_id) = (Uuid::new_v4(), Uuid::new_v4());
-    let mut first = ServeProcess::start(&db, &queues.settings, 600_000);
+    let mut first = serve_with_amqp(&db, &queues.settings, 600_000);
     queues
         .publish(&request(user, request_id, "Crash landing", 2), None, None)
         .await;
@@ -798,7 +768,7 @@ async fn a_server_killed_before_acking_gets_the_request_redelivered_and_makes_on
     wait_for_events(&db.store, "CourseRequested", 1, Duration::from_secs(60)).await;
     first.kill();
 
-    let mut second = ServeProcess::start(&db, &queues.settings, 0);
+    let mut second = serve_with_amqp(&db, &queues.settings, 0);
     wait_for_events(&db.store, "CourseCompleted", 1, Duration::from_secs(60)).await;
     let mut statuses: HashMap<ReplyStatus, usize> = HashMap::new();
     let deadline = std::time::Instant::now() + Duration::from_secs(30);

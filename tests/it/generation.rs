@@ -2,7 +2,6 @@
 //! client against a fake LLM server, on real PostgreSQL.
 
 use std::collections::HashMap;
-use std::process::{Child, Command as Process, Stdio};
 use std::time::{Duration, Instant};
 
 use coursegen::actors::SchedulerSettings;
@@ -16,7 +15,7 @@ use coursegen::store::{EventStore, Metadata};
 use uuid::Uuid;
 
 use crate::fake_llm::{error, Asked, FakeLlm, Script};
-use crate::helpers::{eventually, TestDb};
+use crate::helpers::{eventually, ServeProcess, TestDb};
 
 fn serve_args(llm: &FakeLlm, max_concurrency: usize) -> ServeArgs {
     ServeArgs {
@@ -306,40 +305,19 @@ async fn llm_calls_in_flight_never_exceed_the_cap() {
     assert_eq!(peak, CAP, "peak of LLM calls in flight");
 }
 
-/// A `coursegen serve` subprocess on the test's database.
-struct Serve(Child);
-
-impl Serve {
-    fn start(db: &TestDb, llm: &FakeLlm, lease_secs: &str) -> Self {
-        let child = Process::new(env!("CARGO_BIN_EXE_coursegen"))
-            .arg("serve")
-            .env("DATABASE_URL", db.url())
-            .env("LLM_PROVIDER", "openai")
-            .env("OPENAI_BASE_URL", llm.base_url())
-            .env("OPENAI_API_KEY", "sk-test")
-            .env("LLM_MODEL", "gpt-test")
-            .env("LLM_MAX_CONCURRENCY", "4")
-            .env("COURSE_LEASE_SECS", lease_secs)
-            .env("SCHEDULER_POLL_SECS", "0.2")
-            .env("HTTP_ADDR", "127.0.0.1:0")
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start coursegen serve");
-        Self(child)
-    }
-
-    fn kill(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        self.kill();
-    }
+/// A `coursegen serve` subprocess generating with the fake LLM.
+fn serve(db: &TestDb, llm: &FakeLlm, lease_secs: &str) -> ServeProcess {
+    ServeProcess::start(
+        db,
+        &[
+            ("LLM_PROVIDER", "openai".into()),
+            ("OPENAI_BASE_URL", llm.base_url()),
+            ("OPENAI_API_KEY", "sk-test".into()),
+            ("LLM_MODEL", "gpt-test".into()),
+            ("LLM_MAX_CONCURRENCY", "4".into()),
+            ("COURSE_LEASE_SECS", lease_secs.into()),
+        ],
+    )
 }
 
 #[actix_rt::test]
@@ -353,7 +331,7 @@ async fn a_killed_server_resumes_without_redoing_recorded_lessons() {
     })
     .await;
     let id = submit(&db.store, "Crash course", 4).await;
-    let mut first = Serve::start(&db, &llm, "2");
+    let mut first = serve(&db, &llm, "2");
     eventually(
         "lesson 2 to be recorded",
         Duration::from_secs(60),
@@ -369,7 +347,7 @@ async fn a_killed_server_resumes_without_redoing_recorded_lessons() {
     first.kill(); // SIGKILL, mid-way through lesson 3
     assert!(!load(&db.store, id).await.lessons_done.contains(&3));
 
-    let _second = Serve::start(&db, &llm, "2");
+    let _second = serve(&db, &llm, "2");
     let course = finished(&db.store, id, Duration::from_secs(60)).await;
     assert_eq!(course.status, Some(CourseStatus::Ready));
     let counts = llm.counts();
@@ -395,8 +373,8 @@ async fn two_servers_on_one_database_request_every_step_exactly_once() {
         ..Script::default()
     })
     .await;
-    let _a = Serve::start(&db, &llm, "30");
-    let _b = Serve::start(&db, &llm, "30");
+    let _a = serve(&db, &llm, "30");
+    let _b = serve(&db, &llm, "30");
     let started = Instant::now();
     let mut ids = Vec::new();
     for i in 0..COURSES {
