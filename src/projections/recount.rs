@@ -159,11 +159,16 @@ FROM (SELECT DISTINCT ON (stream_id, (payload->>'number')::int)
       ORDER BY stream_id, (payload->>'number')::int, stream_version DESC) l,
      jsonb_array_elements(coalesce(l.payload->'quiz', '[]')) WITH ORDINALITY AS q(x, ord)";
 
-const SUMMARY_COURSES: &str = "
-SELECT r.stream_id, (r.payload->>'user_id')::uuid, (r.recorded_at AT TIME ZONE 'UTC')::date,
+/// Each course's cell of `course_summary`: its user, day, current status and
+/// whether it is deleted (a macro so the count below can embed it at compile time).
+macro_rules! summary_courses {
+    () => {
+        "
+SELECT r.stream_id, (r.payload->>'user_id')::uuid AS user_id,
+       (r.recorded_at AT TIME ZONE 'UTC')::date AS day,
        CASE s.event_type WHEN 'GenerationStarted' THEN 'GENERATING' WHEN 'CourseCompleted' THEN 'READY'
-                         WHEN 'CourseFailed' THEN 'FAILED' ELSE 'QUEUED' END,
-       coalesce(d.event_type = 'CourseDeleted', false)
+                         WHEN 'CourseFailed' THEN 'FAILED' ELSE 'QUEUED' END AS status,
+       coalesce(d.event_type = 'CourseDeleted', false) AS deleted
 FROM events r
 LEFT JOIN LATERAL (SELECT event_type FROM events
                    WHERE stream_id = r.stream_id
@@ -173,7 +178,17 @@ LEFT JOIN LATERAL (SELECT event_type FROM events
 LEFT JOIN LATERAL (SELECT event_type FROM events
                    WHERE stream_id = r.stream_id AND event_type IN ('CourseDeleted', 'CourseRestored')
                    ORDER BY stream_version DESC LIMIT 1) d ON true
-WHERE r.event_type = 'CourseRequested'";
+WHERE r.event_type = 'CourseRequested'"
+    };
+}
+
+const SUMMARY_COURSES: &str = summary_courses!();
+
+const SUMMARY_COUNTS: &str = concat!(
+    "SELECT user_id, day, status, deleted, count(*)::bigint FROM (",
+    summary_courses!(),
+    ") c GROUP BY user_id, day, status, deleted"
+);
 
 /// The recounts of a projection's tables.
 pub fn recounts(projection: Projection) -> Vec<Recount> {
@@ -221,24 +236,7 @@ pub fn recounts(projection: Projection) -> Vec<Recount> {
                 columns: "user_id, day, status, deleted, courses",
                 compared_columns: "user_id, day, status, deleted, courses",
                 live_filter: "WHERE courses > 0",
-                select: "SELECT user_id, day, status, deleted, count(*)::bigint
-                         FROM (SELECT r.stream_id, (r.payload->>'user_id')::uuid AS user_id,
-                                      (r.recorded_at AT TIME ZONE 'UTC')::date AS day,
-                                      CASE s.event_type WHEN 'GenerationStarted' THEN 'GENERATING'
-                                           WHEN 'CourseCompleted' THEN 'READY' WHEN 'CourseFailed' THEN 'FAILED'
-                                           ELSE 'QUEUED' END AS status,
-                                      coalesce(d.event_type = 'CourseDeleted', false) AS deleted
-                               FROM events r
-                               LEFT JOIN LATERAL (SELECT event_type FROM events
-                                   WHERE stream_id = r.stream_id
-                                     AND event_type IN ('CourseRequested', 'GenerationStarted', 'CourseCompleted',
-                                                        'CourseFailed', 'GenerationRetried')
-                                   ORDER BY stream_version DESC LIMIT 1) s ON true
-                               LEFT JOIN LATERAL (SELECT event_type FROM events
-                                   WHERE stream_id = r.stream_id AND event_type IN ('CourseDeleted', 'CourseRestored')
-                                   ORDER BY stream_version DESC LIMIT 1) d ON true
-                               WHERE r.event_type = 'CourseRequested') c
-                         GROUP BY user_id, day, status, deleted",
+                select: SUMMARY_COUNTS,
             },
         ],
     }
