@@ -385,7 +385,7 @@ impl EventStore {
             .prepare_cached(
                 "SELECT global_position, transaction_id::text::bigint FROM events
                  WHERE transaction_id < pg_snapshot_xmin(pg_current_snapshot())
-                 ORDER BY transaction_id DESC, global_position DESC LIMIT 1",
+                 ORDER BY events.transaction_id DESC, events.global_position DESC LIMIT 1",
             )
             .await?;
         Ok(client.query_opt(&stmt, &[]).await?.map(|r| Position {
@@ -440,12 +440,15 @@ pub async fn read_all_after_with(
     checkpoint: Position,
     limit: i64,
 ) -> Result<Vec<RecordedEvent>, StoreError> {
+    // ORDER BY names `events.` columns: a bare `transaction_id` would mean the
+    // output column of that name (the bigint cast in COLUMNS), which no index
+    // serves: every read would sort the rest of the log.
     let stmt = client
         .prepare_cached(&format!(
             "SELECT {COLUMNS} FROM events
              WHERE (transaction_id, global_position) > ($1::text::xid8, $2)
                AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
-             ORDER BY transaction_id, global_position
+             ORDER BY events.transaction_id, events.global_position
              LIMIT $3"
         ))
         .await?;
