@@ -103,7 +103,8 @@ pub struct AppendArgs {
 /// # Errors
 /// Database errors; the scratch database is dropped in any case.
 pub async fn run(settings: &DatabaseSettings, cmd: BenchCommand) -> anyhow::Result<ExitCode> {
-    let db = Database::open(settings).await?;
+    // Only the scratch database is migrated: the configured one is left as it is.
+    let db = Database::connect(settings).await?;
     let scratch = ScratchDatabase::create(&db.store).await?;
     let result = match cmd {
         BenchCommand::Append(args) => append(&scratch, &args).await,

@@ -20,6 +20,23 @@ impl Database {
     /// # Errors
     /// Unreachable server, missing PostgreSQL binaries, failing migration.
     pub async fn open(settings: &DatabaseSettings) -> anyhow::Result<Self> {
+        let db = Self::connect(settings).await?;
+        let applied = migrate::run(&db.store)
+            .await
+            .context("applying database migrations (is PostgreSQL reachable at DATABASE_URL?)")?;
+        for name in applied {
+            tracing::info!(migration = name, "applied migration");
+        }
+        Ok(db)
+    }
+
+    /// Connects (starting the private cluster if no URL is set) and leaves
+    /// the schema alone: for commands that only work beside the configured
+    /// database, such as the benchmarks' scratch databases.
+    ///
+    /// # Errors
+    /// Unreachable server, missing PostgreSQL binaries.
+    pub async fn connect(settings: &DatabaseSettings) -> anyhow::Result<Self> {
         let (url, cluster) = match &settings.database_url {
             Some(url) => (url.clone(), None),
             None => {
@@ -32,12 +49,6 @@ impl Database {
             }
         };
         let store = EventStore::connect(&url, settings.max_connections)?;
-        let applied = migrate::run(&store)
-            .await
-            .context("applying database migrations (is PostgreSQL reachable at DATABASE_URL?)")?;
-        for name in applied {
-            tracing::info!(migration = name, "applied migration");
-        }
         Ok(Self {
             store,
             _cluster: cluster,
