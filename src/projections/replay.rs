@@ -25,6 +25,9 @@ use crate::store::{read_all_after_with, EventStore, Position, RecordedEvent};
 const NEXT: &str = "_next";
 /// Events per read and per transaction while rebuilding.
 const BATCH: i64 = 1000;
+/// Events applied before the fresh tables are first analyzed (then again
+/// each time they have doubled).
+const ANALYZE_FIRST: usize = 2000;
 
 /// What a replay did.
 #[derive(Debug, Clone, Copy)]
@@ -126,6 +129,21 @@ pub async fn replay_all(
     let mut targets = targets;
     if let Ok((position, events)) = result {
         for t in &mut targets {
+            // Statistics before the tables go live, outside the swap's pause.
+            let tables: Vec<String> = t
+                .projection
+                .tables()
+                .iter()
+                .map(|table| format!("{table}{NEXT}"))
+                .collect();
+            if let Err(e) = t
+                .conn
+                .batch_execute(&format!("ANALYZE {}", tables.join(", ")))
+                .await
+            {
+                result = Err(e.into());
+                break;
+            }
             match swap(&mut t.conn, t.projection, position, events, &bar).await {
                 Ok((checkpoint, events)) => reports.push(ReplayReport {
                     projection: t.projection,
@@ -244,6 +262,17 @@ async fn apply_batches(
             }
         }
     });
+    let analyze = format!(
+        "ANALYZE {}",
+        projection
+            .tables()
+            .iter()
+            .map(|table| format!("{table}{NEXT}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let mut applied = 0usize;
+    let mut next_analyze = ANALYZE_FIRST;
     let result = async {
         while let Some(decoded) = decoded_rx.recv().await {
             let started = Instant::now();
@@ -254,6 +283,13 @@ async fn apply_batches(
                 .await
                 .map_err(|e| failed(projection, e))?;
             t.commit().await?;
+            applied += events;
+            if applied >= next_analyze {
+                // Fresh tables have no statistics: without them the planner
+                // takes `x = ANY($1)` for most of the table and scans it all.
+                target.conn.batch_execute(&analyze).await?;
+                next_analyze = applied * 2;
+            }
             if let Some(bar) = &bar {
                 bar.inc(events as u64);
             }
