@@ -77,6 +77,8 @@ struct CourseRow {
     deleted_at: Option<DateTime<Utc>>,
     slug_base: String,
     slug_position: Position,
+    /// Numbered by [`number_slugs`] (empty for a new course until then).
+    slug: String,
     /// The base as stored before this batch (`None` for a new course).
     stored_base: Option<String>,
 }
@@ -88,6 +90,13 @@ struct LessonRow {
     objectives: Vec<String>,
     status: &'static str,
     generated_at: Option<DateTime<Utc>>,
+}
+
+/// A lesson's quiz: like [`BodyRow::from_log`], copied by the server from
+/// the event's `quiz` when the payload has the current shape.
+enum Checks<'a> {
+    FromLog(i64),
+    Decoded(&'a [QuizQuestion]),
 }
 
 struct BodyRow {
@@ -163,7 +172,7 @@ pub(crate) async fn apply(
     let mut dirty_courses: BTreeSet<Uuid> = BTreeSet::new();
     let mut dirty_lessons: BTreeSet<(Uuid, i32)> = BTreeSet::new();
     let mut bodies: HashMap<(Uuid, i32), BodyRow> = HashMap::new();
-    let mut checks: HashMap<(Uuid, i32), &[QuizQuestion]> = HashMap::new();
+    let mut checks: HashMap<(Uuid, i32), Checks<'_>> = HashMap::new();
 
     for (d, event) in &events {
         let id = d.stream_id;
@@ -203,6 +212,7 @@ pub(crate) async fn apply(
                     deleted_at: None,
                     slug_base: slug_base(&r.topic),
                     slug_position: d.position,
+                    slug: String::new(),
                     stored_base: None,
                 },
             );
@@ -248,9 +258,10 @@ pub(crate) async fn apply(
                         generated_at: Some(at),
                     });
                 dirty_lessons.insert(key);
+                let current = d.event_version == event.event_version();
                 bodies.insert(
                     key,
-                    if d.event_version == event.event_version() {
+                    if current {
                         BodyRow {
                             from_log: Some(d.position.global_position),
                             content_md: None,
@@ -274,7 +285,14 @@ pub(crate) async fn apply(
                         }
                     },
                 );
-                checks.insert(key, &l.quiz);
+                checks.insert(
+                    key,
+                    if current {
+                        Checks::FromLog(d.position.global_position)
+                    } else {
+                        Checks::Decoded(&l.quiz)
+                    },
+                );
             }
             _ => {}
         }
@@ -334,22 +352,19 @@ pub(crate) async fn apply(
         }
     }
 
-    let rows: Vec<&CourseRow> = dirty_courses.iter().map(|id| &courses[id]).collect();
-    let mut bases: BTreeSet<&str> = BTreeSet::new();
-    for c in &rows {
-        if c.stored_base.as_deref() != Some(c.slug_base.as_str()) {
-            bases.insert(&c.slug_base);
-            if let Some(old) = &c.stored_base {
-                bases.insert(old);
-            }
-        }
-    }
-    write_courses(tx, suffix, &rows).await.map_err(&err)?;
-    if !bases.is_empty() {
-        renumber_slugs(tx, suffix, &bases.into_iter().collect::<Vec<_>>())
+    let renamed = number_slugs(tx, suffix, &mut courses, &dirty_courses)
+        .await
+        .map_err(&err)?;
+    if !renamed.is_empty() {
+        // Slugs move between courses: unique again at commit, not between
+        // the two statements.
+        tx.batch_execute("SET CONSTRAINTS ALL DEFERRED")
             .await
             .map_err(&err)?;
     }
+    let rows: Vec<&CourseRow> = dirty_courses.iter().map(|id| &courses[id]).collect();
+    write_courses(tx, suffix, &rows).await.map_err(&err)?;
+    rename_slugs(tx, suffix, &renamed).await.map_err(&err)?;
     write_lessons(tx, suffix, &dirty_lessons, &lessons)
         .await
         .map_err(&err)?;
@@ -368,7 +383,8 @@ async fn load_courses(
             "SELECT id, user_id, request_id, title, description, topic, grade_level, language,
                     source_filter, status, error_message, total_lessons, lessons_generated, sources,
                     prompt_tokens, completion_tokens, total_tokens, attempt, model, created_at,
-                    updated_at, generated_at, deleted_at, slug_base, slug_transaction_id, slug_position
+                    updated_at, generated_at, deleted_at, slug_base, slug_transaction_id, slug_position,
+                    slug
              FROM courses{s} WHERE id = ANY($1)"
         ))
         .await?;
@@ -411,6 +427,7 @@ async fn load_courses(
                     transaction_id: r.get(24),
                     global_position: r.get(25),
                 },
+                slug: r.get(26),
             };
             (row.id, row)
         })
@@ -469,7 +486,7 @@ async fn write_courses(
                  status, error_message, total_lessons, lessons_generated, sources, prompt_tokens,
                  completion_tokens, total_tokens, attempt, model, created_at, updated_at,
                  generated_at, deleted_at)
-             SELECT id, user_id, request_id, title, description, id::text, slug_base, slug_tx, slug_pos,
+             SELECT id, user_id, request_id, title, description, slug, slug_base, slug_tx, slug_pos,
                     topic, grade_level, language, source_filter, status, error_message, total_lessons,
                     lessons_generated, sources, prompt_tokens, completion_tokens, total_tokens, attempt,
                     model, created_at, updated_at, generated_at, deleted_at
@@ -477,13 +494,14 @@ async fn write_courses(
                          $7::int8[], $8::int8[], $9::text[], $10::text[], $11::text[], $12::text[],
                          $13::text[], $14::text[], $15::int4[], $16::int4[], $17::jsonb[], $18::int8[],
                          $19::int8[], $20::int8[], $21::int4[], $22::text[], $23::timestamptz[],
-                         $24::timestamptz[], $25::timestamptz[], $26::timestamptz[])
+                         $24::timestamptz[], $25::timestamptz[], $26::timestamptz[], $27::text[])
                   AS u(id, user_id, request_id, title, description, slug_base, slug_tx, slug_pos,
                        topic, grade_level, language, source_filter, status, error_message,
                        total_lessons, lessons_generated, sources, prompt_tokens, completion_tokens,
-                       total_tokens, attempt, model, created_at, updated_at, generated_at, deleted_at)
+                       total_tokens, attempt, model, created_at, updated_at, generated_at, deleted_at,
+                       slug)
              ON CONFLICT (id) DO UPDATE SET
-                 title = EXCLUDED.title, description = EXCLUDED.description,
+                 title = EXCLUDED.title, description = EXCLUDED.description, slug = EXCLUDED.slug,
                  slug_base = EXCLUDED.slug_base, slug_transaction_id = EXCLUDED.slug_transaction_id,
                  slug_position = EXCLUDED.slug_position, status = EXCLUDED.status,
                  error_message = EXCLUDED.error_message, total_lessons = EXCLUDED.total_lessons,
@@ -525,6 +543,7 @@ async fn write_courses(
     let updated_at = col!(|c| c.updated_at);
     let generated_at = col!(|c| c.generated_at);
     let deleted_at = col!(|c| c.deleted_at);
+    let slug = col!(|c| c.slug.as_str());
     tx.execute(
         &stmt,
         &[
@@ -554,31 +573,115 @@ async fn write_courses(
             &updated_at,
             &generated_at,
             &deleted_at,
+            &slug,
         ],
     )
     .await?;
     Ok(())
 }
 
-/// Renumbers the slugs of every course whose base is in `bases`, in the order
-/// they took the base.
-async fn renumber_slugs(
+/// A slug: the base for the first course numbered by it, `<base>-<n>` for
+/// the n-th (as the recount in `recount.rs` numbers them).
+fn numbered_slug(base: &str, n: usize) -> String {
+    if n == 1 {
+        base.to_owned()
+    } else {
+        // Bases are ASCII: 72 bytes are 72 characters.
+        format!("{}-{n}", &base[..base.len().min(72)])
+    }
+}
+
+/// A course of a base, in numbering order: the position that took the
+/// base (transaction id, global position), the course, and its stored slug
+/// when it is not in the batch.
+type SlugHolder = (i64, i64, Uuid, Option<String>);
+
+/// Numbers the slugs of the batch's courses: the courses of a base are
+/// numbered 1, 2, ... in the order they took it (`slug_transaction_id`,
+/// `slug_position`). Only bases a course of the batch entered or left are
+/// numbered again; their other courses are read by the `slug_base` index.
+/// Sets `slug` on the batch's rows and returns the other courses whose slug
+/// changes (when a course leaves a base, the ones after it move up).
+async fn number_slugs(
     tx: &deadpool_postgres::Transaction<'_>,
     s: &str,
-    bases: &[&str],
-) -> Result<(), tokio_postgres::Error> {
+    courses: &mut HashMap<Uuid, CourseRow>,
+    dirty: &BTreeSet<Uuid>,
+) -> Result<Vec<(Uuid, String)>, tokio_postgres::Error> {
+    let mut bases: BTreeSet<String> = BTreeSet::new();
+    for id in dirty {
+        let c = &courses[id];
+        if c.stored_base.as_deref() != Some(c.slug_base.as_str()) {
+            bases.insert(c.slug_base.clone());
+            if let Some(old) = &c.stored_base {
+                bases.insert(old.clone());
+            }
+        }
+    }
+    if bases.is_empty() {
+        return Ok(Vec::new());
+    }
+    let bases: Vec<String> = bases.into_iter().collect();
     let stmt = tx
         .prepare_cached(&format!(
-            "UPDATE courses{s} AS c SET slug = r.slug
-             FROM (SELECT id, CASE WHEN n = 1 THEN slug_base ELSE left(slug_base, 72) || '-' || n END AS slug
-                   FROM (SELECT id, slug_base,
-                                row_number() OVER (PARTITION BY slug_base
-                                                   ORDER BY slug_transaction_id, slug_position) AS n
-                         FROM courses{s} WHERE slug_base = ANY($1)) k) r
-             WHERE c.id = r.id AND c.slug IS DISTINCT FROM r.slug"
+            "SELECT id, slug_base, slug_transaction_id, slug_position, slug
+             FROM courses{s} WHERE slug_base = ANY($1)"
         ))
         .await?;
-    tx.execute(&stmt, &[&bases]).await?;
+    let mut members: HashMap<String, Vec<SlugHolder>> = HashMap::new();
+    for r in tx.query(&stmt, &[&bases]).await? {
+        let id: Uuid = r.get(0);
+        if !dirty.contains(&id) {
+            members
+                .entry(r.get(1))
+                .or_default()
+                .push((r.get(2), r.get(3), id, Some(r.get(4))));
+        }
+    }
+    for id in dirty {
+        let c = &courses[id];
+        if bases.binary_search(&c.slug_base).is_ok() {
+            members.entry(c.slug_base.clone()).or_default().push((
+                c.slug_position.transaction_id,
+                c.slug_position.global_position,
+                c.id,
+                None,
+            ));
+        }
+    }
+    let mut renamed = Vec::new();
+    for (base, mut list) in members {
+        list.sort_unstable();
+        for (i, (_, _, id, stored)) in list.into_iter().enumerate() {
+            let slug = numbered_slug(&base, i + 1);
+            match stored {
+                None => courses.get_mut(&id).expect("a batch row").slug = slug,
+                Some(old) if old != slug => renamed.push((id, slug)),
+                Some(_) => {}
+            }
+        }
+    }
+    Ok(renamed)
+}
+
+/// Gives courses outside the batch their new slugs.
+async fn rename_slugs(
+    tx: &deadpool_postgres::Transaction<'_>,
+    s: &str,
+    renamed: &[(Uuid, String)],
+) -> Result<(), tokio_postgres::Error> {
+    if renamed.is_empty() {
+        return Ok(());
+    }
+    let stmt = tx
+        .prepare_cached(&format!(
+            "UPDATE courses{s} AS c SET slug = u.slug
+             FROM unnest($1::uuid[], $2::text[]) AS u(id, slug) WHERE c.id = u.id"
+        ))
+        .await?;
+    let ids: Vec<Uuid> = renamed.iter().map(|(id, _)| *id).collect();
+    let slugs: Vec<&str> = renamed.iter().map(|(_, slug)| slug.as_str()).collect();
+    tx.execute(&stmt, &[&ids, &slugs]).await?;
     Ok(())
 }
 
@@ -685,8 +788,12 @@ async fn write_bodies(
 async fn write_checks(
     tx: &deadpool_postgres::Transaction<'_>,
     s: &str,
-    checks: &HashMap<(Uuid, i32), &[QuizQuestion]>,
+    checks: &HashMap<(Uuid, i32), Checks<'_>>,
 ) -> Result<(), tokio_postgres::Error> {
+    const UPSERT: &str = "ON CONFLICT (course_id, lesson_number, question_number) DO UPDATE SET
+                 question = EXCLUDED.question, options = EXCLUDED.options,
+                 answer_index = EXCLUDED.answer_index, explanation = EXCLUDED.explanation";
+    let (mut log_ids, mut log_ns, mut log_positions) = (Vec::new(), Vec::new(), Vec::new());
     let mut ids = Vec::new();
     let mut ns = Vec::new();
     let mut qn = Vec::new();
@@ -695,34 +802,58 @@ async fn write_checks(
     let mut answer = Vec::new();
     let mut explanation = Vec::new();
     for ((id, n), quiz) in checks {
-        for (i, q) in quiz.iter().enumerate() {
-            ids.push(*id);
-            ns.push(*n);
-            qn.push(i32::try_from(i + 1).unwrap_or(i32::MAX));
-            question.push(q.question.as_str());
-            options.push(Value::from(q.options.clone()));
-            answer.push(int(q.answer_index));
-            explanation.push(q.explanation.as_str());
+        match quiz {
+            Checks::FromLog(position) => {
+                log_ids.push(*id);
+                log_ns.push(*n);
+                log_positions.push(*position);
+            }
+            Checks::Decoded(quiz) => {
+                for (i, q) in quiz.iter().enumerate() {
+                    ids.push(*id);
+                    ns.push(*n);
+                    qn.push(i32::try_from(i + 1).unwrap_or(i32::MAX));
+                    question.push(q.question.as_str());
+                    options.push(Value::from(q.options.clone()));
+                    answer.push(int(q.answer_index));
+                    explanation.push(q.explanation.as_str());
+                }
+            }
         }
     }
-    if ids.is_empty() {
-        return Ok(());
+    if !log_ids.is_empty() {
+        // The values the decoded `QuizQuestion`s hold (the payload decoded,
+        // so every field is there), `answer_index` saturated as `int` does.
+        let stmt = tx
+            .prepare_cached(&format!(
+                "INSERT INTO lesson_checks{s} (course_id, lesson_number, question_number, question,
+                                               options, answer_index, explanation)
+                 SELECT u.course_id, u.n, q.o::int4, q.x->>'question', q.x->'options',
+                        least((q.x->>'answer_index')::int8, 2147483647)::int4, q.x->>'explanation'
+                 FROM unnest($1::uuid[], $2::int4[], $3::int8[]) AS u(course_id, n, from_log)
+                 JOIN events e ON e.global_position = u.from_log
+                 CROSS JOIN LATERAL jsonb_array_elements(e.payload->'quiz') WITH ORDINALITY AS q(x, o)
+                 {UPSERT}"
+            ))
+            .await?;
+        tx.execute(&stmt, &[&log_ids, &log_ns, &log_positions])
+            .await?;
     }
-    let stmt = tx
-        .prepare_cached(&format!(
-            "INSERT INTO lesson_checks{s} (course_id, lesson_number, question_number, question, options,
-                                           answer_index, explanation)
-             SELECT * FROM unnest($1::uuid[], $2::int4[], $3::int4[], $4::text[], $5::jsonb[],
-                                  $6::int4[], $7::text[])
-             ON CONFLICT (course_id, lesson_number, question_number) DO UPDATE SET
-                 question = EXCLUDED.question, options = EXCLUDED.options,
-                 answer_index = EXCLUDED.answer_index, explanation = EXCLUDED.explanation"
-        ))
+    if !ids.is_empty() {
+        let stmt = tx
+            .prepare_cached(&format!(
+                "INSERT INTO lesson_checks{s} (course_id, lesson_number, question_number, question,
+                                               options, answer_index, explanation)
+                 SELECT * FROM unnest($1::uuid[], $2::int4[], $3::int4[], $4::text[], $5::jsonb[],
+                                      $6::int4[], $7::text[])
+                 {UPSERT}"
+            ))
+            .await?;
+        tx.execute(
+            &stmt,
+            &[&ids, &ns, &qn, &question, &options, &answer, &explanation],
+        )
         .await?;
-    tx.execute(
-        &stmt,
-        &[&ids, &ns, &qn, &question, &options, &answer, &explanation],
-    )
-    .await?;
+    }
     Ok(())
 }

@@ -214,7 +214,7 @@ async fn head(db: &TestDb) -> Position {
         .await
         .query_one(
             "SELECT transaction_id::text::bigint, global_position FROM events
-             ORDER BY transaction_id DESC, global_position DESC LIMIT 1",
+             ORDER BY events.transaction_id DESC, events.global_position DESC LIMIT 1",
             &[],
         )
         .await
@@ -662,4 +662,91 @@ async fn slug_bases_agree_between_rust_and_sql() {
             .get(0);
         assert_eq!(coursegen::projections::courses::slug_base(title), sql, "{title:?}");
     }
+}
+
+async fn slugs(db: &TestDb, streams: &[Uuid]) -> Vec<String> {
+    let client = db.client().await;
+    let mut out = Vec::new();
+    for id in streams {
+        let row = client
+            .query_one("SELECT slug FROM courses WHERE id = $1", &[id])
+            .await
+            .unwrap();
+        out.push(row.get::<_, String>(0));
+    }
+    out
+}
+
+/// Slugs are numbered by when a course took its base: when the first course
+/// of a base moves to a title of its own, the ones after it move up, in the
+/// live tables as in the recount, and a replay numbers them the same.
+#[actix::test]
+async fn a_course_leaving_a_slug_base_moves_the_later_ones_up() {
+    let db = TestDb::new().await;
+    let running = start(&db, options()).await;
+    let user = Uuid::new_v4();
+    let mut streams = Vec::new();
+    let mut last = Position::START;
+    for _ in 0..3 {
+        let requested: CourseEvent = CourseRequested {
+            request_id: Uuid::new_v4(),
+            user_id: user,
+            topic: "Volcanoes".into(),
+            grade_level: None,
+            num_lessons: 1,
+            language: "en".into(),
+            source_filter: None,
+        }
+        .into();
+        let (stream, position) = write_course(&db, vec![requested]).await;
+        streams.push(stream);
+        last = position;
+    }
+    wait_all(&db, last).await;
+    assert_eq!(
+        slugs(&db, &streams).await,
+        ["volcanoes", "volcanoes-2", "volcanoes-3"]
+    );
+
+    // In a batch of its own, so the other two are not in it.
+    let outline: CourseEvent = OutlineGenerated {
+        title: "Lava and ash".into(),
+        description: "Where volcanoes come from.".into(),
+        lessons: vec![LessonPlan {
+            number: 1,
+            title: "Magma".into(),
+            concepts: vec![],
+            objectives: vec![],
+        }],
+        model: "offline".into(),
+        usage: TokenUsage::default(),
+    }
+    .into();
+    let moved = db
+        .store
+        .append(
+            streams[0],
+            1,
+            &[NewEvent::from(&outline)],
+            &Metadata::producer("test"),
+        )
+        .await
+        .unwrap()
+        .position;
+    wait_all(&db, moved).await;
+    assert_eq!(
+        slugs(&db, &streams).await,
+        ["lava-and-ash", "volcanoes", "volcanoes-2"]
+    );
+    assert_matches_log(&db).await;
+
+    for p in Projection::ALL {
+        replay::replay(&db.store, p, false).await.unwrap();
+    }
+    assert_eq!(
+        slugs(&db, &streams).await,
+        ["lava-and-ash", "volcanoes", "volcanoes-2"]
+    );
+    assert_matches_log(&db).await;
+    running.stop().await;
 }
