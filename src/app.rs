@@ -195,7 +195,9 @@ impl Application {
         if let Some((server, _)) = &self.http {
             server.stop(true).await;
         }
-        if let Some(p) = self.projections.and_then(Arc::into_inner) {
+        // Other holders (the HTTP state) may keep the handle alive: the
+        // runners are stopped through it, whoever else holds it.
+        if let Some(p) = &self.projections {
             p.stop().await;
         }
         scheduler::shutdown(&self.scheduler, &self.queue, self.grace).await;

@@ -470,7 +470,7 @@ impl Projections {
 
     /// Stops every runner of this process (their locks are released, so
     /// standbys elsewhere take over) and waits until they are gone.
-    pub async fn stop(self) {
+    pub async fn stop(&self) {
         for (_, addr) in &self.runners {
             let _ = addr.send(runner::StopRunner).await;
         }
