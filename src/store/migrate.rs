@@ -45,6 +45,10 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "schema/0003_amqp.sql",
         sql: include_str!("../../schema/0003_amqp.sql"),
     },
+    Migration {
+        name: "projections/0005_courses_list_indexes.sql",
+        sql: include_str!("../../projections/0005_courses_list_indexes.sql"),
+    },
 ];
 
 /// Arbitrary key of the migration advisory lock.
