@@ -65,6 +65,9 @@ pub enum Commands {
     /// Rebuild projections from the whole log into fresh tables, then swap
     /// them in atomically; queries keep being answered meanwhile.
     Replay(ReplayArgs),
+    /// Show each projection's state, checkpoint and lag, or resume one that
+    /// a poison event stopped.
+    Projections(ProjectionsArgs),
     /// Measure performance against the configured PostgreSQL (in a scratch database).
     #[command(subcommand)]
     Bench(crate::bench::BenchCommand),
@@ -141,6 +144,27 @@ pub struct ReplayArgs {
     pub all: bool,
 }
 
+/// What to do with the projections.
+#[derive(Debug, Args)]
+pub struct ProjectionsArgs {
+    #[command(subcommand)]
+    pub action: Option<ProjectionsAction>,
+}
+
+/// `coursegen projections` actions.
+#[derive(Debug, Subcommand)]
+pub enum ProjectionsAction {
+    /// State, checkpoint, lag and error of every projection (the default).
+    Status,
+    /// Clear a projection's failed state: its runner retries the event it
+    /// stopped at (after the fix for it is deployed) within seconds. To
+    /// rebuild it from the log instead, use `coursegen replay`.
+    Resume {
+        /// The projection: courses or course_summary.
+        name: String,
+    },
+}
+
 /// Which course's history to show.
 #[derive(Debug, Args)]
 pub struct EventsArgs {
@@ -174,6 +198,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Commands::Submit(args) => submit(&cli.database, args).await,
         Commands::Events(args) => events(&cli.database, args).await,
         Commands::Replay(args) => replay(&cli.database, args).await,
+        Commands::Projections(args) => projections_command(&cli.database, args).await,
         Commands::Bench(cmd) => crate::bench::run(&cli.database, cmd).await,
     }
 }
@@ -380,4 +405,60 @@ async fn replay(settings: &DatabaseSettings, args: ReplayArgs) -> anyhow::Result
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+async fn projections_command(
+    settings: &DatabaseSettings,
+    args: ProjectionsArgs,
+) -> anyhow::Result<ExitCode> {
+    let db = Database::open(settings).await?;
+    match args.action.unwrap_or(ProjectionsAction::Status) {
+        ProjectionsAction::Status => {
+            let mut healthy = true;
+            println!(
+                "{:<16} {:<8} {:>20} {:>11} {:>9}  error",
+                "projection", "state", "checkpoint (tx/pos)", "lag events", "lag s"
+            );
+            for p in Projection::ALL {
+                let cp = crate::projections::checkpoint(&db.store, p.name()).await?;
+                let lag = crate::projections::lag(&db.store, p.name()).await?;
+                let (state, position, error) = match &cp {
+                    Some(c) => (
+                        c.state.as_str(),
+                        format!(
+                            "{}/{}",
+                            c.position.transaction_id, c.position.global_position
+                        ),
+                        c.error.as_deref().unwrap_or(""),
+                    ),
+                    None => ("new", "-".to_owned(), ""),
+                };
+                healthy &= state != "failed";
+                println!(
+                    "{:<16} {:<8} {:>20} {:>11} {:>9.1}  {}",
+                    p.name(),
+                    state,
+                    position,
+                    lag.events,
+                    lag.seconds,
+                    error
+                );
+            }
+            Ok(if healthy {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        ProjectionsAction::Resume { name } => {
+            let projection = Projection::parse(&name)?;
+            if crate::projections::resume(&db.store, projection).await? {
+                eprintln!("{projection}: resumed; its runner retries the event it stopped at");
+                Ok(ExitCode::SUCCESS)
+            } else {
+                eprintln!("{projection} has not failed: nothing to resume");
+                Ok(ExitCode::SUCCESS)
+            }
+        }
+    }
 }

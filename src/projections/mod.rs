@@ -268,6 +268,26 @@ pub struct Checkpoint {
     pub updated_at: DateTime<Utc>,
 }
 
+/// Clears `projection`'s failed state (error and poison event) so that its
+/// runner, which re-reads the row while idle, retries from its checkpoint.
+/// Returns whether it had failed.
+///
+/// # Errors
+/// Database errors.
+pub async fn resume(store: &EventStore, projection: Projection) -> Result<bool, ProjectionError> {
+    let client = store.pool().get().await?;
+    let resumed = client
+        .execute(
+            "UPDATE projection_checkpoints
+             SET state = 'running', error = NULL, failed_transaction_id = NULL,
+                 failed_position = NULL, updated_at = now()
+             WHERE name = $1 AND state = 'failed'",
+            &[&projection.name()],
+        )
+        .await?;
+    Ok(resumed > 0)
+}
+
 /// Reads the checkpoint row of `name` (`None` before its runner first ran).
 ///
 /// # Errors

@@ -750,3 +750,65 @@ async fn a_course_leaving_a_slug_base_moves_the_later_ones_up() {
     assert_matches_log(&db).await;
     running.stop().await;
 }
+
+/// A projection stopped by an event it cannot apply (here a stray row an
+/// operator left in `courses`) carries on from its checkpoint once the cause
+/// is removed and it is resumed, and applies nothing twice.
+#[actix::test]
+async fn a_failed_projection_resumes_from_its_checkpoint() {
+    let db = TestDb::new().await;
+    let running = start(&db, options()).await;
+    let before = write_courses(&db, 2).await;
+    wait_all(&db, before).await;
+    let stream = Uuid::new_v4();
+    let client = db.client().await;
+    client
+        .execute(
+            "INSERT INTO courses (id, user_id, request_id, slug, slug_base, slug_transaction_id,
+                                  slug_position, topic, language, status, total_lessons,
+                                  created_at, updated_at)
+             VALUES ($1, $1, $1, 'stray', 'stray', 0, 0, 'Stray', 'en', 'QUEUED', 1, now(), now())",
+            &[&stream],
+        )
+        .await
+        .unwrap();
+    let story = course_story(&mut rand::thread_rng(), Uuid::new_v4(), "Resumed");
+    let new: Vec<NewEvent> = story.iter().map(NewEvent::from).collect();
+    let stuck = db
+        .store
+        .append(stream, 0, &new, &Metadata::producer("test"))
+        .await
+        .unwrap()
+        .position;
+    let err = wait_for_position(&db.store, "courses", stuck, WAIT)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, ProjectionError::Failed { error, .. } if error.contains("already requested")),
+        "{err}"
+    );
+    // Resuming without removing the cause fails again, at the same event.
+    assert!(projections::resume(&db.store, Projection::Courses)
+        .await
+        .unwrap());
+    assert!(matches!(
+        wait_for_position(&db.store, "courses", stuck, WAIT).await,
+        Err(ProjectionError::Failed { .. })
+    ));
+
+    client
+        .execute("DELETE FROM courses WHERE id = $1", &[&stream])
+        .await
+        .unwrap();
+    assert!(projections::resume(&db.store, Projection::Courses)
+        .await
+        .unwrap());
+    let after = write_courses(&db, 2).await;
+    wait_all(&db, after).await;
+    assert_matches_log(&db).await;
+    // Resuming a healthy projection changes nothing.
+    assert!(!projections::resume(&db.store, Projection::Courses)
+        .await
+        .unwrap());
+    running.stop().await;
+}
