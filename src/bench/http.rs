@@ -245,7 +245,10 @@ pub async fn run(scratch: &ScratchDatabase, args: &HttpArgs) -> anyhow::Result<(
         http_workers: args.workers,
         ..HttpSettings::default()
     };
-    let state = ApiState::new(store.clone(), Auth::new(Some(SECRET)));
+    // A pool of its own, as in `serve`: its connections are opened by the
+    // HTTP workers that use them (the raw runs use `store`'s).
+    let api_store = scratch.store(args.pool);
+    let state = ApiState::new(api_store.clone(), Auth::new(Some(SECRET)));
     let (server, addr) = api::start(state, &settings)?;
     let handle = server.handle();
     actix_rt::spawn(server);
@@ -331,6 +334,7 @@ pub async fn run(scratch: &ScratchDatabase, args: &HttpArgs) -> anyhow::Result<(
         }
     }
     handle.stop(true).await;
+    api_store.pool().close();
     store.pool().close();
     Ok(())
 }
