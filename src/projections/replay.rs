@@ -130,17 +130,7 @@ pub async fn replay_all(
     if let Ok((position, events)) = result {
         for t in &mut targets {
             // Statistics before the tables go live, outside the swap's pause.
-            let tables: Vec<String> = t
-                .projection
-                .tables()
-                .iter()
-                .map(|table| format!("{table}{NEXT}"))
-                .collect();
-            if let Err(e) = t
-                .conn
-                .batch_execute(&format!("ANALYZE {}", tables.join(", ")))
-                .await
-            {
+            if let Err(e) = t.conn.batch_execute(&analyze_sql(t.projection)).await {
                 result = Err(e.into());
                 break;
             }
@@ -176,6 +166,16 @@ pub async fn replay_all(
             .await;
     }
     result.map(|_| reports)
+}
+
+/// `ANALYZE` of the fresh tables of `projection`.
+fn analyze_sql(projection: Projection) -> String {
+    let tables: Vec<String> = projection
+        .tables()
+        .iter()
+        .map(|table| format!("{table}{NEXT}"))
+        .collect();
+    format!("ANALYZE {}", tables.join(", "))
 }
 
 fn failed(projection: Projection, e: ApplyError) -> ProjectionError {
@@ -262,15 +262,7 @@ async fn apply_batches(
             }
         }
     });
-    let analyze = format!(
-        "ANALYZE {}",
-        projection
-            .tables()
-            .iter()
-            .map(|table| format!("{table}{NEXT}"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
+    let analyze = analyze_sql(projection);
     let mut applied = 0usize;
     let mut next_analyze = ANALYZE_FIRST;
     let result = async {
