@@ -166,22 +166,21 @@ pub(crate) async fn dedicated_connection(
 ) -> Result<ClientWrapper, tokio_postgres::Error> {
     let mut config = store.config().clone();
     config.application_name(application_name);
-    // Projection tables grow from empty (a new database, a replay's fresh
-    // tables), and a generic plan cached while a table was tiny (sequential
-    // scans) stays cached until an ANALYZE: every batch would then scan the
-    // whole table. Planning each statement for its parameters costs far
-    // less than one such scan.
-    let options = match config.get_options() {
-        Some(o) => format!("{o} -c plan_cache_mode=force_custom_plan"),
-        None => "-c plan_cache_mode=force_custom_plan".to_owned(),
-    };
-    config.options(&options);
     let (client, connection) = config.connect(NoTls).await?;
     let task = tokio::spawn(async move {
         if let Err(e) = connection.await {
             tracing::debug!(error = %e, "dedicated connection ended");
         }
     });
+    // Projection tables grow from empty (a new database, a replay's fresh
+    // tables), and a generic plan cached while a table was tiny (sequential
+    // scans) stays cached until an ANALYZE: every batch would then scan the
+    // whole table. Planning each statement for its parameters costs far
+    // less than one such scan. (A statement rather than a startup option,
+    // which connection poolers in front of PostgreSQL may refuse.)
+    client
+        .batch_execute("SET plan_cache_mode = force_custom_plan")
+        .await?;
     Ok(ClientWrapper::new(client, task))
 }
 
