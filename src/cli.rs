@@ -454,11 +454,10 @@ async fn projections_command(
             let projection = Projection::parse(&name)?;
             if crate::projections::resume(&db.store, projection).await? {
                 eprintln!("{projection}: resumed; its runner retries the event it stopped at");
-                Ok(ExitCode::SUCCESS)
             } else {
                 eprintln!("{projection} has not failed: nothing to resume");
-                Ok(ExitCode::SUCCESS)
             }
+            Ok(ExitCode::SUCCESS)
         }
     }
 }
