@@ -173,6 +173,8 @@ pub(crate) async fn apply(
     let mut dirty_lessons: BTreeSet<(Uuid, i32)> = BTreeSet::new();
     let mut bodies: HashMap<(Uuid, i32), BodyRow> = HashMap::new();
     let mut checks: HashMap<(Uuid, i32), Checks<'_>> = HashMap::new();
+    // Lessons generated again: their quiz's length, to drop questions beyond it.
+    let mut regenerated: HashMap<(Uuid, i32), i32> = HashMap::new();
 
     for (d, event) in &events {
         let id = d.stream_id;
@@ -243,6 +245,12 @@ pub(crate) async fn apply(
             }
             CourseEvent::LessonGenerated(l) => {
                 let key = (id, int(l.number));
+                if lessons
+                    .get(&key)
+                    .is_some_and(|row| row.status == "GENERATED")
+                {
+                    regenerated.insert(key, i32::try_from(l.quiz.len()).unwrap_or(i32::MAX));
+                }
                 lessons
                     .entry(key)
                     .and_modify(|row| {
@@ -370,6 +378,7 @@ pub(crate) async fn apply(
         .map_err(&err)?;
     write_bodies(tx, suffix, &bodies).await.map_err(&err)?;
     write_checks(tx, suffix, &checks).await.map_err(&err)?;
+    trim_checks(tx, suffix, &regenerated).await.map_err(&err)?;
     Ok(())
 }
 
@@ -782,6 +791,33 @@ async fn write_bodies(
         ],
     )
     .await?;
+    Ok(())
+}
+
+/// Drops the questions a regenerated lesson's new quiz no longer has.
+async fn trim_checks(
+    tx: &deadpool_postgres::Transaction<'_>,
+    s: &str,
+    regenerated: &HashMap<(Uuid, i32), i32>,
+) -> Result<(), tokio_postgres::Error> {
+    if regenerated.is_empty() {
+        return Ok(());
+    }
+    let stmt = tx
+        .prepare_cached(&format!(
+            "DELETE FROM lesson_checks{s} AS c
+             USING unnest($1::uuid[], $2::int4[], $3::int4[]) AS u(course_id, n, questions)
+             WHERE c.course_id = u.course_id AND c.lesson_number = u.n
+               AND c.question_number > u.questions"
+        ))
+        .await?;
+    let (mut ids, mut ns, mut questions) = (Vec::new(), Vec::new(), Vec::new());
+    for (&(id, n), &count) in regenerated {
+        ids.push(id);
+        ns.push(n);
+        questions.push(count);
+    }
+    tx.execute(&stmt, &[&ids, &ns, &questions]).await?;
     Ok(())
 }
 

@@ -812,3 +812,55 @@ async fn a_failed_projection_resumes_from_its_checkpoint() {
         .unwrap());
     running.stop().await;
 }
+
+async fn quiz_questions(db: &TestDb, course: Uuid) -> i64 {
+    db.client()
+        .await
+        .query_one(
+            "SELECT count(*) FROM lesson_checks WHERE course_id = $1",
+            &[&course],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+/// A lesson generated again keeps only its new quiz: questions the new one
+/// no longer has are gone, live and after a replay.
+#[actix::test]
+async fn a_lesson_generated_again_keeps_only_its_new_quiz() {
+    let db = TestDb::new().await;
+    let running = start(&db, options()).await;
+    let mut story = course_story(&mut rand::thread_rng(), Uuid::new_v4(), "Requizzed");
+    story.truncate(3);
+    story.push(realistic_lesson(1));
+    let (stream, first) = write_course(&db, story.clone()).await;
+    wait_all(&db, first).await;
+    assert_eq!(quiz_questions(&db, stream).await, 4);
+
+    let CourseEvent::LessonGenerated(mut again) = realistic_lesson(1) else {
+        unreachable!()
+    };
+    again.quiz.truncate(2);
+    let again: CourseEvent = again.into();
+    let second = db
+        .store
+        .append(
+            stream,
+            u32::try_from(story.len()).unwrap(),
+            &[NewEvent::from(&again)],
+            &Metadata::producer("test"),
+        )
+        .await
+        .unwrap()
+        .position;
+    wait_all(&db, second).await;
+    assert_eq!(quiz_questions(&db, stream).await, 2);
+    assert_matches_log(&db).await;
+    for p in Projection::ALL {
+        replay::replay(&db.store, p, false).await.unwrap();
+    }
+    assert_eq!(quiz_questions(&db, stream).await, 2);
+    assert_matches_log(&db).await;
+    running.stop().await;
+}
