@@ -92,11 +92,15 @@ struct LessonRow {
     generated_at: Option<DateTime<Utc>>,
 }
 
-/// A lesson's quiz: like [`BodyRow::from_log`], copied by the server from
-/// the event's `quiz` when the payload has the current shape.
-enum Checks<'a> {
-    FromLog(i64),
-    Decoded(&'a [QuizQuestion]),
+/// A lesson's quiz, as its latest `LessonGenerated` in the batch has it.
+struct Quiz<'a> {
+    questions: &'a [QuizQuestion],
+    /// Like [`BodyRow::from_log`]: the server copies the questions from the
+    /// event's `quiz` when the payload has the current shape.
+    from_log: Option<i64>,
+    /// The lesson was generated before: questions past the new quiz's
+    /// length are dropped.
+    replaces: bool,
 }
 
 struct BodyRow {
@@ -172,9 +176,7 @@ pub(crate) async fn apply(
     let mut dirty_courses: BTreeSet<Uuid> = BTreeSet::new();
     let mut dirty_lessons: BTreeSet<(Uuid, i32)> = BTreeSet::new();
     let mut bodies: HashMap<(Uuid, i32), BodyRow> = HashMap::new();
-    let mut checks: HashMap<(Uuid, i32), Checks<'_>> = HashMap::new();
-    // Lessons generated again: their quiz's length, to drop questions beyond it.
-    let mut regenerated: HashMap<(Uuid, i32), i32> = HashMap::new();
+    let mut checks: HashMap<(Uuid, i32), Quiz<'_>> = HashMap::new();
 
     for (d, event) in &events {
         let id = d.stream_id;
@@ -245,12 +247,9 @@ pub(crate) async fn apply(
             }
             CourseEvent::LessonGenerated(l) => {
                 let key = (id, int(l.number));
-                if lessons
+                let replaces = lessons
                     .get(&key)
-                    .is_some_and(|row| row.status == "GENERATED")
-                {
-                    regenerated.insert(key, i32::try_from(l.quiz.len()).unwrap_or(i32::MAX));
-                }
+                    .is_some_and(|row| row.status == "GENERATED");
                 lessons
                     .entry(key)
                     .and_modify(|row| {
@@ -295,10 +294,10 @@ pub(crate) async fn apply(
                 );
                 checks.insert(
                     key,
-                    if current {
-                        Checks::FromLog(d.position.global_position)
-                    } else {
-                        Checks::Decoded(&l.quiz)
+                    Quiz {
+                        questions: &l.quiz,
+                        from_log: current.then_some(d.position.global_position),
+                        replaces,
                     },
                 );
             }
@@ -378,7 +377,6 @@ pub(crate) async fn apply(
         .map_err(&err)?;
     write_bodies(tx, suffix, &bodies).await.map_err(&err)?;
     write_checks(tx, suffix, &checks).await.map_err(&err)?;
-    trim_checks(tx, suffix, &regenerated).await.map_err(&err)?;
     Ok(())
 }
 
@@ -794,37 +792,10 @@ async fn write_bodies(
     Ok(())
 }
 
-/// Drops the questions a regenerated lesson's new quiz no longer has.
-async fn trim_checks(
-    tx: &deadpool_postgres::Transaction<'_>,
-    s: &str,
-    regenerated: &HashMap<(Uuid, i32), i32>,
-) -> Result<(), tokio_postgres::Error> {
-    if regenerated.is_empty() {
-        return Ok(());
-    }
-    let stmt = tx
-        .prepare_cached(&format!(
-            "DELETE FROM lesson_checks{s} AS c
-             USING unnest($1::uuid[], $2::int4[], $3::int4[]) AS u(course_id, n, questions)
-             WHERE c.course_id = u.course_id AND c.lesson_number = u.n
-               AND c.question_number > u.questions"
-        ))
-        .await?;
-    let (mut ids, mut ns, mut questions) = (Vec::new(), Vec::new(), Vec::new());
-    for (&(id, n), &count) in regenerated {
-        ids.push(id);
-        ns.push(n);
-        questions.push(count);
-    }
-    tx.execute(&stmt, &[&ids, &ns, &questions]).await?;
-    Ok(())
-}
-
 async fn write_checks(
     tx: &deadpool_postgres::Transaction<'_>,
     s: &str,
-    checks: &HashMap<(Uuid, i32), Checks<'_>>,
+    checks: &HashMap<(Uuid, i32), Quiz<'_>>,
 ) -> Result<(), tokio_postgres::Error> {
     const UPSERT: &str = "ON CONFLICT (course_id, lesson_number, question_number) DO UPDATE SET
                  question = EXCLUDED.question, options = EXCLUDED.options,
@@ -837,15 +808,21 @@ async fn write_checks(
     let mut options = Vec::new();
     let mut answer = Vec::new();
     let mut explanation = Vec::new();
+    let (mut trim_ids, mut trim_ns, mut trim_lengths) = (Vec::new(), Vec::new(), Vec::new());
     for ((id, n), quiz) in checks {
-        match quiz {
-            Checks::FromLog(position) => {
+        if quiz.replaces {
+            trim_ids.push(*id);
+            trim_ns.push(*n);
+            trim_lengths.push(i32::try_from(quiz.questions.len()).unwrap_or(i32::MAX));
+        }
+        match quiz.from_log {
+            Some(position) => {
                 log_ids.push(*id);
                 log_ns.push(*n);
-                log_positions.push(*position);
+                log_positions.push(position);
             }
-            Checks::Decoded(quiz) => {
-                for (i, q) in quiz.iter().enumerate() {
+            None => {
+                for (i, q) in quiz.questions.iter().enumerate() {
                     ids.push(*id);
                     ns.push(*n);
                     qn.push(i32::try_from(i + 1).unwrap_or(i32::MAX));
@@ -856,6 +833,19 @@ async fn write_checks(
                 }
             }
         }
+    }
+    if !trim_ids.is_empty() {
+        // A lesson generated again: drop the questions its new quiz no longer has.
+        let stmt = tx
+            .prepare_cached(&format!(
+                "DELETE FROM lesson_checks{s} AS c
+                 USING unnest($1::uuid[], $2::int4[], $3::int4[]) AS u(course_id, n, questions)
+                 WHERE c.course_id = u.course_id AND c.lesson_number = u.n
+                   AND c.question_number > u.questions"
+            ))
+            .await?;
+        tx.execute(&stmt, &[&trim_ids, &trim_ns, &trim_lengths])
+            .await?;
     }
     if !log_ids.is_empty() {
         // The values the decoded `QuizQuestion`s hold (the payload decoded,
