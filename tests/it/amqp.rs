@@ -11,247 +11,25 @@ use std::collections::{HashMap, HashSet};
 use std::process::{Command as Process, Stdio};
 use std::time::Duration;
 
-use clap::Parser;
-use coursegen::app::{Application, ServeArgs};
-use coursegen::domain::course_id;
+use coursegen::domain::{course_id, CourseEvent};
 use coursegen::ingress::amqp::status::AmqpState;
 use coursegen::ingress::amqp::wire::{Reply, ReplyStatus};
-use coursegen::ingress::amqp::{connect, AmqpSettings, ERROR_HEADER};
+use coursegen::ingress::amqp::ERROR_HEADER;
 use coursegen::store::EventStore;
 use futures::StreamExt;
 use lapin::message::BasicGetMessage;
-use lapin::options::{
-    BasicConsumeOptions, BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions,
-    ExchangeDeleteOptions, QueueDeclareOptions, QueueDeleteOptions,
-};
-use lapin::publisher_confirm::Confirmation;
-use lapin::types::{AMQPValue, FieldTable};
-use lapin::{BasicProperties, Channel, Connection, Consumer};
+use lapin::types::AMQPValue;
+use lapin::{BasicProperties, Consumer};
 use serde_json::json;
 use tokio::sync::RwLock;
 use uuid::Uuid;
 
-use crate::fake_llm::{error, FakeLlm, Script};
-use crate::helpers::{eventually, ServeProcess, TestDb};
+use crate::app::{Overrides, TestApp};
+use crate::fake_llm::{error, Script};
+use crate::helpers::eventually;
 
 /// Taken shared by every AMQP test, exclusively by the broker restart test.
 static BROKER: RwLock<()> = RwLock::const_new(());
-
-fn amqp_url() -> String {
-    std::env::var("COURSEGEN_TEST_AMQP_URL")
-        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
-}
-
-/// `serve` options with the offline generator, as the CLI parses them.
-#[derive(Parser)]
-struct Serve {
-    #[command(flatten)]
-    args: ServeArgs,
-}
-
-fn serve_args(settings: &AmqpSettings) -> ServeArgs {
-    let mut args = Serve::try_parse_from([
-        "serve",
-        "--llm-provider",
-        "offline",
-        "--course-lease-secs",
-        "5",
-        "--scheduler-poll-secs",
-        "0.2",
-        "--shutdown-grace-secs",
-        "5",
-    ])
-    .unwrap()
-    .args;
-    args.amqp = settings.clone();
-    args
-}
-
-/// One test's queues, and a confirm-mode channel to publish and read them.
-struct Queues {
-    settings: AmqpSettings,
-    connection: Connection,
-    channel: Channel,
-}
-
-impl Queues {
-    async fn new() -> Self {
-        let prefix = format!("test_{}", Uuid::new_v4().simple());
-        let settings = AmqpSettings {
-            amqp_url: Some(amqp_url()),
-            amqp_request_queue: format!("{prefix}_requests"),
-            amqp_response_queue: format!("{prefix}_responses"),
-            amqp_prefetch: 16,
-            ..AmqpSettings::default()
-        };
-        let (connection, channel) = open().await;
-        let queues = Self {
-            settings,
-            connection,
-            channel,
-        };
-        // Declared up front (as the service will), so nothing published
-        // before the service starts is lost.
-        coursegen::ingress::amqp::declare_request_topology(&queues.connection, &queues.settings)
-            .await
-            .unwrap();
-        coursegen::ingress::amqp::declare_response_queue(
-            &queues.channel,
-            &queues.settings.amqp_response_queue,
-        )
-        .await
-        .unwrap();
-        queues
-    }
-
-    /// Opens the test's connection again (after a broker restart).
-    async fn reopen(&mut self) {
-        let (connection, channel) = open().await;
-        self.connection = connection;
-        self.channel = channel;
-    }
-
-    fn dead(&self) -> String {
-        self.settings.dead_letter_queue()
-    }
-
-    /// Publishes a persistent request and waits for the broker's confirm.
-    async fn publish(&self, body: &[u8], reply_to: Option<&str>, correlation_id: Option<&str>) {
-        let mut properties = BasicProperties::default().with_delivery_mode(2);
-        if let Some(r) = reply_to {
-            properties = properties.with_reply_to(r.to_owned().into());
-        }
-        if let Some(c) = correlation_id {
-            properties = properties.with_correlation_id(c.to_owned().into());
-        }
-        let confirmation = self
-            .channel
-            .basic_publish(
-                "",
-                &self.settings.amqp_request_queue,
-                BasicPublishOptions::default(),
-                body,
-                properties,
-            )
-            .await
-            .unwrap()
-            .await
-            .unwrap();
-        assert!(matches!(confirmation, Confirmation::Ack(None)));
-    }
-
-    /// An exclusive reply queue and a consumer on it.
-    async fn reply_queue(&self) -> (String, Consumer) {
-        let queue = self
-            .channel
-            .queue_declare(
-                "",
-                QueueDeclareOptions {
-                    exclusive: true,
-                    auto_delete: true,
-                    ..QueueDeclareOptions::default()
-                },
-                FieldTable::default(),
-            )
-            .await
-            .unwrap();
-        let consumer = self
-            .channel
-            .basic_consume(
-                queue.name().as_str(),
-                "test-replies",
-                BasicConsumeOptions {
-                    no_ack: true,
-                    ..BasicConsumeOptions::default()
-                },
-                FieldTable::default(),
-            )
-            .await
-            .unwrap();
-        (queue.name().to_string(), consumer)
-    }
-
-    /// Ready messages in a queue.
-    async fn count(&self, queue: &str) -> u32 {
-        self.channel
-            .queue_declare(
-                queue,
-                QueueDeclareOptions {
-                    passive: true,
-                    ..QueueDeclareOptions::default()
-                },
-                FieldTable::default(),
-            )
-            .await
-            .unwrap()
-            .message_count()
-    }
-
-    /// Takes every message from a queue.
-    async fn drain(&self, queue: &str) -> Vec<BasicGetMessage> {
-        let mut all = Vec::new();
-        while let Some(m) = self
-            .channel
-            .basic_get(queue, BasicGetOptions { no_ack: true })
-            .await
-            .unwrap()
-        {
-            all.push(m);
-        }
-        all
-    }
-}
-
-async fn open() -> (Connection, Channel) {
-    let connection = eventually(
-        "RabbitMQ to accept a connection",
-        Duration::from_secs(60),
-        || async { connect(&amqp_url(), "coursegen tests").await.ok() },
-    )
-    .await;
-    let channel = connection.create_channel().await.unwrap();
-    channel
-        .confirm_select(ConfirmSelectOptions::default())
-        .await
-        .unwrap();
-    (connection, channel)
-}
-
-/// Deletes the queues, on a runtime of its own so that it also runs on panic.
-impl Drop for Queues {
-    fn drop(&mut self) {
-        let settings = self.settings.clone();
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            rt.block_on(async move {
-                let Ok(connection) = connect(&amqp_url(), "coursegen test cleanup").await else {
-                    return;
-                };
-                let Ok(channel) = connection.create_channel().await else {
-                    return;
-                };
-                let dead = settings.dead_letter_queue();
-                for queue in [
-                    &settings.amqp_request_queue,
-                    &settings.amqp_response_queue,
-                    &dead,
-                ] {
-                    let _ = channel
-                        .queue_delete(queue, QueueDeleteOptions::default())
-                        .await;
-                }
-                let _ = channel
-                    .exchange_delete(&dead, ExchangeDeleteOptions::default())
-                    .await;
-                let _ = connection.close(200, "cleaned up").await;
-            });
-        })
-        .join();
-    }
-}
 
 fn request(user: Uuid, request_id: Uuid, topic: &str, lessons: u8) -> Vec<u8> {
     serde_json::to_vec(&json!({
@@ -306,13 +84,11 @@ fn replies_in(messages: &[BasicGetMessage]) -> Vec<Reply> {
 #[actix_rt::test]
 async fn an_amqp_request_is_answered_accepted_then_success() {
     let _shared = BROKER.read().await;
-    let db = TestDb::new().await;
-    let queues = Queues::new().await;
-    let app = Application::build(db.store.clone(), &serve_args(&queues.settings)).unwrap();
-    let (reply_to, mut replies) = queues.reply_queue().await;
+    let mut app = TestApp::spawn(Overrides::default().amqp()).await;
+    let (reply_to, mut replies) = app.queues().reply_queue().await;
     let (user, request_id) = (Uuid::new_v4(), Uuid::new_v4());
 
-    queues
+    app.queues()
         .publish(
             &request(user, request_id, "Volcanoes", 3),
             Some(&reply_to),
@@ -321,10 +97,18 @@ async fn an_amqp_request_is_answered_accepted_then_success() {
         .await;
     let (accepted, accepted_props) = next_reply(&mut replies).await;
     let (success, success_props) = next_reply(&mut replies).await;
-    let status = app.amqp_status().unwrap().snapshot();
+    let status = app.application().amqp_status().unwrap().snapshot();
     app.stop().await;
 
     let id = course_id(user, request_id);
+    let events = app.db.store.read_stream(id).await.unwrap();
+    let outline_title = events
+        .iter()
+        .find_map(|e| match e.to_course_event().unwrap() {
+            CourseEvent::OutlineGenerated(outline) => Some(outline.title),
+            _ => None,
+        })
+        .expect("an outline in the log");
     assert_eq!(accepted.status, ReplyStatus::Accepted);
     assert_eq!(accepted.request_id, Some(request_id.to_string()));
     assert_eq!(accepted.course_id, Some(id));
@@ -332,7 +116,7 @@ async fn an_amqp_request_is_answered_accepted_then_success() {
     assert_eq!(success.request_id, Some(request_id.to_string()));
     assert_eq!(success.course_id, Some(id));
     assert_eq!(success.total_lessons, Some(3));
-    assert!(!success.course_title.unwrap_or_default().is_empty());
+    assert_eq!(success.course_title, Some(outline_title));
     assert_eq!(success.error, None);
     assert!(chrono::DateTime::parse_from_rfc3339(&success.timestamp).is_ok());
     for props in [&accepted_props, &success_props] {
@@ -344,46 +128,26 @@ async fn an_amqp_request_is_answered_accepted_then_success() {
     }
     assert!(status.healthy(), "{status:?}");
     // The request's reply address is kept with the event.
-    let events = db.store.read_stream(id).await.unwrap();
     let metadata = events[0].metadata();
     assert_eq!(metadata.reply_to.as_deref(), Some(reply_to.as_str()));
     assert_eq!(metadata.correlation_id.as_deref(), Some("corr-42"));
     assert_eq!(metadata.producer.as_deref(), Some("amqp"));
-    assert_eq!(queues.count(&queues.settings.amqp_request_queue).await, 0);
+    assert_eq!(app.queues().count(app.queues().requests()).await, 0);
 }
 
 #[actix_rt::test]
 async fn a_failed_generation_is_answered_with_an_error_reply() {
     let _shared = BROKER.read().await;
-    let db = TestDb::new().await;
-    let queues = Queues::new().await;
-    let llm = FakeLlm::start(Script {
+    let mut app = TestApp::spawn(Overrides::default().amqp().fake_llm(Script {
         always: Some(error(401, "invalid_api_key")),
         ..Script::default()
-    })
+    }))
     .await;
-    let mut args = Serve::try_parse_from([
-        "serve",
-        "--llm-provider",
-        "openai",
-        "--openai-base-url",
-        &llm.base_url(),
-        "--openai-api-key",
-        "sk-test",
-        "--llm-model",
-        "gpt-test",
-        "--scheduler-poll-secs",
-        "0.2",
-    ])
-    .unwrap()
-    .args;
-    args.amqp = queues.settings.clone();
-    let app = Application::build(db.store.clone(), &args).unwrap();
-    let (reply_to, mut replies) = queues.reply_queue().await;
-    let request_id = Uuid::new_v4();
-    queues
+    let (reply_to, mut replies) = app.queues().reply_queue().await;
+    let (user, request_id) = (Uuid::new_v4(), Uuid::new_v4());
+    app.queues()
         .publish(
-            &request(Uuid::new_v4(), request_id, "Locked out", 2),
+            &request(user, request_id, "Locked out", 2),
             Some(&reply_to),
             Some("corr-fail"),
         )
@@ -395,7 +159,7 @@ async fn a_failed_generation_is_answered_with_an_error_reply() {
     assert_eq!(accepted.status, ReplyStatus::Accepted);
     assert_eq!(failed.status, ReplyStatus::Error);
     assert_eq!(failed.request_id, Some(request_id.to_string()));
-    assert!(failed.course_id.is_some());
+    assert_eq!(failed.course_id, Some(course_id(user, request_id)));
     assert!(
         failed
             .error
@@ -412,32 +176,52 @@ async fn a_failed_generation_is_answered_with_an_error_reply() {
 #[actix_rt::test]
 async fn a_request_delivered_three_times_makes_one_course_and_one_success() {
     let _shared = BROKER.read().await;
-    let db = TestDb::new().await;
-    let queues = Queues::new().await;
-    let (reply_to, mut replies) = queues.reply_queue().await;
+    let mut app = TestApp::new(Overrides::default().amqp()).await;
+    let (reply_to, mut replies) = app.queues().reply_queue().await;
     let body = request(Uuid::new_v4(), Uuid::new_v4(), "Tides", 2);
     for _ in 0..3 {
-        queues.publish(&body, Some(&reply_to), None).await;
+        app.queues().publish(&body, Some(&reply_to), None).await;
     }
-    let app = Application::build(db.store.clone(), &serve_args(&queues.settings)).unwrap();
+    app.start().await;
 
     let mut seen = Vec::new();
     while !seen.contains(&ReplyStatus::Success) {
         seen.push(next_reply(&mut replies).await.0.status);
     }
-    // Anything more would arrive within this window.
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    while let Ok(Some(Ok(more))) =
-        tokio::time::timeout(Duration::from_millis(100), replies.next()).await
-    {
-        seen.push(serde_json::from_slice::<Reply>(&more.data).unwrap().status);
-    }
+    // Stopped, the service has acked (or handed back) every delivery and
+    // published every reply it was going to: nothing more can come from it.
     app.stop().await;
+    // The broker keeps a queue's order: whatever the service sent is
+    // delivered before this marker.
+    let marker = b"end of the replies";
+    app.queues()
+        .publish_to(&reply_to, marker, BasicProperties::default())
+        .await;
+    loop {
+        let delivery = tokio::time::timeout(Duration::from_secs(30), replies.next())
+            .await
+            .expect("the marker within 30 s")
+            .expect("reply consumer open")
+            .expect("a delivery");
+        if delivery.data == marker {
+            break;
+        }
+        seen.push(
+            serde_json::from_slice::<Reply>(&delivery.data)
+                .unwrap()
+                .status,
+        );
+    }
 
     assert_eq!(seen, [ReplyStatus::Accepted, ReplyStatus::Success]);
-    assert_eq!(count_events(&db.store, "CourseRequested").await, 1);
-    assert_eq!(count_events(&db.store, "CourseCompleted").await, 1);
-    assert_eq!(queues.count(&queues.settings.amqp_request_queue).await, 0);
+    assert_eq!(count_events(&app.db.store, "CourseRequested").await, 1);
+    assert_eq!(count_events(&app.db.store, "CourseCompleted").await, 1);
+    let queues = app.queues();
+    assert_eq!(
+        queues.count(queues.requests()).await,
+        0,
+        "every delivery was acked, none handed back"
+    );
     assert_eq!(queues.count(&queues.dead()).await, 0);
 }
 
@@ -445,15 +229,13 @@ async fn a_request_delivered_three_times_makes_one_course_and_one_success() {
 async fn two_servers_share_the_requests_and_send_each_reply_once() {
     const N: usize = 20;
     let _shared = BROKER.read().await;
-    let db = TestDb::new().await;
-    let queues = Queues::new().await;
-    let a = Application::build(db.store.clone(), &serve_args(&queues.settings)).unwrap();
-    let b = Application::build(db.store.clone(), &serve_args(&queues.settings)).unwrap();
+    let mut app = TestApp::spawn(Overrides::default().amqp()).await;
+    app.start().await;
     let mut ids = HashSet::new();
     for i in 0..N {
         let request_id = Uuid::new_v4();
         ids.insert(request_id.to_string());
-        queues
+        app.queues()
             .publish(
                 &request(Uuid::new_v4(), request_id, &format!("Shared {i}"), 1),
                 None,
@@ -462,25 +244,27 @@ async fn two_servers_share_the_requests_and_send_each_reply_once() {
             .await;
     }
     wait_for_events(
-        &db.store,
+        &app.db.store,
         "CourseCompleted",
         N as i64,
         Duration::from_secs(60),
     )
     .await;
+    let queues = app.queues();
     eventually("every reply", Duration::from_secs(30), || async {
-        (queues.count(&queues.settings.amqp_response_queue).await >= 2 * N as u32).then_some(())
+        (queues.count(queues.responses()).await >= 2 * N as u32).then_some(())
     })
     .await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let publishers = [
-        a.amqp_status().unwrap().snapshot().publisher.state,
-        b.amqp_status().unwrap().snapshot().publisher.state,
-    ];
-    a.stop().await;
-    b.stop().await;
+    let mut publishers: Vec<_> = app
+        .applications()
+        .map(|server| server.amqp_status().unwrap().snapshot().publisher.state)
+        .collect();
+    // Stopped, both servers have published every reply they were going to,
+    // each confirmed by the broker: the queue holds them all.
+    app.stop().await;
 
-    let replies = replies_in(&queues.drain(&queues.settings.amqp_response_queue).await);
+    let queues = app.queues();
+    let replies = replies_in(&queues.drain(queues.responses()).await);
     assert_eq!(replies.len(), 2 * N, "one accepted and one success each");
     for status in [ReplyStatus::Accepted, ReplyStatus::Success] {
         let of: HashSet<_> = replies
@@ -490,7 +274,6 @@ async fn two_servers_share_the_requests_and_send_each_reply_once() {
             .collect();
         assert_eq!(of, ids);
     }
-    let mut publishers = publishers.to_vec();
     publishers.sort_by_key(|s| format!("{s:?}"));
     assert_eq!(publishers, [AmqpState::Connected, AmqpState::Standby]);
 }
@@ -551,9 +334,8 @@ fn malformed() -> Vec<(Vec<u8>, Option<String>)> {
 #[actix_rt::test]
 async fn malformed_messages_are_dead_lettered_with_a_reason_and_valid_ones_complete() {
     let _shared = BROKER.read().await;
-    let db = TestDb::new().await;
-    let queues = Queues::new().await;
-    let app = Application::build(db.store.clone(), &serve_args(&queues.settings)).unwrap();
+    let mut app = TestApp::spawn(Overrides::default().amqp()).await;
+    let queues = app.queues();
     let bad = malformed();
     let mut valid_ids = HashSet::new();
     let error_ids: HashSet<String> = bad.iter().filter_map(|(_, id)| id.clone()).collect();
@@ -570,7 +352,13 @@ async fn malformed_messages_are_dead_lettered_with_a_reason_and_valid_ones_compl
         queues.publish(body, None, None).await;
     }
 
-    wait_for_events(&db.store, "CourseCompleted", 20, Duration::from_secs(120)).await;
+    wait_for_events(
+        &app.db.store,
+        "CourseCompleted",
+        20,
+        Duration::from_secs(120),
+    )
+    .await;
     eventually("20 dead letters", Duration::from_secs(30), || async {
         (queues.count(&queues.dead()).await >= 20).then_some(())
     })
@@ -578,15 +366,16 @@ async fn malformed_messages_are_dead_lettered_with_a_reason_and_valid_ones_compl
     // Every reply has gone out: 20 accepted, 20 success, one error per readable id.
     let expected_replies = 40 + error_ids.len() as u32;
     eventually("every reply", Duration::from_secs(30), || async {
-        (queues.count(&queues.settings.amqp_response_queue).await >= expected_replies).then_some(())
+        (queues.count(queues.responses()).await >= expected_replies).then_some(())
     })
     .await;
-    let status = app.amqp_status().unwrap().snapshot();
+    let status = app.application().amqp_status().unwrap().snapshot();
     app.stop().await;
+    let queues = app.queues();
 
     assert!(status.healthy(), "the consumer carried on: {status:?}");
-    assert_eq!(count_events(&db.store, "CourseRequested").await, 20);
-    assert_eq!(count_events(&db.store, "CourseCompleted").await, 20);
+    assert_eq!(count_events(&app.db.store, "CourseRequested").await, 20);
+    assert_eq!(count_events(&app.db.store, "CourseCompleted").await, 20);
     let dead = queues.drain(&queues.dead()).await;
     assert_eq!(dead.len(), 20);
     let mut dead_bodies = Vec::new();
@@ -616,7 +405,7 @@ async fn malformed_messages_are_dead_lettered_with_a_reason_and_valid_ones_compl
     assert!(reason_of(&bad[4].0).contains("array"));
     assert!(reason_of(&bad[9].0).contains("user_id is required"));
 
-    let replies = replies_in(&queues.drain(&queues.settings.amqp_response_queue).await);
+    let replies = replies_in(&queues.drain(queues.responses()).await);
     let by_status = |s: ReplyStatus| -> HashSet<String> {
         replies
             .iter()
@@ -663,14 +452,15 @@ fn rabbitmqctl(command: &str) {
 async fn a_broker_restart_mid_stream_loses_no_request_and_duplicates_none() {
     let _alone = BROKER.write().await;
     const N: usize = 40;
-    let db = TestDb::new().await;
-    let mut queues = Queues::new().await;
     // Acks held back a while, so that the restart catches requests that are
     // recorded but not yet acked: the broker redelivers them.
-    let mut args = serve_args(&queues.settings);
-    args.amqp.amqp_test_pause_before_ack_ms = 300;
-    let app = Application::build(db.store.clone(), &args).unwrap();
-    let status = app.amqp_status().unwrap();
+    let mut app = TestApp::spawn(
+        Overrides::default()
+            .amqp()
+            .set("--amqp-test-pause-before-ack-ms", 300),
+    )
+    .await;
+    let status = app.application().amqp_status().unwrap();
     let mut ids = HashSet::new();
     let mut publish = |i: usize| {
         let request_id = Uuid::new_v4();
@@ -680,9 +470,9 @@ async fn a_broker_restart_mid_stream_loses_no_request_and_duplicates_none() {
     let first: Vec<_> = (0..N / 2).map(&mut publish).collect();
     let second: Vec<_> = (N / 2..N).map(&mut publish).collect();
     for body in &first {
-        queues.publish(body, None, None).await;
+        app.queues().publish(body, None, None).await;
     }
-    wait_for_events(&db.store, "CourseRequested", 5, Duration::from_secs(30)).await;
+    wait_for_events(&app.db.store, "CourseRequested", 5, Duration::from_secs(30)).await;
 
     {
         let _stopped = tokio::task::spawn_blocking(BrokerStopped::stop_app)
@@ -696,16 +486,18 @@ async fn a_broker_restart_mid_stream_loses_no_request_and_duplicates_none() {
             },
         )
         .await;
+        // The broker stays down a while.
         tokio::time::sleep(Duration::from_secs(1)).await;
         // `_stopped` starts the broker again here.
     }
-    queues.reopen().await;
+    app.queues_mut().reopen().await;
+    let queues = app.queues();
     for body in &second {
         queues.publish(body, None, None).await;
     }
 
     wait_for_events(
-        &db.store,
+        &app.db.store,
         "CourseCompleted",
         N as i64,
         Duration::from_secs(180),
@@ -718,7 +510,7 @@ async fn a_broker_restart_mid_stream_loses_no_request_and_duplicates_none() {
             std::time::Instant::now() < deadline,
             "a success reply for every request"
         );
-        for reply in replies_in(&queues.drain(&queues.settings.amqp_response_queue).await) {
+        for reply in replies_in(&queues.drain(queues.responses()).await) {
             if reply.status == ReplyStatus::Success {
                 successes.insert(reply.request_id.unwrap());
             }
@@ -729,70 +521,76 @@ async fn a_broker_restart_mid_stream_loses_no_request_and_duplicates_none() {
     app.stop().await;
 
     assert_eq!(successes, ids);
-    assert_eq!(count_events(&db.store, "CourseRequested").await, N as i64);
-    assert_eq!(count_events(&db.store, "CourseCompleted").await, N as i64);
+    assert_eq!(
+        count_events(&app.db.store, "CourseRequested").await,
+        N as i64
+    );
+    assert_eq!(
+        count_events(&app.db.store, "CourseCompleted").await,
+        N as i64
+    );
     assert_eq!(snapshot.consumer.state, AmqpState::Connected);
     assert!(snapshot.consumer.last_error.is_some());
+    let queues = app.queues();
     assert_eq!(queues.count(&queues.dead()).await, 0);
-}
-
-/// A `coursegen serve` subprocess with AMQP on.
-fn serve_with_amqp(db: &TestDb, settings: &AmqpSettings, pause_before_ack_ms: u64) -> ServeProcess {
-    ServeProcess::start(
-        db,
-        &[
-            ("LLM_PROVIDER", "offline".into()),
-            ("AMQP_URL", amqp_url()),
-            ("AMQP_REQUEST_QUEUE", settings.amqp_request_queue.clone()),
-            ("AMQP_RESPONSE_QUEUE", settings.amqp_response_queue.clone()),
-            (
-                "AMQP_TEST_PAUSE_BEFORE_ACK_MS",
-                pause_before_ack_ms.to_string(),
-            ),
-            ("COURSE_LEASE_SECS", "2".into()),
-        ],
-    )
 }
 
 #[actix_rt::test]
 async fn a_server_killed_before_acking_gets_the_request_redelivered_and_makes_one_course() {
     let _shared = BROKER.read().await;
-    let db = TestDb::new().await;
-    let queues = Queues::new().await;
+    let mut app = TestApp::new(
+        Overrides::default()
+            .amqp()
+            .set("--amqp-test-pause-before-ack-ms", 600_000)
+            .set("--course-lease-secs", 2),
+    )
+    .await;
     let (user, request_id) = (Uuid::new_v4(), Uuid::new_v4());
-    let mut first = serve_with_amqp(&db, &queues.settings, 600_000);
-    queues
+    app.start_process();
+    app.queues()
         .publish(&request(user, request_id, "Crash landing", 2), None, None)
         .await;
     // Committed, but the ack waits (the test pause): kill it now.
-    wait_for_events(&db.store, "CourseRequested", 1, Duration::from_secs(60)).await;
-    first.kill();
+    wait_for_events(&app.db.store, "CourseRequested", 1, Duration::from_secs(60)).await;
+    app.kill();
 
-    let mut second = serve_with_amqp(&db, &queues.settings, 0);
-    wait_for_events(&db.store, "CourseCompleted", 1, Duration::from_secs(60)).await;
+    app.set("--amqp-test-pause-before-ack-ms", 0);
+    app.start_process();
+    wait_for_events(&app.db.store, "CourseCompleted", 1, Duration::from_secs(60)).await;
     let mut statuses: HashMap<ReplyStatus, usize> = HashMap::new();
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while !statuses.contains_key(&ReplyStatus::Success) {
-        assert!(std::time::Instant::now() < deadline, "the success reply");
-        for reply in replies_in(&queues.drain(&queues.settings.amqp_response_queue).await) {
+    let count = |statuses: &mut HashMap<ReplyStatus, usize>, messages: Vec<BasicGetMessage>| {
+        for reply in replies_in(&messages) {
             assert_eq!(reply.request_id, Some(request_id.to_string()));
             *statuses.entry(reply.status).or_default() += 1;
         }
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let queues = app.queues();
+        count(&mut statuses, queues.drain(queues.responses()).await);
+        if statuses.contains_key(&ReplyStatus::Success) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the success reply");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    // A clean stop: a message still unacked would go back to the queue.
-    second.terminate();
+    // A clean stop (SIGTERM): a message still unacked would go back to the
+    // queue, and every reply sent is in the response queue.
+    app.stop().await;
+    let queues = app.queues();
+    count(&mut statuses, queues.drain(queues.responses()).await);
 
-    assert_eq!(count_events(&db.store, "CourseRequested").await, 1);
-    assert_eq!(count_events(&db.store, "CourseCompleted").await, 1);
-    let events = db
+    assert_eq!(count_events(&app.db.store, "CourseRequested").await, 1);
+    assert_eq!(count_events(&app.db.store, "CourseCompleted").await, 1);
+    let events = app
+        .db
         .store
         .read_stream(course_id(user, request_id))
         .await
         .unwrap();
     assert_eq!(events.last().unwrap().event_type, "CourseCompleted");
     assert_eq!(
-        queues.count(&queues.settings.amqp_request_queue).await,
+        queues.count(queues.requests()).await,
         0,
         "the redelivered request was acked"
     );

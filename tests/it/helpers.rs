@@ -1,5 +1,5 @@
 //! Test fixtures: a fresh, migrated database per test, dropped afterwards
-//! (also when the test panics).
+//! (also when the test panics), and waiting on a condition with a deadline.
 
 use coursegen::store::{migrate, EventStore};
 use uuid::Uuid;
@@ -106,50 +106,5 @@ where
             "timed out waiting for {what}"
         );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-}
-
-/// A `coursegen serve` subprocess on a test's database, with the settings
-/// every test wants (quick scheduler, HTTP on any free port, quiet logs)
-/// plus `env`. Killed (SIGKILL) when dropped.
-pub struct ServeProcess(std::process::Child);
-
-impl ServeProcess {
-    /// Starts `coursegen serve` with `env` on top of the defaults.
-    pub fn start(db: &TestDb, env: &[(&str, String)]) -> Self {
-        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_coursegen"));
-        command
-            .arg("serve")
-            .env("DATABASE_URL", db.url())
-            .env("SCHEDULER_POLL_SECS", "0.2")
-            .env("HTTP_ADDR", "127.0.0.1:0")
-            .env("RUST_LOG", "warn")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::inherit());
-        for (key, value) in env {
-            command.env(key, value);
-        }
-        Self(command.spawn().expect("start coursegen serve"))
-    }
-
-    /// SIGKILL: no shutdown code runs.
-    pub fn kill(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-
-    /// SIGTERM, then wait for the clean exit.
-    pub fn terminate(&mut self) {
-        // SAFETY: signalling our own child by its pid.
-        unsafe {
-            libc::kill(self.0.id() as i32, libc::SIGTERM);
-        }
-        let _ = self.0.wait();
-    }
-}
-
-impl Drop for ServeProcess {
-    fn drop(&mut self) {
-        self.kill();
     }
 }

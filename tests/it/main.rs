@@ -1,10 +1,12 @@
 //! Integration tests: one binary, real PostgreSQL, one database per test.
 
 mod amqp;
+mod app;
 mod fake_llm;
 mod generation;
 mod helpers;
 mod http;
 mod llm;
 mod projections;
+mod queues;
 mod store;
