@@ -225,7 +225,7 @@ async fn outline_request_uses_a_strict_schema_and_records_usage() {
         format["json_schema"]["schema"]["additionalProperties"],
         false
     );
-    assert!(format["json_schema"]["name"].as_str().is_some());
+    assert_eq!(format["json_schema"]["name"], "course_outline");
 }
 
 #[tokio::test]

@@ -20,7 +20,7 @@ use rand::Rng;
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::helpers::TestDb;
+use crate::helpers::{eventually, TestDb};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -458,9 +458,18 @@ async fn a_standby_takes_over_when_the_lock_holder_dies() {
     let p = write_courses(&db, 3).await;
     wait_all(&db, p).await;
     let second = start(&db, RunnerOptions::default()).await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    for s in second.status().await {
-        assert_eq!(s.state, RunnerState::Standby, "{s:?}");
+    // Each runner of the second set has tried the lock and found it held.
+    eventually("the second set to stand by", WAIT, || async {
+        second
+            .status()
+            .await
+            .iter()
+            .all(|s| s.state == RunnerState::Standby)
+            .then_some(())
+    })
+    .await;
+    for s in first.status().await {
+        assert_eq!(s.state, RunnerState::Running, "{s:?}");
     }
     first.stop().await;
     let took_over = std::time::Instant::now();
@@ -526,8 +535,37 @@ async fn a_poison_event_stops_only_its_projection_with_a_visible_error() {
         .unwrap();
     assert_eq!(cp.state, "failed");
     assert!(cp.position >= before && cp.position < poison);
-    // No hot retry loop, no silent skip: the row stays put.
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    // No hot retry loop, no silent skip: the row stays put, also once more
+    // events arrived (a wake-up for every runner) and the failed runner
+    // came round its idle check after them.
+    let marker = write_courses(&db, 1).await;
+    wait_for_position(&db.store, "course_summary", marker, WAIT)
+        .await
+        .unwrap();
+    let client = db.client().await;
+    let since: chrono::DateTime<chrono::Utc> = client
+        .query_one("SELECT clock_timestamp()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    eventually(
+        "the failed runner to look at its checkpoint again",
+        WAIT,
+        || async {
+            client
+                .query_opt(
+                    "SELECT 1 FROM pg_stat_activity
+                     WHERE datname = current_database()
+                       AND application_name = 'coursegen-projection-courses'
+                       AND state = 'idle' AND query_start > $1",
+                    &[&since],
+                )
+                .await
+                .unwrap()
+                .map(|_| ())
+        },
+    )
+    .await;
     let later = projections::checkpoint(&db.store, "courses")
         .await
         .unwrap()
@@ -553,15 +591,14 @@ async fn wait_for_position_times_out_until_the_runner_gets_there() {
     let db = TestDb::new().await;
     let last = write_courses(&db, 2).await;
     // The read horizon is cluster-wide: other tests' transactions may hold it back a little.
-    let mut lag = projections::lag(&db.store, "courses").await.unwrap();
-    for _ in 0..100 {
-        if lag.events > 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        lag = projections::lag(&db.store, "courses").await.unwrap();
-    }
-    assert!(lag.events > 0);
+    eventually(
+        "the courses projection to lag",
+        Duration::from_secs(5),
+        || async {
+            (projections::lag(&db.store, "courses").await.unwrap().events > 0).then_some(())
+        },
+    )
+    .await;
     let err = wait_for_position(&db.store, "courses", last, Duration::from_millis(200))
         .await
         .unwrap_err();

@@ -253,9 +253,27 @@ async fn concurrent_migrations_all_succeed_and_apply_each_file_once() {
 async fn a_notification_wakes_a_subscriber_long_before_its_poll_interval() {
     let db = TestDb::new().await;
     let notifier = Notifier::start(db.config.clone());
-    // Give the listener time to settle first.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    listener_pid(&db, None).await;
     assert_an_append_wakes_a_subscriber(&db, &notifier).await;
+}
+
+/// Waits for the notifier's LISTEN connection (another than `not`) and
+/// returns its backend pid.
+async fn listener_pid(db: &TestDb, not: Option<i32>) -> i32 {
+    let client = db.client().await;
+    crate::helpers::eventually("the LISTEN connection", Duration::from_secs(10), || async {
+        client
+            .query_opt(
+                "SELECT pid FROM pg_stat_activity
+                 WHERE datname = current_database() AND query LIKE 'LISTEN%'
+                   AND pid IS DISTINCT FROM $1",
+                &[&not],
+            )
+            .await
+            .unwrap()
+            .map(|row| row.get(0))
+    })
+    .await
 }
 
 /// Starts a reader whose poll interval is an hour, appends, and checks the
@@ -391,32 +409,17 @@ async fn a_tailing_reader_sees_every_committed_event_exactly_once() {
 async fn a_subscriber_is_woken_again_after_its_listen_connection_is_killed() {
     let db = TestDb::new().await;
     let notifier = Notifier::start(db.config.clone());
-    let client = db.client().await;
-    let listening = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'LISTEN%'";
-    crate::helpers::eventually("the LISTEN connection", Duration::from_secs(10), || async {
-        let n: i64 = client.query_one(listening, &[]).await.unwrap().get(0);
-        (n == 1).then_some(())
-    })
-    .await;
-    client
-        .execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-             WHERE datname = current_database() AND query LIKE 'LISTEN%'",
-            &[],
-        )
+    let killed = listener_pid(&db, None).await;
+    let terminated: bool = db
+        .client()
         .await
-        .unwrap();
+        .query_one("SELECT pg_terminate_backend($1)", &[&killed])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(terminated);
     // The listener reconnects...
-    crate::helpers::eventually(
-        "the LISTEN connection to come back",
-        Duration::from_secs(10),
-        || async {
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            let n: i64 = client.query_one(listening, &[]).await.unwrap().get(0);
-            (n == 1).then_some(())
-        },
-    )
-    .await;
+    listener_pid(&db, Some(killed)).await;
     // ... and an append after that still wakes a reader at once.
     assert_an_append_wakes_a_subscriber(&db, &notifier).await;
 }
