@@ -6,12 +6,10 @@
 //! - [`EventStore::read_all_after`]: the global log in commit-safe order.
 //! - [`subscription`]: wake-ups by LISTEN/NOTIFY with polling as the fallback.
 //! - [`migrate`]: the SQL of `schema/` and `projections/`, applied once.
-//! - [`embedded`]: the private PostgreSQL cluster used when no `DATABASE_URL` is set.
 //! - [`courses`]: the domain's view: load a course, decide a command, append.
 //! - [`work`]: the generation work queue and its leases.
 
 pub mod courses;
-pub mod embedded;
 pub mod migrate;
 pub mod subscription;
 pub mod work;

@@ -14,6 +14,7 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 use uuid::Uuid;
 
+pub mod amqp;
 pub mod http;
 
 use crate::config::DatabaseSettings;
@@ -44,7 +45,7 @@ pub enum BenchCommand {
     Replay(ReplayArgs),
     /// Requests per second from publishing to the `accepted` reply through
     /// RabbitMQ, beside a bare publish-to-consume of the same messages.
-    Amqp(crate::ingress::amqp::bench::AmqpBenchArgs),
+    Amqp(amqp::AmqpBenchArgs),
 }
 
 /// Options of `bench replay`.
@@ -111,7 +112,7 @@ pub async fn run(settings: &DatabaseSettings, cmd: BenchCommand) -> anyhow::Resu
         BenchCommand::Generate(args) => generate(&scratch, &args).await,
         BenchCommand::Http(args) => http::run(&scratch, &args).await,
         BenchCommand::Replay(args) => replay_bench(&scratch, &args).await,
-        BenchCommand::Amqp(args) => crate::ingress::amqp::bench::run(&scratch, &args).await,
+        BenchCommand::Amqp(args) => amqp::run(&scratch, &args).await,
     };
     scratch.drop_database().await?;
     result.map(|()| ExitCode::SUCCESS)

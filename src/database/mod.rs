@@ -1,10 +1,12 @@
 //! Opening the database a command works on: the configured server, or the
 //! private embedded cluster; migrations applied before anything else.
 
+pub mod embedded;
+
 use anyhow::Context;
 
 use crate::config::DatabaseSettings;
-use crate::store::embedded::{self, EmbeddedPostgres};
+use embedded::EmbeddedPostgres;
 use crate::store::{migrate, EventStore};
 
 /// An open, migrated database. Keep it alive for as long as the store is
