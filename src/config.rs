@@ -1,5 +1,5 @@
 //! Typed settings. Every value comes from a CLI flag or its environment
-//! variable (also read from `.env`), with the defaults of DESIGN.md.
+//! variable (also read from `.env`), with the defaults the README lists.
 
 use std::path::PathBuf;
 

@@ -2,14 +2,15 @@
 //! online course with a language model.
 //!
 //! - [`domain`]: pure core: ids, events, commands, course state (decide/evolve).
-//! - [`store`]: the PostgreSQL event store: migrations, append, gap-safe reads, subscription.
+//! - [`store`]: the PostgreSQL event store: migrations, append, gap-safe reads, subscription, work queue.
+//! - [`database`]: opening the database: the configured server or a private cluster, migrated.
 //! - [`llm`]: the language model: OpenAI-compatible client and offline generator.
 //! - [`actors`]: the scheduler and one course actor per in-flight course.
-//! - [`ingress`]: how requests arrive and replies leave (RabbitMQ).
-//! - [`app`]: `coursegen serve`: everything started, stopped cleanly on a signal.
 //! - [`projections`]: read models built from the log: runners (checkpoint, lock, lag), replay.
-//! - [`ingress`]: the HTTP API (`/api/v1`): courses, jobs, health, metrics, OpenAPI.
+//! - [`ingress`]: how requests arrive and replies leave: the HTTP API (`/api/v1`) and RabbitMQ.
+//! - [`app`]: `coursegen serve`: everything started, stopped cleanly on a signal.
 //! - [`config`]: typed settings from the environment and CLI flags.
+//! - [`telemetry`]: logging setup (text or JSON lines on stderr).
 //! - [`cli`]: the command-line interface.
 //! - [`bench`]: benchmarks run with `coursegen bench`.
 

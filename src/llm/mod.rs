@@ -21,7 +21,6 @@ pub mod validate;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::bail;
 use async_trait::async_trait;
 use clap::{Args, ValueEnum};
 use tokio::sync::Semaphore;
@@ -211,14 +210,40 @@ impl LlmError {
     }
 }
 
+/// `url::ParseError`, named through reqwest (which re-exports only `Url`).
+type UrlParseError = <reqwest::Url as std::str::FromStr>::Err;
+
+/// Settings with which no client can work; found at startup, before any
+/// course is generated.
+#[derive(Debug, thiserror::Error)]
+pub enum LlmSettingsError {
+    #[error("LLM_MAX_CONCURRENCY must be at least 1")]
+    ZeroConcurrency,
+    #[error("LLM_TIMEOUT_SECS must be at least 1")]
+    ZeroTimeout,
+    #[error(
+        "LLM_PROVIDER=openai with the OpenAI API needs OPENAI_API_KEY \
+         (or set OPENAI_BASE_URL to a local server, or LLM_PROVIDER=offline)"
+    )]
+    MissingApiKey,
+    #[error("OPENAI_BASE_URL {url:?} is not a URL")]
+    BaseUrl {
+        url: String,
+        #[source]
+        source: UrlParseError,
+    },
+    #[error("building the HTTP client of the LLM")]
+    HttpClient(#[source] reqwest::Error),
+}
+
 /// Builds the client the settings ask for, capped at
 /// `LLM_MAX_CONCURRENCY` calls in flight.
 ///
 /// # Errors
 /// Settings that cannot work, such as the OpenAI API without a key.
-pub fn client_from_settings(s: &LlmSettings) -> anyhow::Result<Arc<dyn LlmClient>> {
+pub fn client_from_settings(s: &LlmSettings) -> Result<Arc<dyn LlmClient>, LlmSettingsError> {
     if s.llm_max_concurrency == 0 {
-        bail!("LLM_MAX_CONCURRENCY must be at least 1");
+        return Err(LlmSettingsError::ZeroConcurrency);
     }
     let inner: Arc<dyn LlmClient> = match s.provider() {
         Provider::Offline => Arc::new(OfflineClient::new(Duration::from_millis(
@@ -227,13 +252,10 @@ pub fn client_from_settings(s: &LlmSettings) -> anyhow::Result<Arc<dyn LlmClient
         Provider::Openai => {
             let api_key = s.openai_api_key.clone().filter(|k| !k.trim().is_empty());
             if api_key.is_none() && s.openai_base_url.trim_end_matches('/') == DEFAULT_BASE_URL {
-                bail!(
-                    "LLM_PROVIDER=openai with the OpenAI API needs OPENAI_API_KEY \
-                     (or set OPENAI_BASE_URL to a local server, or LLM_PROVIDER=offline)"
-                );
+                return Err(LlmSettingsError::MissingApiKey);
             }
             if s.llm_timeout_secs == 0 {
-                bail!("LLM_TIMEOUT_SECS must be at least 1");
+                return Err(LlmSettingsError::ZeroTimeout);
             }
             Arc::new(OpenAiClient::new(OpenAiConfig {
                 base_url: s.openai_base_url.clone(),
@@ -312,8 +334,9 @@ mod tests {
         llm: LlmSettings,
     }
 
-    /// The defaults of DESIGN.md, built by hand so that the environment of
-    /// the test run (an exported OPENAI_API_KEY, say) cannot change them.
+    /// The defaults the README documents, built by hand so that the
+    /// environment of the test run (an exported OPENAI_API_KEY, say) cannot
+    /// change them.
     fn settings() -> LlmSettings {
         LlmSettings {
             llm_provider: None,
@@ -391,6 +414,22 @@ mod tests {
         let (a, b) = tokio::join!(client.outline(&course), client.outline(&course));
         assert_eq!(a.unwrap(), b.unwrap());
         assert!(started.elapsed() >= Duration::from_millis(200));
+    }
+
+    #[test]
+    fn a_base_url_that_does_not_parse_keeps_the_parser_error() {
+        let s = LlmSettings {
+            llm_provider: Some(Provider::Openai),
+            openai_base_url: "not a url".into(),
+            openai_api_key: Some("sk-test".into()),
+            ..settings()
+        };
+        let Err(err) = client_from_settings(&s) else {
+            panic!("a client on a base URL that is not a URL");
+        };
+        assert!(matches!(err, LlmSettingsError::BaseUrl { .. }), "{err:?}");
+        let source = std::error::Error::source(&err).expect("the parser's error is kept");
+        assert!(source.downcast_ref::<UrlParseError>().is_some());
     }
 
     #[test]

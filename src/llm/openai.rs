@@ -12,7 +12,6 @@
 
 use std::time::{Duration, SystemTime};
 
-use anyhow::Context;
 use async_trait::async_trait;
 use rand::Rng;
 use reqwest::header::{HeaderMap, RETRY_AFTER};
@@ -24,7 +23,7 @@ use tracing::{debug, warn};
 
 use super::prompts::{self, LessonAnswer, OutlineAnswer, Prompt};
 use super::validate::{self, InvalidAnswer};
-use super::{LlmClient, LlmError};
+use super::{LlmClient, LlmError, LlmSettingsError};
 use crate::domain::{CourseRequested, LessonGenerated, OutlineGenerated, TokenUsage};
 
 /// Times the model is asked again after an answer that fails validation.
@@ -107,16 +106,21 @@ impl OpenAiClient {
     /// A client of the server at `config.base_url`.
     ///
     /// # Errors
-    /// A base URL that does not parse, or an HTTP client that cannot be built.
-    pub fn new(config: OpenAiConfig) -> anyhow::Result<Self> {
+    /// [`LlmSettingsError::BaseUrl`] for a base URL that does not parse,
+    /// [`LlmSettingsError::HttpClient`] for an HTTP client that cannot be built.
+    pub fn new(config: OpenAiConfig) -> Result<Self, LlmSettingsError> {
         let base = config.base_url.trim().trim_end_matches('/');
-        let url = Url::parse(&format!("{base}/chat/completions"))
-            .with_context(|| format!("OPENAI_BASE_URL {:?} is not a URL", config.base_url))?;
+        let url = Url::parse(&format!("{base}/chat/completions")).map_err(|source| {
+            LlmSettingsError::BaseUrl {
+                url: config.base_url.clone(),
+                source,
+            }
+        })?;
         let http = reqwest::Client::builder()
             .user_agent(concat!("coursegen/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(config.timeout.min(Duration::from_secs(10)))
             .build()
-            .context("building the HTTP client of the LLM")?;
+            .map_err(LlmSettingsError::HttpClient)?;
         Ok(Self {
             http,
             url,

@@ -9,6 +9,29 @@ use sha2::{Digest, Sha256};
 
 use super::EventStore;
 
+/// Why the migrations did not apply. Nothing is applied then: they all run
+/// in one transaction.
+#[derive(Debug, thiserror::Error)]
+pub enum MigrateError {
+    /// An applied migration's file changed since; the database already
+    /// holds the old version, so the change must be a new migration.
+    #[error("migration {name} was changed after it was applied; add a new migration instead")]
+    Changed { name: &'static str },
+    /// A migration's SQL failed (the cause says where and why).
+    #[error("migration {name} failed")]
+    Failed {
+        name: &'static str,
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    /// Reading or recording the applied migrations failed.
+    #[error("database error")]
+    Database(#[from] tokio_postgres::Error),
+    /// No connection could be had from the pool.
+    #[error("no database connection")]
+    Pool(#[from] deadpool_postgres::PoolError),
+}
+
 /// A migration file, embedded in the binary.
 pub struct Migration {
     pub name: &'static str,
@@ -57,8 +80,9 @@ const MIGRATION_LOCK: i64 = 0x636f_7572_7365_6d67;
 /// Applies the pending migrations; returns the names applied now.
 ///
 /// # Errors
-/// Database errors, or an applied migration whose file changed since.
-pub async fn run(store: &EventStore) -> anyhow::Result<Vec<&'static str>> {
+/// [`MigrateError::Changed`] for an applied migration whose file changed
+/// since, [`MigrateError::Failed`] for failing SQL, database errors.
+pub async fn run(store: &EventStore) -> Result<Vec<&'static str>, MigrateError> {
     let mut client = store.pool().get().await?;
     let tx = client.transaction().await?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
@@ -82,15 +106,15 @@ pub async fn run(store: &EventStore) -> anyhow::Result<Vec<&'static str>> {
         let checksum = format!("{:x}", Sha256::digest(m.sql.as_bytes()));
         match applied.get(m.name) {
             Some(c) if *c == checksum => continue,
-            Some(_) => anyhow::bail!(
-                "migration {} was changed after it was applied; add a new migration instead",
-                m.name
-            ),
+            Some(_) => return Err(MigrateError::Changed { name: m.name }),
             None => {}
         }
         tx.batch_execute(m.sql)
             .await
-            .map_err(|e| anyhow::anyhow!("migration {} failed: {e}", m.name))?;
+            .map_err(|source| MigrateError::Failed {
+                name: m.name,
+                source,
+            })?;
         tx.execute(
             "INSERT INTO coursegen_migrations (name, checksum) VALUES ($1, $2)",
             &[&m.name, &checksum],
@@ -100,4 +124,26 @@ pub async fn run(store: &EventStore) -> anyhow::Result<Vec<&'static str>> {
     }
     tx.commit().await?;
     Ok(ran)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn an_unreachable_server_keeps_the_whole_cause_chain() {
+        // A socket directory that does not exist: refused at once, no server needed.
+        let store = EventStore::connect("host=/nonexistent/coursegen user=coursegen", 1).unwrap();
+        let err = run(&store).await.unwrap_err();
+        assert!(matches!(err, MigrateError::Pool(_)), "{err:?}");
+        let mut cause = err.source();
+        let mut io = None;
+        while let Some(e) = cause {
+            io = io.or(e.downcast_ref::<std::io::Error>());
+            cause = e.source();
+        }
+        assert!(io.is_some(), "the I/O error at the bottom is kept: {err:?}");
+    }
 }

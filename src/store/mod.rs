@@ -6,12 +6,10 @@
 //! - [`EventStore::read_all_after`]: the global log in commit-safe order.
 //! - [`subscription`]: wake-ups by LISTEN/NOTIFY with polling as the fallback.
 //! - [`migrate`]: the SQL of `schema/` and `projections/`, applied once.
-//! - [`embedded`]: the private PostgreSQL cluster used when no `DATABASE_URL` is set.
 //! - [`courses`]: the domain's view: load a course, decide a command, append.
 //! - [`work`]: the generation work queue and its leases.
 
 pub mod courses;
-pub mod embedded;
 pub mod migrate;
 pub mod subscription;
 pub mod work;
@@ -41,8 +39,18 @@ pub enum StoreError {
     Database(#[from] tokio_postgres::Error),
     #[error("no database connection: {0}")]
     Pool(#[from] deadpool_postgres::PoolError),
-    #[error("event {position} cannot be read: {reason}")]
-    Corrupt { position: i64, reason: String },
+    /// A stored payload this build cannot read (unknown type, newer version,
+    /// bad shape). The message names the cause too: it is stored as the
+    /// reason a projection stopped.
+    #[error("event {position} cannot be read: {source}")]
+    Corrupt {
+        position: i64,
+        #[source]
+        source: crate::domain::UpcastError,
+    },
+    /// `DATABASE_URL` is not a PostgreSQL connection string.
+    #[error("invalid DATABASE_URL")]
+    InvalidUrl(#[source] tokio_postgres::Error),
 }
 
 /// Who and what caused an event; stored beside the payload.
@@ -148,9 +156,9 @@ impl RecordedEvent {
             self.event_version,
             self.payload.clone(),
         )
-        .map_err(|e| StoreError::Corrupt {
+        .map_err(|source| StoreError::Corrupt {
             position: self.global_position,
-            reason: e.to_string(),
+            source,
         })
     }
 
@@ -195,11 +203,11 @@ impl EventStore {
     /// Connects a pool of `max_connections` to `database_url`.
     ///
     /// # Errors
-    /// A malformed connection string. Connections are opened lazily.
-    pub fn connect(database_url: &str, max_connections: usize) -> anyhow::Result<Self> {
-        let config: tokio_postgres::Config = database_url
-            .parse()
-            .map_err(|e| anyhow::anyhow!("invalid DATABASE_URL: {e}"))?;
+    /// [`StoreError::InvalidUrl`] for a malformed connection string.
+    /// Connections are opened lazily.
+    pub fn connect(database_url: &str, max_connections: usize) -> Result<Self, StoreError> {
+        let config: tokio_postgres::Config =
+            database_url.parse().map_err(StoreError::InvalidUrl)?;
         Ok(Self::from_config(config, max_connections))
     }
 

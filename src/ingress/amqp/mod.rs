@@ -9,15 +9,14 @@
 //!   on `CourseRequested`, `success` on `CourseCompleted`, `error` on
 //!   `CourseFailed`, each published with a publisher confirm before its
 //!   checkpoint advances (at-least-once: a crash may repeat, never lose, a reply).
-//! - [`client`]: `coursegen submit --via amqp [--wait]`.
-//! - [`bench`]: `coursegen bench amqp`.
+//! - [`client`]: publishing a request and following its replies, as
+//!   `coursegen submit --via amqp [--wait]` does.
 //! - [`status`]: connected / reconnecting and the last error, for health checks.
 //!
 //! Both loops reconnect with backoff when RabbitMQ goes away. Only requests
 //! that arrived over AMQP (`producer = "amqp"` in the event metadata) get
 //! AMQP replies; HTTP and CLI requests are answered through their own ingress.
 
-pub mod bench;
 pub mod client;
 pub mod consumer;
 pub mod replies;

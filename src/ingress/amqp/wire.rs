@@ -1,4 +1,4 @@
-//! The AMQP wire formats of DESIGN.md: the request body and the reply.
+//! The AMQP wire formats (the README's RabbitMQ section): the request body and the reply.
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};

@@ -17,13 +17,13 @@ use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Connection};
 use uuid::Uuid;
 
-use super::client::request_body;
-use super::replies::confirmed;
-use super::wire::{Reply, ReplyStatus};
-use super::{connect, declare_request_topology, AmqpService, AmqpSettings};
+use super::ScratchDatabase;
 use crate::app::{Application, ServeArgs};
-use crate::bench::ScratchDatabase;
 use crate::domain::{CourseRequest, RawCourseRequest};
+use crate::ingress::amqp::client::request_body;
+use crate::ingress::amqp::replies::confirmed;
+use crate::ingress::amqp::wire::{Reply, ReplyStatus};
+use crate::ingress::amqp::{connect, declare_request_topology, AmqpService, AmqpSettings};
 use crate::store::subscription::Notifier;
 
 /// Options of `bench amqp`.

@@ -11,7 +11,7 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use anyhow::{bail, Context};
+use super::DatabaseError;
 
 /// The database the service uses inside the private cluster.
 pub const DATABASE: &str = "coursegen";
@@ -39,13 +39,12 @@ impl EmbeddedPostgres {
     /// # Errors
     /// No PostgreSQL binaries (the message says how to install them), or a
     /// failing `initdb` / `pg_ctl` (with their output).
-    pub fn start(data_dir: &Path) -> anyhow::Result<Self> {
+    pub fn start(data_dir: &Path) -> Result<Self, DatabaseError> {
         let bin = find_binaries()?;
-        std::fs::create_dir_all(data_dir)
-            .with_context(|| format!("creating {}", data_dir.display()))?;
+        std::fs::create_dir_all(data_dir).map_err(io_error("creating", data_dir))?;
         let data_dir = data_dir
             .canonicalize()
-            .with_context(|| format!("resolving {}", data_dir.display()))?;
+            .map_err(io_error("resolving", data_dir))?;
         // Serialize processes starting the same cluster at the same moment.
         let _lock = StartLock::acquire(&data_dir)?;
         let owner = if unsafe { libc::geteuid() } == 0 {
@@ -103,7 +102,10 @@ impl EmbeddedPostgres {
                     OsStr::new(&options),
                 ],
             )
-            .with_context(|| format!("see {}", log.display()))?;
+            .map_err(|e| DatabaseError::Start {
+                log: log.clone(),
+                source: Box::new(e),
+            })?;
         cluster.started_here = true;
         Ok(cluster)
     }
@@ -143,7 +145,7 @@ impl EmbeddedPostgres {
         cmd
     }
 
-    fn run<I, S>(&self, program: &str, args: I) -> anyhow::Result<Output>
+    fn run<I, S>(&self, program: &'static str, args: I) -> Result<Output, DatabaseError>
     where
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
@@ -152,14 +154,17 @@ impl EmbeddedPostgres {
             .command(program)
             .args(args)
             .output()
-            .with_context(|| format!("running {}", self.bin.join(program).display()))?;
+            .map_err(io_error("running", &self.bin.join(program)))?;
         if !output.status.success() {
-            bail!(
-                "{program} failed ({}): {}{}",
-                output.status,
-                String::from_utf8_lossy(&output.stdout).trim(),
-                String::from_utf8_lossy(&output.stderr).trim()
-            );
+            return Err(DatabaseError::Tool {
+                program,
+                status: output.status,
+                output: format!(
+                    "{}{}",
+                    String::from_utf8_lossy(&output.stdout).trim(),
+                    String::from_utf8_lossy(&output.stderr).trim()
+                ),
+            });
         }
         Ok(output)
     }
@@ -190,15 +195,17 @@ impl Drop for EmbeddedPostgres {
 /// Creates the service's database in the private cluster if it is missing.
 ///
 /// # Errors
-/// Connection or SQL errors.
-pub async fn ensure_database(cluster: &EmbeddedPostgres) -> anyhow::Result<()> {
+/// [`DatabaseError::Connect`], or [`DatabaseError::CreateDatabase`] when
+/// the database can be neither found nor created.
+pub async fn ensure_database(cluster: &EmbeddedPostgres) -> Result<(), DatabaseError> {
     let (client, connection) = tokio_postgres::connect(&cluster.admin_url(), tokio_postgres::NoTls)
         .await
-        .context("connecting to the private PostgreSQL cluster")?;
+        .map_err(DatabaseError::Connect)?;
     let conn = tokio::spawn(connection);
     let exists = client
         .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&DATABASE])
-        .await?
+        .await
+        .map_err(DatabaseError::CreateDatabase)?
         .is_some();
     if !exists {
         match client
@@ -210,7 +217,7 @@ pub async fn ensure_database(cluster: &EmbeddedPostgres) -> anyhow::Result<()> {
             Err(e)
                 if e.code() == Some(&tokio_postgres::error::SqlState::DUPLICATE_DATABASE)
                     || e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) => {}
-            Err(e) => return Err(e).context("creating the coursegen database"),
+            Err(e) => return Err(DatabaseError::CreateDatabase(e)),
         }
     }
     drop(client);
@@ -219,7 +226,7 @@ pub async fn ensure_database(cluster: &EmbeddedPostgres) -> anyhow::Result<()> {
 }
 
 /// `initdb` and `pg_ctl` on PATH, else the newest under /usr/lib/postgresql/*/bin.
-fn find_binaries() -> anyhow::Result<PathBuf> {
+fn find_binaries() -> Result<PathBuf, DatabaseError> {
     let on_path = std::env::var_os("PATH")
         .into_iter()
         .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>());
@@ -239,32 +246,36 @@ fn find_binaries() -> anyhow::Result<PathBuf> {
         .into_iter()
         .find(|dir| dir.join("initdb").is_file() && dir.join("pg_ctl").is_file())
         .map(|dir| dir.canonicalize().unwrap_or(dir))
-        .context(
-            "no PostgreSQL server binaries (initdb, pg_ctl) found on PATH or under \
-             /usr/lib/postgresql/*/bin. Install them (Debian/Ubuntu: `sudo apt-get install -y postgresql`) \
-             or point DATABASE_URL at an existing server",
-        )
+        .ok_or(DatabaseError::NoBinaries)
 }
 
-fn postgres_user() -> anyhow::Result<Owner> {
+fn postgres_user() -> Result<Owner, DatabaseError> {
     let name = std::ffi::CString::new("postgres").expect("no NUL");
     // SAFETY: getpwnam returns a pointer into static storage or NULL; read at once.
     let pw = unsafe { libc::getpwnam(name.as_ptr()) };
     if pw.is_null() {
-        bail!(
-            "running as root, and initdb refuses root: create a `postgres` user to own the private \
-             cluster (installing the postgresql package does) or run as an ordinary user"
-        );
+        return Err(DatabaseError::NoPostgresUser);
     }
     let (uid, gid) = unsafe { ((*pw).pw_uid, (*pw).pw_gid) };
     Ok(Owner { uid, gid })
 }
 
-fn chown_tree(dir: &Path, owner: Owner) -> anyhow::Result<()> {
+fn chown_tree(dir: &Path, owner: Owner) -> Result<(), DatabaseError> {
     std::os::unix::fs::chown(dir, Some(owner.uid), Some(owner.gid))
-        .with_context(|| format!("handing {} to the postgres user", dir.display()))?;
-    std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
+        .map_err(io_error("making the postgres user the owner of", dir))?;
+    std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+        .map_err(io_error("restricting access to", dir))?;
     Ok(())
+}
+
+/// Turns an I/O error on `path` into [`DatabaseError::Io`] saying what was being done.
+fn io_error(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> DatabaseError {
+    let path = path.to_owned();
+    move |source| DatabaseError::Io {
+        action,
+        path,
+        source,
+    }
 }
 
 /// An exclusive `flock` on `<data_dir>.lock`, held while making or starting
@@ -274,7 +285,7 @@ struct StartLock {
 }
 
 impl StartLock {
-    fn acquire(data_dir: &Path) -> anyhow::Result<Self> {
+    fn acquire(data_dir: &Path) -> Result<Self, DatabaseError> {
         use std::os::fd::AsRawFd;
         let path = data_dir.with_extension("lock");
         let file = std::fs::OpenOptions::new()
@@ -282,11 +293,10 @@ impl StartLock {
             .truncate(false)
             .write(true)
             .open(&path)
-            .with_context(|| format!("opening {}", path.display()))?;
+            .map_err(io_error("opening", &path))?;
         // SAFETY: flock on a descriptor we own; blocks until the lock is ours.
         if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
-            return Err(std::io::Error::last_os_error())
-                .with_context(|| format!("locking {}", path.display()));
+            return Err(io_error("locking", &path)(std::io::Error::last_os_error()));
         }
         Ok(Self { _file: file })
     }

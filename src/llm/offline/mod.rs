@@ -1,0 +1,177 @@
+//! The offline generator: deterministic courses from templates, with no
+//! network and no key.
+//!
+//! It exists so that the service runs end to end on a bare machine (and in
+//! tests and benchmarks) with output of the real shape and size: an outline
+//! that follows a teaching arc from first ideas to a closing project, and
+//! lessons of a few kilobytes of Markdown built from the topic, the lesson's
+//! concepts and objectives, pitched at the grade level, each with a worked
+//! example (with code when the topic is technical), an exercise and its
+//! solution, a summary and a 3-5 question quiz. The same request always
+//! yields the same course. Text is in English whatever the requested
+//! language; the events say `model: "offline"`.
+//!
+//! - `templates`: the template data (teaching arc, titles, audiences).
+//! - this module: the client and the outline; `lesson`: the lessons;
+//!   `quiz`: their quizzes.
+
+mod lesson;
+mod quiz;
+mod templates;
+
+use std::fmt::Write;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use super::{prompts, LlmClient, LlmError};
+use crate::domain::{CourseRequested, LessonGenerated, LessonPlan, OutlineGenerated, TokenUsage};
+pub use lesson::lesson;
+use templates::{Audience, Stage, CLOSING, COURSE_TITLES, MIDDLE, OPENING};
+
+/// The model name the offline generator records.
+pub const MODEL: &str = "offline";
+
+/// [`LlmClient`] that writes templated courses locally.
+#[derive(Debug, Clone, Default)]
+pub struct OfflineClient {
+    latency: Duration,
+}
+
+impl OfflineClient {
+    /// A generator that waits `latency` per call, to stand in for a real
+    /// model in benchmarks (zero: answer at once).
+    pub fn new(latency: Duration) -> Self {
+        Self { latency }
+    }
+
+    async fn simulate_latency(&self) {
+        if !self.latency.is_zero() {
+            tokio::time::sleep(self.latency).await;
+        }
+    }
+}
+
+#[async_trait]
+impl LlmClient for OfflineClient {
+    fn model(&self) -> &str {
+        MODEL
+    }
+
+    async fn outline(&self, course: &CourseRequested) -> Result<OutlineGenerated, LlmError> {
+        self.simulate_latency().await;
+        Ok(outline(course))
+    }
+
+    async fn lesson(
+        &self,
+        course: &CourseRequested,
+        outline: &OutlineGenerated,
+        number: u32,
+    ) -> Result<LessonGenerated, LlmError> {
+        self.simulate_latency().await;
+        lesson(course, outline, number).ok_or_else(|| LlmError::InvalidAnswer {
+            attempts: 1,
+            reason: format!("lesson {number} is not in the outline"),
+        })
+    }
+}
+
+/// FNV-1a: a stable hash for picking template variants (std's hasher may
+/// change between Rust releases, and output must not).
+pub(super) fn stable_hash(text: &str) -> u64 {
+    text.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+pub(super) fn capitalize(text: &str) -> String {
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
+
+pub(super) fn fill(template: &str, topic: &str) -> String {
+    template
+        .replace("{T}", &capitalize(topic))
+        .replace("{t}", topic)
+}
+
+/// The stages of an `n`-lesson course: an opening, the middle of the arc
+/// (repeated as "part 2", ... for very long courses) and a closing project.
+fn stages(n: usize) -> Vec<(&'static Stage, usize)> {
+    match n {
+        0 => vec![],
+        1 => vec![(&OPENING, 1)],
+        _ => {
+            let mut all = vec![(&OPENING, 1)];
+            all.extend((0..n - 2).map(|i| (&MIDDLE[i % MIDDLE.len()], i / MIDDLE.len() + 1)));
+            all.push((&CLOSING, 1));
+            all
+        }
+    }
+}
+
+/// The outline of a course: deterministic in the request.
+pub fn outline(course: &CourseRequested) -> OutlineGenerated {
+    let topic = course.topic.trim();
+    let n = usize::from(course.num_lessons);
+    let lessons: Vec<LessonPlan> = stages(n)
+        .into_iter()
+        .enumerate()
+        .map(|(i, (stage, part))| {
+            let mut title = fill(stage.title, topic);
+            if part > 1 {
+                let _ = write!(title, " (part {part})");
+            }
+            LessonPlan {
+                number: i as u32 + 1,
+                title,
+                concepts: stage.concepts.iter().map(|c| fill(c, topic)).collect(),
+                objectives: stage.objectives.iter().map(|o| fill(o, topic)).collect(),
+            }
+        })
+        .collect();
+    let title = fill(
+        COURSE_TITLES[(stable_hash(topic) % COURSE_TITLES.len() as u64) as usize],
+        topic,
+    );
+    let audience = Audience::describe(course);
+    let description = format!(
+        "A {n}-lesson course on {topic} for {audience}. It starts with what {topic} is and \
+         why it matters, then builds step by step towards using it with confidence{}. \
+         Every lesson has a worked example, an exercise with its solution and a short quiz.",
+        if n > 1 {
+            ", ending with a project that brings the ideas together"
+        } else {
+            ""
+        }
+    );
+    let prompt = prompts::outline(course);
+    let completion_chars = title.len()
+        + description.len()
+        + lessons
+            .iter()
+            .map(|l| l.title.len() + l.concepts.concat().len() + l.objectives.concat().len() + 60)
+            .sum::<usize>();
+    OutlineGenerated {
+        title,
+        description,
+        lessons,
+        model: MODEL.to_owned(),
+        usage: usage(prompt.system.len() + prompt.user.len(), completion_chars),
+    }
+}
+
+/// Tokens as a real model would roughly count them (about 4 characters each).
+pub(super) fn usage(prompt_chars: usize, completion_chars: usize) -> TokenUsage {
+    let prompt_tokens = (prompt_chars / 4) as u64 + 8;
+    let completion_tokens = (completion_chars / 4) as u64 + 1;
+    TokenUsage {
+        prompt_tokens,
+        completion_tokens,
+        total_tokens: prompt_tokens + completion_tokens,
+    }
+}
