@@ -12,6 +12,7 @@ mod request;
 #[cfg(test)]
 mod tests;
 
+pub(crate) use course::one_of;
 pub use course::{
     decide, evolve, Command, Course, CourseStatus, DomainError, NextStep, UnknownStatus,
 };
