@@ -14,6 +14,8 @@ mod fold;
 pub mod queries;
 mod slugs;
 mod status;
+#[cfg(test)]
+mod tests;
 mod writer;
 
 pub use slugs::slug_base;
