@@ -14,8 +14,12 @@ use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
 use super::ScratchDatabase;
-use crate::ingress::http::courses::COURSE_COLUMNS;
+use crate::domain::CourseStatus;
 use crate::ingress::http::{self as api, ApiState, Auth, HttpSettings};
+use crate::projections::courses::queries::{
+    CourseList, CourseOrder, COURSE_BY_ID, LESSONS_OF_COURSE,
+};
+use crate::projections::courses::LessonStatus;
 use crate::store::EventStore;
 
 /// Options of `bench http`.
@@ -42,6 +46,15 @@ pub struct HttpArgs {
 }
 
 const SECRET: &str = "coursegen-bench-secret";
+/// The seeded courses' statuses, in turn: half of them READY.
+const SEED_STATUSES: [CourseStatus; 6] = [
+    CourseStatus::Ready,
+    CourseStatus::Ready,
+    CourseStatus::Ready,
+    CourseStatus::Generating,
+    CourseStatus::Queued,
+    CourseStatus::Failed,
+];
 const PER_PAGE: i64 = 20;
 
 /// Which read is measured.
@@ -87,19 +100,19 @@ async fn seed(store: &EventStore, args: &HttpArgs) -> anyhow::Result<Seed> {
                     (ARRAY['photosynthesis', 'volcanoes', 'algebra', 'medieval castles',
                         'the water cycle'])[1 + g % 5],
                     'Grade ' || (1 + g % 12), 'en',
-                    (ARRAY['READY', 'READY', 'READY', 'GENERATING', 'QUEUED', 'FAILED'])[1 + g % 6],
+                    ($3::text[])[1 + g % 6],
                     4, 4, 'bench',
                     now() - make_interval(secs => g), now() - make_interval(secs => g), now()
              FROM generate_series(1, $1::bigint) AS g",
-            &[&courses, &users],
+            &[&courses, &users, &SEED_STATUSES.as_slice()],
         )
         .await?;
     client
         .execute(
             "INSERT INTO lessons (course_id, lesson_number, title, concepts, objectives, status, generated_at)
-             SELECT c.id, n, 'Lesson ' || n, ARRAY['a', 'b'], ARRAY['understand a'], 'GENERATED', now()
+             SELECT c.id, n, 'Lesson ' || n, ARRAY['a', 'b'], ARRAY['understand a'], $1::text, now()
              FROM courses c, generate_series(1, 4) AS n",
-            &[],
+            &[&LessonStatus::Generated],
         )
         .await?;
     for sql in ["VACUUM ANALYZE courses", "VACUUM ANALYZE lessons"] {
@@ -183,6 +196,9 @@ where
     }
 }
 
+/// What the handler of `endpoint` sends, straight through tokio-postgres:
+/// the read model's statements, prepared and pipelined as the handler does,
+/// with the rows left undecoded.
 async fn raw_query(
     store: &EventStore,
     endpoint: Endpoint,
@@ -194,32 +210,30 @@ async fn raw_query(
         let client = store.pool().get().await?;
         match endpoint {
             Endpoint::List => {
-                let page_sql = format!(
-                    "SELECT {COURSE_COLUMNS} FROM courses WHERE deleted_at IS NULL AND user_id = $1 \
-                     ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3"
-                );
-                let count_sql =
-                    "SELECT count(*) FROM courses WHERE deleted_at IS NULL AND user_id = $1";
+                // The query `GET /courses?page=N` makes for a non-admin caller.
+                let list = CourseList {
+                    user: Some(user),
+                    status: None,
+                    created_after: None,
+                    search: None,
+                    order: CourseOrder::NEWEST,
+                    limit: PER_PAGE,
+                    offset: (page - 1) * PER_PAGE,
+                };
+                let sql = list.sql();
                 let (a, b) = futures::try_join!(
-                    client.prepare_cached(&page_sql),
-                    client.prepare_cached(count_sql)
+                    client.prepare_cached(&sql.page),
+                    client.prepare_cached(&sql.count)
                 )?;
-                let offset = (page - 1) * PER_PAGE;
-                let page_params: [&(dyn ToSql + Sync); 3] = [&user, &PER_PAGE, &offset];
-                let count_params: [&(dyn ToSql + Sync); 1] = [&user];
                 futures::try_join!(
-                    client.query(&a, &page_params),
-                    client.query_one(&b, &count_params)
+                    client.query(&a, &sql.page_params),
+                    client.query_one(&b, &sql.count_params)
                 )?;
             }
             Endpoint::Course => {
-                let course_sql = format!("SELECT {COURSE_COLUMNS} FROM courses WHERE id = $1");
                 let (a, b) = futures::try_join!(
-                    client.prepare_cached(&course_sql),
-                    client.prepare_cached(
-                        "SELECT lesson_number, title, concepts, objectives, status, generated_at
-                         FROM lessons WHERE course_id = $1 ORDER BY lesson_number"
-                    )
+                    client.prepare_cached(COURSE_BY_ID),
+                    client.prepare_cached(LESSONS_OF_COURSE)
                 )?;
                 let params: [&(dyn ToSql + Sync); 1] = [&course];
                 futures::try_join!(client.query_opt(&a, &params), client.query(&b, &params))?;

@@ -12,7 +12,10 @@ mod request;
 #[cfg(test)]
 mod tests;
 
-pub use course::{decide, evolve, Command, Course, CourseStatus, DomainError, NextStep};
+pub(crate) use course::one_of;
+pub use course::{
+    decide, evolve, Command, Course, CourseStatus, DomainError, NextStep, UnknownStatus,
+};
 pub use events::{
     CourseCompleted, CourseDeleted, CourseEvent, CourseFailed, CourseRequested, CourseRestored,
     GenerationRetried, GenerationStarted, LessonGenerated, LessonPlan, LessonSection,

@@ -10,7 +10,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 use uuid::Uuid;
 
-use super::error::ApiError;
+use super::error::{ApiError, InternalError};
 use super::ApiState;
 
 /// The user every request is made as when no `AUTH_JWT_SECRET` is set: the
@@ -69,7 +69,7 @@ impl FromRequest for User {
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let Some(state) = req.app_data::<web::Data<ApiState>>() else {
-            return ready(Err(ApiError::Internal(anyhow::anyhow!("no API state"))));
+            return ready(Err(InternalError::NoState.into()));
         };
         ready(authenticate(&state.auth, req))
     }

@@ -57,7 +57,36 @@ pub enum ApiError {
     Unavailable(String),
     /// Something broke on our side.
     #[error(transparent)]
-    Internal(#[from] anyhow::Error),
+    Internal(#[from] InternalError),
+}
+
+/// A failure of the service itself: a 500 for the caller, logged here with
+/// its whole cause chain.
+#[derive(Debug, thiserror::Error)]
+pub enum InternalError {
+    #[error("database query failed")]
+    Database(#[from] tokio_postgres::Error),
+    #[error("no database connection")]
+    Pool(#[from] deadpool_postgres::PoolError),
+    #[error("event store failed")]
+    Store(#[from] StoreError),
+    #[error("projection failed")]
+    Projection(#[from] ProjectionError),
+    /// A handler ran in an app that was not given the [`super::ApiState`].
+    #[error("the API state is not configured")]
+    NoState,
+}
+
+/// An error and its causes, outermost first: `a: b: c`.
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        out.push_str(": ");
+        out.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    out
 }
 
 impl ApiError {
@@ -111,7 +140,7 @@ impl ResponseError for ApiError {
     fn error_response(&self) -> HttpResponse {
         let message = match self {
             Self::Internal(e) => {
-                tracing::error!(error = format!("{e:#}"), "request failed");
+                tracing::error!(error = error_chain(e), "request failed");
                 "internal error; see the service's log".to_owned()
             }
             other => other.to_string(),

@@ -8,9 +8,86 @@ use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::courses::{find_course, CourseView, ListParams, ListQuery};
+use super::courses::handlers::find_course;
+use super::courses::{CourseView, ListParams};
 use super::error::{ApiError, ErrorBody};
 use super::{ApiState, User};
+use crate::domain::{one_of, CourseStatus};
+use crate::projections::courses::queries;
+
+/// A course's generation seen as a job: its [`CourseStatus`] under the
+/// names the predecessor's API used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobStatus {
+    Pending,
+    Running,
+    Completed,
+    Failed,
+}
+
+impl JobStatus {
+    /// Every status, in the order of a job's life.
+    pub const ALL: [Self; 4] = [Self::Pending, Self::Running, Self::Completed, Self::Failed];
+
+    /// The name the API shows (`pending`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Running => "running",
+            Self::Completed => "completed",
+            Self::Failed => "failed",
+        }
+    }
+
+    /// The course status a job status filters on.
+    pub fn course_status(self) -> CourseStatus {
+        match self {
+            Self::Pending => CourseStatus::Queued,
+            Self::Running => CourseStatus::Generating,
+            Self::Completed => CourseStatus::Ready,
+            Self::Failed => CourseStatus::Failed,
+        }
+    }
+}
+
+impl From<CourseStatus> for JobStatus {
+    fn from(status: CourseStatus) -> Self {
+        match status {
+            CourseStatus::Queued => Self::Pending,
+            CourseStatus::Generating => Self::Running,
+            CourseStatus::Ready => Self::Completed,
+            CourseStatus::Failed => Self::Failed,
+        }
+    }
+}
+
+impl std::fmt::Display for JobStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A name that is no [`JobStatus`]; it says which names are.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown status {given:?}: use {}", one_of(&JobStatus::ALL.map(JobStatus::as_str)))]
+pub struct UnknownJobStatus {
+    pub given: String,
+}
+
+impl std::str::FromStr for JobStatus {
+    type Err = UnknownJobStatus;
+
+    /// Any ASCII case, as the `status` filter of `/jobs` has always accepted.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|status| status.as_str().eq_ignore_ascii_case(s))
+            .ok_or_else(|| UnknownJobStatus {
+                given: s.to_owned(),
+            })
+    }
+}
 
 /// A generation job.
 #[derive(Debug, Serialize, ToSchema)]
@@ -19,7 +96,8 @@ pub struct JobView {
     pub id: Uuid,
     pub course_id: Uuid,
     /// pending, running, completed or failed.
-    pub status: &'static str,
+    #[schema(value_type = String)]
+    pub status: JobStatus,
     /// Lessons done over lessons planned, 0 to 1 (1 when completed).
     pub progress: f64,
     pub lessons_done: i32,
@@ -46,37 +124,15 @@ pub struct JobPage {
     pub total: i64,
 }
 
-fn job_status(course_status: &str) -> &'static str {
-    match course_status {
-        "QUEUED" => "pending",
-        "GENERATING" => "running",
-        "READY" => "completed",
-        _ => "failed",
-    }
-}
-
-fn course_status(job_status: &str) -> Result<&'static str, ApiError> {
-    match job_status.to_ascii_lowercase().as_str() {
-        "pending" => Ok("QUEUED"),
-        "running" => Ok("GENERATING"),
-        "completed" => Ok("READY"),
-        "failed" => Ok("FAILED"),
-        _ => Err(ApiError::bad_request(
-            "invalid_query",
-            format!("unknown status {job_status:?}: use pending, running, completed or failed"),
-        )),
-    }
-}
-
 impl JobView {
     fn of(c: &CourseView) -> Self {
-        let status = job_status(&c.status);
+        let status = JobStatus::from(c.status);
         let finished_at = match status {
-            "completed" => c.generated_at.or(Some(c.updated_at)),
-            "failed" => Some(c.updated_at),
-            _ => None,
+            JobStatus::Completed => c.generated_at.or(Some(c.updated_at)),
+            JobStatus::Failed => Some(c.updated_at),
+            JobStatus::Pending | JobStatus::Running => None,
         };
-        let progress = if status == "completed" {
+        let progress = if status == JobStatus::Completed {
             1.0
         } else if c.total_lessons > 0 {
             (f64::from(c.lessons_generated) / f64::from(c.total_lessons)).clamp(0.0, 1.0)
@@ -117,13 +173,22 @@ pub async fn list(
     params: web::Query<ListParams>,
 ) -> Result<HttpResponse, ApiError> {
     let params = params.into_inner();
-    let status = params.status.as_deref().map(course_status).transpose()?;
-    let query = ListQuery::parse(&user, params, status)?;
-    let (courses, total) = query.run(&state).await?;
+    let status = params
+        .status
+        .as_deref()
+        .map(str::parse::<JobStatus>)
+        .transpose()
+        .map_err(|e| ApiError::bad_request("invalid_query", e.to_string()))?;
+    let page = params.into_page(&user, status.map(JobStatus::course_status))?;
+    let client = state.store.pool().get().await?;
+    let (courses, total) = page.list.run(&client).await?;
     Ok(HttpResponse::Ok().json(JobPage {
-        items: courses.iter().map(JobView::of).collect(),
-        page: query.page,
-        per_page: query.per_page,
+        items: courses
+            .into_iter()
+            .map(|c| JobView::of(&CourseView::from(c)))
+            .collect(),
+        page: page.page,
+        per_page: page.per_page,
         total,
     }))
 }
@@ -147,12 +212,26 @@ pub async fn get(
     let course = find_course(&state, &user, id).await?;
     let mut job = JobView::of(&course);
     let client = state.store.pool().get().await?;
-    let stmt = client
-        .prepare_cached(
-            "SELECT max(recorded_at) FROM events
-             WHERE stream_id = $1 AND event_type = 'GenerationStarted'",
-        )
-        .await?;
-    job.started_at = client.query_one(&stmt, &[&id]).await?.get(0);
+    job.started_at = queries::attempt_started(&client, id).await?;
     Ok(HttpResponse::Ok().json(job))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_job_status_is_its_course_status_renamed() {
+        for status in JobStatus::ALL {
+            assert_eq!(JobStatus::from(status.course_status()), status);
+            assert_eq!(
+                status.to_string().to_uppercase().parse::<JobStatus>(),
+                Ok(status)
+            );
+        }
+        assert_eq!(
+            "done".parse::<JobStatus>().unwrap_err().to_string(),
+            "unknown status \"done\": use pending, running, completed or failed"
+        );
+    }
 }

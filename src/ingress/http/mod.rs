@@ -26,7 +26,6 @@ use actix_web::dev::{Server, ServiceRequest, ServiceResponse};
 use actix_web::error::JsonPayloadError;
 use actix_web::middleware::{from_fn, Next};
 use actix_web::{web, App, HttpServer};
-use anyhow::Context;
 use clap::Args;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use serde::Serialize;
@@ -36,7 +35,20 @@ use crate::projections::Projections;
 use crate::store::EventStore;
 
 pub use auth::{Auth, User, LOCAL_USER};
-pub use error::ApiError;
+pub use error::{ApiError, InternalError};
+
+/// Why the HTTP API did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("binding the HTTP API to {addr}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("starting the HTTP server")]
+    Serve(#[source] std::io::Error),
+}
 
 /// Settings of the HTTP API.
 #[derive(Clone, Args)]
@@ -186,18 +198,18 @@ pub fn configure(cfg: &mut web::ServiceConfig, max_body_bytes: usize) {
     )
     .service(
         web::scope("/api/v1")
-            .service(resource("/courses/generate").post(courses::generate))
-            .service(resource("/courses").get(courses::list))
+            .service(resource("/courses/generate").post(courses::handlers::generate))
+            .service(resource("/courses").get(courses::handlers::list))
             .service(
                 resource("/courses/{id}")
-                    .get(courses::get)
-                    .delete(courses::delete),
+                    .get(courses::handlers::get)
+                    .delete(courses::handlers::delete),
             )
-            .service(resource("/courses/{id}/lessons/{n}").get(courses::lesson))
-            .service(resource("/courses/{id}/events").get(courses::events))
-            .service(resource("/courses/{id}/progress").get(courses::progress))
-            .service(resource("/courses/{id}/restore").post(courses::restore))
-            .service(resource("/courses/{id}/retry").post(courses::retry))
+            .service(resource("/courses/{id}/lessons/{n}").get(courses::handlers::lesson))
+            .service(resource("/courses/{id}/events").get(courses::handlers::events))
+            .service(resource("/courses/{id}/progress").get(courses::progress::progress))
+            .service(resource("/courses/{id}/restore").post(courses::handlers::restore))
+            .service(resource("/courses/{id}/retry").post(courses::handlers::retry))
             .service(resource("/jobs").get(jobs::list))
             .service(resource("/jobs/{id}").get(jobs::get))
             .service(resource("/health").get(system::health))
@@ -298,7 +310,7 @@ pub fn bind_address(settings: &HttpSettings, auth: &Auth) -> SocketAddr {
 ///
 /// # Errors
 /// The address cannot be bound.
-pub fn start(state: ApiState, settings: &HttpSettings) -> anyhow::Result<(Server, SocketAddr)> {
+pub fn start(state: ApiState, settings: &HttpSettings) -> Result<(Server, SocketAddr), StartError> {
     let listener = bind(settings, &state.auth)?;
     serve(state, listener, settings)
 }
@@ -308,9 +320,9 @@ pub fn start(state: ApiState, settings: &HttpSettings) -> anyhow::Result<(Server
 ///
 /// # Errors
 /// The address cannot be bound.
-pub fn bind(settings: &HttpSettings, auth: &Auth) -> anyhow::Result<TcpListener> {
+pub fn bind(settings: &HttpSettings, auth: &Auth) -> Result<TcpListener, StartError> {
     let addr = bind_address(settings, auth);
-    TcpListener::bind(addr).with_context(|| format!("binding the HTTP API to {addr}"))
+    TcpListener::bind(addr).map_err(|source| StartError::Bind { addr, source })
 }
 
 /// Starts the HTTP server on an already bound `listener`.
@@ -321,8 +333,8 @@ pub fn serve(
     state: ApiState,
     listener: TcpListener,
     settings: &HttpSettings,
-) -> anyhow::Result<(Server, SocketAddr)> {
-    let bound = listener.local_addr()?;
+) -> Result<(Server, SocketAddr), StartError> {
+    let bound = listener.local_addr().map_err(StartError::Serve)?;
     let state = web::Data::new(state);
     let max_body = settings.http_max_body_bytes;
     let mut server = HttpServer::new(move || {
@@ -336,7 +348,7 @@ pub fn serve(
     if let Some(workers) = settings.http_workers {
         server = server.workers(workers.max(1));
     }
-    let server = server.listen(listener)?.run();
+    let server = server.listen(listener).map_err(StartError::Serve)?.run();
     tracing::info!(address = %bound, "HTTP API listening");
     Ok((server, bound))
 }

@@ -9,7 +9,7 @@ use serde::Serialize;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 
-use super::error::ErrorBody;
+use super::error::{error_chain, ErrorBody};
 use super::{courses, jobs, ApiState, ComponentHealth};
 use crate::projections::ProjectionStatus;
 
@@ -35,21 +35,32 @@ pub struct HealthReport {
     pub projections: Vec<ProjectionStatus>,
 }
 
+/// Why the database probe failed.
+#[derive(Debug, thiserror::Error)]
+enum ProbeError {
+    #[error(transparent)]
+    Pool(#[from] deadpool_postgres::PoolError),
+    #[error(transparent)]
+    Query(#[from] tokio_postgres::Error),
+    #[error("no answer within 2 s")]
+    Timeout,
+}
+
 async fn database_health(state: &ApiState) -> DatabaseHealth {
     let start = Instant::now();
     let probe = async {
         let client = state.store.pool().get().await?;
         client.simple_query("SELECT 1").await?;
-        Ok::<_, anyhow::Error>(())
+        Ok::<_, ProbeError>(())
     };
     let result = match tokio::time::timeout(Duration::from_secs(2), probe).await {
         Ok(r) => r,
-        Err(_) => Err(anyhow::anyhow!("no answer within 2 s")),
+        Err(_) => Err(ProbeError::Timeout),
     };
     DatabaseHealth {
         ok: result.is_ok(),
         latency_ms: start.elapsed().as_secs_f64() * 1000.0,
-        error: result.err().map(|e| format!("{e:#}")),
+        error: result.err().map(|e| error_chain(&e)),
     }
 }
 
@@ -139,8 +150,9 @@ impl Modify for BearerAuth {
 #[openapi(
     info(title = "coursegen", description = "Event-sourced course generation: topic in, full online course out."),
     paths(
-        courses::generate, courses::list, courses::get, courses::lesson, courses::events,
-        courses::progress, courses::delete, courses::restore, courses::retry,
+        courses::handlers::generate, courses::handlers::list, courses::handlers::get,
+        courses::handlers::lesson, courses::handlers::events, courses::progress::progress,
+        courses::handlers::delete, courses::handlers::restore, courses::handlers::retry,
         jobs::list, jobs::get, health, metrics, openapi,
     ),
     components(schemas(

@@ -2,15 +2,45 @@
 //! deleted), rolled up by the views of `projections/0003_course_summary.sql`.
 //!
 //! It reads only the events that change a course's cell, and never decodes
-//! the large outline and lesson payloads.
+//! the large outline and lesson payloads. Its tables' recount from the log
+//! is in `sql/`.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use chrono::NaiveDate;
 use uuid::Uuid;
 
+use super::recount::Recount;
 use super::{readable, ApplyError, Decoded};
-use crate::domain::CourseEvent;
+use crate::domain::{CourseEvent, CourseStatus};
+
+/// The columns of `course_summary_courses`.
+const CELL_COLUMNS: &str = "course_id, user_id, day, status, deleted";
+
+/// The columns of `course_summary`.
+const COUNT_COLUMNS: &str = "user_id, day, status, deleted, courses";
+
+/// The recounts of the read model's tables from the log.
+pub(crate) fn recounts() -> Vec<Recount> {
+    vec![
+        Recount {
+            table: "course_summary_courses",
+            columns: CELL_COLUMNS,
+            live_filter: "",
+            select: include_str!("sql/recount_cells.sql"),
+        },
+        Recount {
+            table: "course_summary",
+            columns: COUNT_COLUMNS,
+            live_filter: "WHERE courses > 0",
+            select: concat!(
+                "SELECT user_id, day, status, deleted, count(*)::bigint FROM (",
+                include_str!("sql/recount_cells.sql"),
+                ") c GROUP BY user_id, day, status, deleted"
+            ),
+        },
+    ]
+}
 
 /// Whether the projection needs events of this type at all.
 pub fn wants(event_type: &str) -> bool {
@@ -30,17 +60,8 @@ pub fn wants(event_type: &str) -> bool {
 struct Cell {
     user_id: Uuid,
     day: NaiveDate,
-    status: &'static str,
+    status: CourseStatus,
     deleted: bool,
-}
-
-fn status_name(s: &str) -> &'static str {
-    match s {
-        "GENERATING" => "GENERATING",
-        "READY" => "READY",
-        "FAILED" => "FAILED",
-        _ => "QUEUED",
-    }
 }
 
 /// Applies `events` to the tables with `suffix`: loads the touched courses'
@@ -65,8 +86,7 @@ pub(crate) async fn apply(
         .collect();
     let stmt = tx
         .prepare_cached(&format!(
-            "SELECT course_id, user_id, day, status, deleted FROM course_summary_courses{suffix}
-             WHERE course_id = ANY($1)"
+            "SELECT {CELL_COLUMNS} FROM course_summary_courses{suffix} WHERE course_id = ANY($1)"
         ))
         .await
         .map_err(err)?;
@@ -74,20 +94,20 @@ pub(crate) async fn apply(
         .query(&stmt, &[&ids])
         .await
         .map_err(err)?
-        .into_iter()
+        .iter()
         .map(|r| {
-            let status: String = r.get(3);
-            (
-                r.get(0),
+            Ok((
+                r.try_get(0)?,
                 Cell {
-                    user_id: r.get(1),
-                    day: r.get(2),
-                    status: status_name(&status),
-                    deleted: r.get(4),
+                    user_id: r.try_get(1)?,
+                    day: r.try_get(2)?,
+                    status: r.try_get(3)?,
+                    deleted: r.try_get(4)?,
                 },
-            )
+            ))
         })
-        .collect();
+        .collect::<Result<_, tokio_postgres::Error>>()
+        .map_err(err)?;
     let mut dirty: BTreeSet<Uuid> = BTreeSet::new();
     let mut deltas: BTreeMap<Cell, i64> = BTreeMap::new();
     for (d, event) in &events {
@@ -102,7 +122,7 @@ pub(crate) async fn apply(
             let cell = Cell {
                 user_id: r.user_id,
                 day: d.recorded_at.date_naive(),
-                status: "QUEUED",
+                status: CourseStatus::Queued,
                 deleted: false,
             };
             *deltas.entry(cell.clone()).or_default() += 1;
@@ -115,10 +135,10 @@ pub(crate) async fn apply(
         };
         *deltas.entry(cell.clone()).or_default() -= 1;
         match event {
-            CourseEvent::GenerationStarted(_) => cell.status = "GENERATING",
-            CourseEvent::CourseCompleted(_) => cell.status = "READY",
-            CourseEvent::CourseFailed(_) => cell.status = "FAILED",
-            CourseEvent::GenerationRetried(_) => cell.status = "QUEUED",
+            CourseEvent::GenerationStarted(_) => cell.status = CourseStatus::Generating,
+            CourseEvent::CourseCompleted(_) => cell.status = CourseStatus::Ready,
+            CourseEvent::CourseFailed(_) => cell.status = CourseStatus::Failed,
+            CourseEvent::GenerationRetried(_) => cell.status = CourseStatus::Queued,
             CourseEvent::CourseDeleted(_) => cell.deleted = true,
             CourseEvent::CourseRestored(_) => cell.deleted = false,
             _ => {}
@@ -131,7 +151,7 @@ pub(crate) async fn apply(
     }
     let stmt = tx
         .prepare_cached(&format!(
-            "INSERT INTO course_summary_courses{suffix} (course_id, user_id, day, status, deleted)
+            "INSERT INTO course_summary_courses{suffix} ({CELL_COLUMNS})
              SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::date[], $4::text[], $5::bool[])
              ON CONFLICT (course_id) DO UPDATE SET status = EXCLUDED.status, deleted = EXCLUDED.deleted"
         ))
@@ -141,7 +161,7 @@ pub(crate) async fn apply(
     let ids: Vec<Uuid> = rows.iter().map(|(id, _)| **id).collect();
     let users: Vec<Uuid> = rows.iter().map(|(_, c)| c.user_id).collect();
     let days: Vec<NaiveDate> = rows.iter().map(|(_, c)| c.day).collect();
-    let status: Vec<&str> = rows.iter().map(|(_, c)| c.status).collect();
+    let status: Vec<CourseStatus> = rows.iter().map(|(_, c)| c.status).collect();
     let deleted: Vec<bool> = rows.iter().map(|(_, c)| c.deleted).collect();
     tx.execute(&stmt, &[&ids, &users, &days, &status, &deleted])
         .await
@@ -149,7 +169,7 @@ pub(crate) async fn apply(
 
     let stmt = tx
         .prepare_cached(&format!(
-            "INSERT INTO course_summary{suffix} AS s (user_id, day, status, deleted, courses)
+            "INSERT INTO course_summary{suffix} AS s ({COUNT_COLUMNS})
              SELECT * FROM unnest($1::uuid[], $2::date[], $3::text[], $4::bool[], $5::int8[])
              ON CONFLICT (user_id, day, status, deleted) DO UPDATE SET courses = s.courses + EXCLUDED.courses"
         ))
@@ -157,7 +177,7 @@ pub(crate) async fn apply(
         .map_err(err)?;
     let users: Vec<Uuid> = deltas.keys().map(|c| c.user_id).collect();
     let days: Vec<NaiveDate> = deltas.keys().map(|c| c.day).collect();
-    let status: Vec<&str> = deltas.keys().map(|c| c.status).collect();
+    let status: Vec<CourseStatus> = deltas.keys().map(|c| c.status).collect();
     let deleted: Vec<bool> = deltas.keys().map(|c| c.deleted).collect();
     let counts: Vec<i64> = deltas.values().copied().collect();
     tx.execute(&stmt, &[&users, &days, &status, &deleted, &counts])

@@ -1,0 +1,18 @@
+//! `/api/v1/courses`: request a course, list and search them, read one with
+//! its lessons, its history and its live progress; soft delete, restore and
+//! retry.
+//!
+//! - [`dto`]: request bodies, query parameters and JSON views.
+//! - [`handlers`]: the endpoints (queries come from the read model,
+//!   `projections::courses::queries`).
+//! - [`progress`]: the Server-Sent Events stream of a course's progress.
+
+pub mod dto;
+pub mod handlers;
+pub mod progress;
+
+pub use dto::{
+    CoursePage, CourseView, EventView, GenerateRequest, LessonSummary, LessonView, ListParams,
+    ReasonParams, Tokens,
+};
+pub use progress::Progress;

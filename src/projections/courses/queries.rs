@@ -1,0 +1,436 @@
+//! Every query of the `courses` read model's tables, in one place: their
+//! column lists, the rows they yield, the list query the API pages with,
+//! and the recount of each table from the log. Static SQL lives in `sql/`.
+//!
+//! The HTTP handlers, the projector, the recount and `bench http`'s
+//! baseline all take their SQL from here, so what the baseline measures is
+//! exactly what a handler sends.
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::Row;
+use uuid::Uuid;
+
+use super::LessonStatus;
+use crate::domain::CourseStatus;
+use crate::projections::recount::Recount;
+use crate::store::Position;
+
+/// The stored columns of `courses` (all but the generated `search`), in the
+/// order [`CourseRecord::from_row`] reads them; a macro so that static
+/// queries embed it at compile time.
+macro_rules! course_columns {
+    () => {
+        "id, user_id, request_id, title, description, slug, slug_base, slug_transaction_id, \
+         slug_position, topic, grade_level, language, source_filter, status, error_message, \
+         total_lessons, lessons_generated, sources, prompt_tokens, completion_tokens, \
+         total_tokens, attempt, model, created_at, updated_at, generated_at, deleted_at"
+    };
+}
+
+/// The stored columns of `courses`, in [`CourseRecord`]'s order.
+pub const COURSE_COLUMNS: &str = course_columns!();
+
+/// The columns of `courses` that `CourseRequested` sets once and no later
+/// event changes (an upsert leaves them as they are).
+pub(super) const COURSE_FIXED_COLUMNS: [&str; 8] = [
+    "id",
+    "user_id",
+    "request_id",
+    "topic",
+    "grade_level",
+    "language",
+    "source_filter",
+    "created_at",
+];
+
+/// The columns of `lessons`, as the projector reads and writes them.
+pub const LESSON_COLUMNS: &str =
+    "course_id, lesson_number, title, concepts, objectives, status, generated_at";
+
+/// The columns of `lesson_bodies`, as the projector writes them.
+pub const LESSON_BODY_COLUMNS: &str =
+    "course_id, lesson_number, content_md, content_json, sources, model, total_tokens, generated_at";
+
+/// The columns of `lesson_checks`, as the projector writes them.
+pub const LESSON_CHECK_COLUMNS: &str =
+    "course_id, lesson_number, question_number, question, options, answer_index, explanation";
+
+/// One course by id (`$1`).
+pub const COURSE_BY_ID: &str = concat!("SELECT ", course_columns!(), " FROM courses WHERE id = $1");
+
+/// A course's lessons (`$1`), in order: rows of [`LessonEntry`].
+pub const LESSONS_OF_COURSE: &str = include_str!("sql/lessons_of_course.sql");
+
+/// Lesson `$2` of course `$1` with its content and quiz: a row of [`Lesson`].
+pub const LESSON: &str = include_str!("sql/lesson.sql");
+
+/// When the latest generation attempt of course `$1` started (the job view).
+pub const ATTEMPT_STARTED: &str = include_str!("sql/attempt_started.sql");
+
+/// A row of `courses`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CourseRecord {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub request_id: Uuid,
+    pub title: Option<String>,
+    pub description: Option<String>,
+    /// Unique: the base, numbered (`photosynthesis-2`) when courses share it.
+    pub slug: String,
+    /// What the slug is derived from (see `slug_base`).
+    pub slug_base: String,
+    /// The log position of the event that set the base: courses sharing it
+    /// are numbered in this order.
+    pub slug_position: Position,
+    pub topic: String,
+    pub grade_level: Option<String>,
+    pub language: String,
+    pub source_filter: Option<String>,
+    pub status: CourseStatus,
+    pub error_message: Option<String>,
+    pub total_lessons: i32,
+    pub lessons_generated: i32,
+    /// Every source the lessons cite, first citation first.
+    pub sources: Vec<Value>,
+    pub prompt_tokens: i64,
+    pub completion_tokens: i64,
+    pub total_tokens: i64,
+    pub attempt: i32,
+    pub model: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub generated_at: Option<DateTime<Utc>>,
+    pub deleted_at: Option<DateTime<Utc>>,
+}
+
+impl CourseRecord {
+    /// Reads a row selected with [`COURSE_COLUMNS`].
+    ///
+    /// # Errors
+    /// A column that does not convert (a row of some other query).
+    pub fn from_row(r: &Row) -> Result<Self, tokio_postgres::Error> {
+        let sources: Value = r.try_get(17)?;
+        Ok(Self {
+            id: r.try_get(0)?,
+            user_id: r.try_get(1)?,
+            request_id: r.try_get(2)?,
+            title: r.try_get(3)?,
+            description: r.try_get(4)?,
+            slug: r.try_get(5)?,
+            slug_base: r.try_get(6)?,
+            slug_position: Position {
+                transaction_id: r.try_get(7)?,
+                global_position: r.try_get(8)?,
+            },
+            topic: r.try_get(9)?,
+            grade_level: r.try_get(10)?,
+            language: r.try_get(11)?,
+            source_filter: r.try_get(12)?,
+            status: r.try_get(13)?,
+            error_message: r.try_get(14)?,
+            total_lessons: r.try_get(15)?,
+            lessons_generated: r.try_get(16)?,
+            sources: match sources {
+                Value::Array(a) => a,
+                _ => Vec::new(),
+            },
+            prompt_tokens: r.try_get(18)?,
+            completion_tokens: r.try_get(19)?,
+            total_tokens: r.try_get(20)?,
+            attempt: r.try_get(21)?,
+            model: r.try_get(22)?,
+            created_at: r.try_get(23)?,
+            updated_at: r.try_get(24)?,
+            generated_at: r.try_get(25)?,
+            deleted_at: r.try_get(26)?,
+        })
+    }
+}
+
+/// One entry of a course's table of contents (a row of [`LESSONS_OF_COURSE`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LessonEntry {
+    pub number: i32,
+    pub title: String,
+    pub concepts: Vec<String>,
+    pub objectives: Vec<String>,
+    pub status: LessonStatus,
+    pub generated_at: Option<DateTime<Utc>>,
+}
+
+impl LessonEntry {
+    /// Reads a row of [`LESSONS_OF_COURSE`].
+    ///
+    /// # Errors
+    /// A column that does not convert.
+    pub fn from_row(r: &Row) -> Result<Self, tokio_postgres::Error> {
+        Ok(Self {
+            number: r.try_get(0)?,
+            title: r.try_get(1)?,
+            concepts: r.try_get(2)?,
+            objectives: r.try_get(3)?,
+            status: r.try_get(4)?,
+            generated_at: r.try_get(5)?,
+        })
+    }
+}
+
+/// A lesson with what was generated for it (a row of [`LESSON`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Lesson {
+    pub entry: LessonEntry,
+    /// `None` until the lesson is generated.
+    pub content_md: Option<String>,
+    pub sections: Option<Value>,
+    pub sources: Option<Value>,
+    pub model: Option<String>,
+    /// The quiz: question, options, answer_index, explanation.
+    pub checks: Value,
+}
+
+impl Lesson {
+    /// Reads a row of [`LESSON`].
+    ///
+    /// # Errors
+    /// A column that does not convert.
+    pub fn from_row(r: &Row) -> Result<Self, tokio_postgres::Error> {
+        Ok(Self {
+            entry: LessonEntry::from_row(r)?,
+            content_md: r.try_get(6)?,
+            sections: r.try_get(7)?,
+            sources: r.try_get(8)?,
+            model: r.try_get(9)?,
+            checks: r.try_get(10)?,
+        })
+    }
+}
+
+/// The course by id and its lessons, both statements pipelined on one
+/// connection (the API's hottest read).
+///
+/// # Errors
+/// The database failed.
+pub async fn course_with_lessons(
+    client: &deadpool_postgres::Client,
+    id: Uuid,
+) -> Result<(Option<CourseRecord>, Vec<LessonEntry>), tokio_postgres::Error> {
+    let (course_stmt, lessons_stmt) = futures::try_join!(
+        client.prepare_cached(COURSE_BY_ID),
+        client.prepare_cached(LESSONS_OF_COURSE)
+    )?;
+    let params: [&(dyn ToSql + Sync); 1] = [&id];
+    let (course, lessons) = futures::try_join!(
+        client.query_opt(&course_stmt, &params),
+        client.query(&lessons_stmt, &params)
+    )?;
+    Ok((
+        course.as_ref().map(CourseRecord::from_row).transpose()?,
+        lessons
+            .iter()
+            .map(LessonEntry::from_row)
+            .collect::<Result<_, _>>()?,
+    ))
+}
+
+/// The course by id, deleted or not.
+///
+/// # Errors
+/// The database failed.
+pub async fn course(
+    client: &deadpool_postgres::Client,
+    id: Uuid,
+) -> Result<Option<CourseRecord>, tokio_postgres::Error> {
+    let stmt = client.prepare_cached(COURSE_BY_ID).await?;
+    client
+        .query_opt(&stmt, &[&id])
+        .await?
+        .as_ref()
+        .map(CourseRecord::from_row)
+        .transpose()
+}
+
+/// Lesson `number` of course `id`.
+///
+/// # Errors
+/// The database failed.
+pub async fn lesson(
+    client: &deadpool_postgres::Client,
+    id: Uuid,
+    number: i32,
+) -> Result<Option<Lesson>, tokio_postgres::Error> {
+    let stmt = client.prepare_cached(LESSON).await?;
+    client
+        .query_opt(&stmt, &[&id, &number])
+        .await?
+        .as_ref()
+        .map(Lesson::from_row)
+        .transpose()
+}
+
+/// When the latest generation attempt of course `id` started.
+///
+/// # Errors
+/// The database failed.
+pub async fn attempt_started(
+    client: &deadpool_postgres::Client,
+    id: Uuid,
+) -> Result<Option<DateTime<Utc>>, tokio_postgres::Error> {
+    let stmt = client.prepare_cached(ATTEMPT_STARTED).await?;
+    client.query_one(&stmt, &[&id]).await?.try_get(0)
+}
+
+/// The order of a course list. Every order ends on `id`, so that pages do
+/// not overlap when the sort key ties.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CourseOrder(&'static str);
+
+impl CourseOrder {
+    /// Newest first: the default, and what the list indexes are shaped for.
+    pub const NEWEST: Self = Self("created_at DESC, id DESC");
+
+    /// The order a sort key names: `created_at`, `updated_at`, `title`,
+    /// `topic` or `status`, ascending, or descending with a leading `-`.
+    pub fn parse(key: &str) -> Option<Self> {
+        Some(Self(match key {
+            "created_at" => "created_at ASC, id ASC",
+            "-created_at" => Self::NEWEST.0,
+            "updated_at" => "updated_at ASC, id ASC",
+            "-updated_at" => "updated_at DESC, id DESC",
+            "title" => "title ASC NULLS LAST, id ASC",
+            "-title" => "title DESC NULLS LAST, id DESC",
+            "topic" => "topic ASC, id ASC",
+            "-topic" => "topic DESC, id DESC",
+            "status" => "status ASC, created_at DESC, id DESC",
+            "-status" => "status DESC, created_at DESC, id DESC",
+            _ => return None,
+        }))
+    }
+}
+
+/// A page of live (not deleted) courses: which ones, in which order. The
+/// API validates the values; this turns them into SQL.
+#[derive(Debug, Clone)]
+pub struct CourseList {
+    /// Only this user's courses.
+    pub user: Option<Uuid>,
+    pub status: Option<CourseStatus>,
+    /// Only courses requested after this instant.
+    pub created_after: Option<DateTime<Utc>>,
+    /// Full-text search over title, topic and description (web search syntax).
+    pub search: Option<String>,
+    pub order: CourseOrder,
+    pub limit: i64,
+    pub offset: i64,
+}
+
+/// The statements of a [`CourseList`] and their parameters.
+pub struct CourseListSql<'a> {
+    /// The page: `limit` courses from `offset`.
+    pub page: String,
+    pub page_params: Vec<&'a (dyn ToSql + Sync)>,
+    /// How many courses match over all pages.
+    pub count: String,
+    pub count_params: Vec<&'a (dyn ToSql + Sync)>,
+}
+
+impl CourseList {
+    /// The page and count statements. The same filters always give the same
+    /// text, so prepared statements are reused.
+    pub fn sql<'a>(&'a self) -> CourseListSql<'a> {
+        let mut conditions = vec!["deleted_at IS NULL".to_owned()];
+        let mut params: Vec<&'a (dyn ToSql + Sync)> = Vec::new();
+        let mut param = |v: &'a (dyn ToSql + Sync)| {
+            params.push(v);
+            params.len()
+        };
+        if let Some(u) = &self.user {
+            conditions.push(format!("user_id = ${}", param(u)));
+        }
+        if let Some(s) = &self.status {
+            conditions.push(format!("status = ${}", param(s)));
+        }
+        if let Some(t) = &self.created_after {
+            conditions.push(format!("created_at > ${}", param(t)));
+        }
+        if let Some(q) = &self.search {
+            conditions.push(format!(
+                "search @@ websearch_to_tsquery('simple', ${})",
+                param(q)
+            ));
+        }
+        let where_sql = conditions.join(" AND ");
+        let n = params.len();
+        let page = format!(
+            "SELECT {COURSE_COLUMNS} FROM courses WHERE {where_sql} ORDER BY {} LIMIT ${} OFFSET ${}",
+            self.order.0,
+            n + 1,
+            n + 2
+        );
+        let count = format!("SELECT count(*) FROM courses WHERE {where_sql}");
+        let count_params = params.clone();
+        params.push(&self.limit);
+        params.push(&self.offset);
+        CourseListSql {
+            page,
+            page_params: params,
+            count,
+            count_params,
+        }
+    }
+
+    /// Runs the page and the count, pipelined on one connection.
+    ///
+    /// # Errors
+    /// The database failed.
+    pub async fn run(
+        &self,
+        client: &deadpool_postgres::Client,
+    ) -> Result<(Vec<CourseRecord>, i64), tokio_postgres::Error> {
+        let sql = self.sql();
+        let (page_stmt, count_stmt) = futures::try_join!(
+            client.prepare_cached(&sql.page),
+            client.prepare_cached(&sql.count)
+        )?;
+        let (rows, count) = futures::try_join!(
+            client.query(&page_stmt, &sql.page_params),
+            client.query_one(&count_stmt, &sql.count_params)
+        )?;
+        let courses = rows
+            .iter()
+            .map(CourseRecord::from_row)
+            .collect::<Result<_, _>>()?;
+        Ok((courses, count.try_get(0)?))
+    }
+}
+
+/// The recounts of the read model's tables from the log.
+pub(crate) fn recounts() -> Vec<Recount> {
+    vec![
+        Recount {
+            table: "courses",
+            columns: COURSE_COLUMNS,
+            live_filter: "",
+            select: include_str!("sql/recount_courses.sql"),
+        },
+        Recount {
+            table: "lessons",
+            columns: LESSON_COLUMNS,
+            live_filter: "",
+            select: include_str!("sql/recount_lessons.sql"),
+        },
+        Recount {
+            table: "lesson_bodies",
+            columns: LESSON_BODY_COLUMNS,
+            live_filter: "",
+            select: include_str!("sql/recount_lesson_bodies.sql"),
+        },
+        Recount {
+            table: "lesson_checks",
+            columns: LESSON_CHECK_COLUMNS,
+            live_filter: "",
+            select: include_str!("sql/recount_lesson_checks.sql"),
+        },
+    ]
+}

@@ -1,0 +1,83 @@
+-- Every row of `courses`, computed from the log alone (columns as queries::COURSE_COLUMNS).
+WITH c AS (
+    SELECT r.stream_id AS id,
+           (r.payload->>'user_id')::uuid AS user_id,
+           (r.payload->>'request_id')::uuid AS request_id,
+           o.payload->>'title' AS title,
+           o.payload->>'description' AS description,
+           r.payload->>'topic' AS topic,
+           r.payload->>'grade_level' AS grade_level,
+           r.payload->>'language' AS language,
+           r.payload->>'source_filter' AS source_filter,
+           CASE s.event_type WHEN 'GenerationStarted' THEN 'GENERATING' WHEN 'CourseCompleted' THEN 'READY'
+                             WHEN 'CourseFailed' THEN 'FAILED' ELSE 'QUEUED' END AS status,
+           CASE WHEN s.event_type = 'CourseFailed'
+                THEN (s.payload->>'step') || ': ' || (s.payload->>'error') END AS error_message,
+           CASE t.event_type WHEN 'CourseRequested' THEN (t.payload->>'num_lessons')::int
+                             WHEN 'OutlineGenerated' THEN jsonb_array_length(t.payload->'lessons')
+                             ELSE (t.payload->>'total_lessons')::int END AS total_lessons,
+           u.lessons::int AS lessons_generated,
+           coalesce(src.sources, '[]'::jsonb) AS sources,
+           u.prompt_tokens, u.completion_tokens, u.total_tokens,
+           coalesce((g.payload->>'attempt')::int, 0) AS attempt,
+           g.payload->>'model' AS model,
+           r.recorded_at AS created_at,
+           u.updated_at,
+           done.recorded_at AS generated_at,
+           CASE WHEN d.event_type = 'CourseDeleted' THEN d.recorded_at END AS deleted_at,
+           coursegen_slug_base(coalesce(o.payload->>'title', r.payload->>'topic')) AS base,
+           CASE WHEN o.tx IS NOT NULL
+                 AND coursegen_slug_base(o.payload->>'title') <> coursegen_slug_base(r.payload->>'topic')
+                THEN o.tx ELSE r.transaction_id::text::bigint END AS slug_transaction_id,
+           CASE WHEN o.tx IS NOT NULL
+                 AND coursegen_slug_base(o.payload->>'title') <> coursegen_slug_base(r.payload->>'topic')
+                THEN o.pos ELSE r.global_position END AS slug_position
+    FROM events r
+    LEFT JOIN LATERAL (SELECT payload, transaction_id::text::bigint AS tx, global_position AS pos
+                       FROM events
+                       WHERE stream_id = r.stream_id AND event_type = 'OutlineGenerated'
+                       ORDER BY stream_version DESC LIMIT 1) o ON true
+    LEFT JOIN LATERAL (SELECT event_type, payload FROM events
+                       WHERE stream_id = r.stream_id
+                         AND event_type IN ('CourseRequested', 'GenerationStarted', 'CourseCompleted',
+                                            'CourseFailed', 'GenerationRetried')
+                       ORDER BY stream_version DESC LIMIT 1) s ON true
+    LEFT JOIN LATERAL (SELECT event_type, payload FROM events
+                       WHERE stream_id = r.stream_id
+                         AND event_type IN ('CourseRequested', 'OutlineGenerated', 'CourseCompleted')
+                       ORDER BY stream_version DESC LIMIT 1) t ON true
+    LEFT JOIN LATERAL (SELECT payload FROM events
+                       WHERE stream_id = r.stream_id AND event_type = 'GenerationStarted'
+                       ORDER BY stream_version DESC LIMIT 1) g ON true
+    LEFT JOIN LATERAL (SELECT recorded_at FROM events
+                       WHERE stream_id = r.stream_id AND event_type = 'CourseCompleted'
+                       ORDER BY stream_version DESC LIMIT 1) done ON true
+    LEFT JOIN LATERAL (SELECT event_type, recorded_at FROM events
+                       WHERE stream_id = r.stream_id AND event_type IN ('CourseDeleted', 'CourseRestored')
+                       ORDER BY stream_version DESC LIMIT 1) d ON true
+    LEFT JOIN LATERAL (
+        SELECT count(*) FILTER (WHERE event_type = 'LessonGenerated') AS lessons,
+               coalesce(sum((payload->'usage'->>'prompt_tokens')::bigint)
+                        FILTER (WHERE event_type IN ('OutlineGenerated', 'LessonGenerated')), 0)::bigint AS prompt_tokens,
+               coalesce(sum((payload->'usage'->>'completion_tokens')::bigint)
+                        FILTER (WHERE event_type IN ('OutlineGenerated', 'LessonGenerated')), 0)::bigint AS completion_tokens,
+               coalesce(sum((payload->'usage'->>'total_tokens')::bigint)
+                        FILTER (WHERE event_type IN ('OutlineGenerated', 'LessonGenerated')), 0)::bigint AS total_tokens,
+               max(recorded_at) AS updated_at
+        FROM events WHERE stream_id = r.stream_id) u ON true
+    LEFT JOIN LATERAL (
+        SELECT jsonb_agg(x ORDER BY v, o) AS sources
+        FROM (SELECT DISTINCT ON (a.x) a.x, e.stream_version AS v, a.o
+              FROM events e, jsonb_array_elements(coalesce(e.payload->'sources', '[]')) WITH ORDINALITY AS a(x, o)
+              WHERE e.stream_id = r.stream_id AND e.event_type = 'LessonGenerated'
+              ORDER BY a.x, e.stream_version, a.o) f) src ON true
+    WHERE r.event_type = 'CourseRequested'
+)
+SELECT id, user_id, request_id, title, description,
+       CASE WHEN n = 1 THEN base ELSE left(base, 72) || '-' || n END AS slug,
+       base, slug_transaction_id, slug_position,
+       topic, grade_level, language, source_filter, status, error_message, total_lessons,
+       lessons_generated, sources, prompt_tokens, completion_tokens, total_tokens, attempt, model,
+       created_at, updated_at, generated_at, deleted_at
+FROM (SELECT c.*, row_number() OVER (PARTITION BY base ORDER BY slug_transaction_id, slug_position) AS n
+      FROM c) numbered

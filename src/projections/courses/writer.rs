@@ -1,0 +1,419 @@
+//! The I/O half of the `courses` projector: loads the rows a batch touches
+//! and writes what the fold changed, one multi-row statement per table
+//! (`INSERT ... SELECT FROM unnest(...) ON CONFLICT DO UPDATE`).
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::LazyLock;
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::fold::{int, BodyRow, LessonRow, Quiz};
+use super::queries::{
+    CourseRecord, COURSE_COLUMNS, COURSE_FIXED_COLUMNS, LESSON_BODY_COLUMNS, LESSON_CHECK_COLUMNS,
+    LESSON_COLUMNS,
+};
+use super::slugs::SlugHolder;
+use super::LessonStatus;
+
+type Tx<'a> = deadpool_postgres::Transaction<'a>;
+
+/// The courses `ids` as stored, and the slug base each had (what the slug
+/// numbering compares the batch's bases with).
+pub(super) async fn load_courses(
+    tx: &Tx<'_>,
+    s: &str,
+    ids: &[Uuid],
+) -> Result<(HashMap<Uuid, CourseRecord>, HashMap<Uuid, String>), tokio_postgres::Error> {
+    let stmt = tx
+        .prepare_cached(&format!(
+            "SELECT {COURSE_COLUMNS} FROM courses{s} WHERE id = ANY($1)"
+        ))
+        .await?;
+    let rows = tx.query(&stmt, &[&ids]).await?;
+    let mut courses = HashMap::with_capacity(rows.len());
+    let mut bases = HashMap::with_capacity(rows.len());
+    for r in &rows {
+        let c = CourseRecord::from_row(r)?;
+        bases.insert(c.id, c.slug_base.clone());
+        courses.insert(c.id, c);
+    }
+    Ok((courses, bases))
+}
+
+/// The lessons of the courses `ids`.
+pub(super) async fn load_lessons(
+    tx: &Tx<'_>,
+    s: &str,
+    ids: &[Uuid],
+) -> Result<HashMap<(Uuid, i32), LessonRow>, tokio_postgres::Error> {
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let stmt = tx
+        .prepare_cached(&format!(
+            "SELECT {LESSON_COLUMNS} FROM lessons{s} WHERE course_id = ANY($1)"
+        ))
+        .await?;
+    let rows = tx.query(&stmt, &[&ids]).await?;
+    rows.iter()
+        .map(|r| {
+            Ok((
+                (r.try_get(0)?, r.try_get(1)?),
+                LessonRow {
+                    title: r.try_get(2)?,
+                    concepts: r.try_get(3)?,
+                    objectives: r.try_get(4)?,
+                    status: r.try_get(5)?,
+                    generated_at: r.try_get(6)?,
+                },
+            ))
+        })
+        .collect()
+}
+
+/// The stored courses of `bases` outside the batch (`dirty`), read by the
+/// `slug_base` index, with their base.
+pub(super) async fn slug_holders(
+    tx: &Tx<'_>,
+    s: &str,
+    bases: &[String],
+    dirty: &BTreeSet<Uuid>,
+) -> Result<Vec<(String, SlugHolder)>, tokio_postgres::Error> {
+    let stmt = tx
+        .prepare_cached(&format!(
+            "SELECT id, slug_base, slug_transaction_id, slug_position, slug
+             FROM courses{s} WHERE slug_base = ANY($1)"
+        ))
+        .await?;
+    let mut holders = Vec::new();
+    for r in tx.query(&stmt, &[&bases]).await? {
+        let id: Uuid = r.try_get(0)?;
+        if !dirty.contains(&id) {
+            holders.push((
+                r.try_get(1)?,
+                (r.try_get(2)?, r.try_get(3)?, id, Some(r.try_get(4)?)),
+            ));
+        }
+    }
+    Ok(holders)
+}
+
+/// Gives courses outside the batch their new slugs.
+pub(super) async fn rename_slugs(
+    tx: &Tx<'_>,
+    s: &str,
+    renamed: &[(Uuid, String)],
+) -> Result<(), tokio_postgres::Error> {
+    if renamed.is_empty() {
+        return Ok(());
+    }
+    let stmt = tx
+        .prepare_cached(&format!(
+            "UPDATE courses{s} AS c SET slug = u.slug
+             FROM unnest($1::uuid[], $2::text[]) AS u(id, slug) WHERE c.id = u.id"
+        ))
+        .await?;
+    let ids: Vec<Uuid> = renamed.iter().map(|(id, _)| *id).collect();
+    let slugs: Vec<&str> = renamed.iter().map(|(_, slug)| slug.as_str()).collect();
+    tx.execute(&stmt, &[&ids, &slugs]).await?;
+    Ok(())
+}
+
+/// The rows of the upsert of `courses`, after `INSERT INTO courses<suffix>
+/// (<columns>)`: the arrays of [`COURSE_COLUMNS`] in order, then every column
+/// but [`COURSE_FIXED_COLUMNS`] updated.
+static COURSES_UPSERT: LazyLock<String> = LazyLock::new(|| {
+    let update: Vec<String> = COURSE_COLUMNS
+        .split(", ")
+        .filter(|c| !COURSE_FIXED_COLUMNS.contains(c))
+        .map(|c| format!("{c} = EXCLUDED.{c}"))
+        .collect();
+    format!(
+        "SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[],
+                             $6::text[], $7::text[], $8::int8[], $9::int8[], $10::text[],
+                             $11::text[], $12::text[], $13::text[], $14::text[], $15::text[],
+                             $16::int4[], $17::int4[], $18::jsonb[], $19::int8[], $20::int8[],
+                             $21::int8[], $22::int4[], $23::text[], $24::timestamptz[],
+                             $25::timestamptz[], $26::timestamptz[], $27::timestamptz[])
+         ON CONFLICT (id) DO UPDATE SET {}",
+        update.join(", ")
+    )
+});
+
+/// Writes the courses `rows` (new or changed).
+pub(super) async fn write_courses(
+    tx: &Tx<'_>,
+    s: &str,
+    rows: &[&CourseRecord],
+) -> Result<(), tokio_postgres::Error> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let stmt = tx
+        .prepare_cached(&format!(
+            "INSERT INTO courses{s} AS c ({COURSE_COLUMNS}) {}",
+            *COURSES_UPSERT
+        ))
+        .await?;
+    macro_rules! col {
+        ($f:expr) => {
+            rows.iter().map($f).collect::<Vec<_>>()
+        };
+    }
+    let id = col!(|c| c.id);
+    let user_id = col!(|c| c.user_id);
+    let request_id = col!(|c| c.request_id);
+    let title = col!(|c| c.title.as_deref());
+    let description = col!(|c| c.description.as_deref());
+    let slug = col!(|c| c.slug.as_str());
+    let slug_base = col!(|c| c.slug_base.as_str());
+    let slug_tx = col!(|c| c.slug_position.transaction_id);
+    let slug_pos = col!(|c| c.slug_position.global_position);
+    let topic = col!(|c| c.topic.as_str());
+    let grade_level = col!(|c| c.grade_level.as_deref());
+    let language = col!(|c| c.language.as_str());
+    let source_filter = col!(|c| c.source_filter.as_deref());
+    let status = col!(|c| c.status);
+    let error_message = col!(|c| c.error_message.as_deref());
+    let total_lessons = col!(|c| c.total_lessons);
+    let lessons_generated = col!(|c| c.lessons_generated);
+    let sources = col!(|c| Value::Array(c.sources.clone()));
+    let prompt = col!(|c| c.prompt_tokens);
+    let completion = col!(|c| c.completion_tokens);
+    let total = col!(|c| c.total_tokens);
+    let attempt = col!(|c| c.attempt);
+    let model = col!(|c| c.model.as_deref());
+    let created_at = col!(|c| c.created_at);
+    let updated_at = col!(|c| c.updated_at);
+    let generated_at = col!(|c| c.generated_at);
+    let deleted_at = col!(|c| c.deleted_at);
+    tx.execute(
+        &stmt,
+        &[
+            &id,
+            &user_id,
+            &request_id,
+            &title,
+            &description,
+            &slug,
+            &slug_base,
+            &slug_tx,
+            &slug_pos,
+            &topic,
+            &grade_level,
+            &language,
+            &source_filter,
+            &status,
+            &error_message,
+            &total_lessons,
+            &lessons_generated,
+            &sources,
+            &prompt,
+            &completion,
+            &total,
+            &attempt,
+            &model,
+            &created_at,
+            &updated_at,
+            &generated_at,
+            &deleted_at,
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Writes the lessons `keys` of `lessons`.
+pub(super) async fn write_lessons(
+    tx: &Tx<'_>,
+    s: &str,
+    keys: &BTreeSet<(Uuid, i32)>,
+    lessons: &HashMap<(Uuid, i32), LessonRow>,
+) -> Result<(), tokio_postgres::Error> {
+    if keys.is_empty() {
+        return Ok(());
+    }
+    let stmt = tx
+        .prepare_cached(&format!(
+            "INSERT INTO lessons{s} ({LESSON_COLUMNS})
+             SELECT u.course_id, u.n, u.title,
+                    ARRAY(SELECT jsonb_array_elements_text(u.concepts)),
+                    ARRAY(SELECT jsonb_array_elements_text(u.objectives)), u.status, u.generated_at
+             FROM unnest($1::uuid[], $2::int4[], $3::text[], $4::jsonb[], $5::jsonb[], $6::text[],
+                         $7::timestamptz[])
+                  AS u(course_id, n, title, concepts, objectives, status, generated_at)
+             ON CONFLICT (course_id, lesson_number) DO UPDATE SET
+                 title = EXCLUDED.title, concepts = EXCLUDED.concepts, objectives = EXCLUDED.objectives,
+                 status = EXCLUDED.status, generated_at = EXCLUDED.generated_at"
+        ))
+        .await?;
+    let rows: Vec<(&(Uuid, i32), &LessonRow)> = keys.iter().map(|k| (k, &lessons[k])).collect();
+    let ids: Vec<Uuid> = rows.iter().map(|(k, _)| k.0).collect();
+    let ns: Vec<i32> = rows.iter().map(|(k, _)| k.1).collect();
+    let titles: Vec<&str> = rows.iter().map(|(_, l)| l.title.as_str()).collect();
+    let concepts: Vec<Value> = rows
+        .iter()
+        .map(|(_, l)| Value::from(l.concepts.clone()))
+        .collect();
+    let objectives: Vec<Value> = rows
+        .iter()
+        .map(|(_, l)| Value::from(l.objectives.clone()))
+        .collect();
+    let status: Vec<LessonStatus> = rows.iter().map(|(_, l)| l.status).collect();
+    let generated_at: Vec<Option<DateTime<Utc>>> =
+        rows.iter().map(|(_, l)| l.generated_at).collect();
+    tx.execute(
+        &stmt,
+        &[
+            &ids,
+            &ns,
+            &titles,
+            &concepts,
+            &objectives,
+            &status,
+            &generated_at,
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Writes the lesson bodies.
+pub(super) async fn write_bodies(
+    tx: &Tx<'_>,
+    s: &str,
+    bodies: &HashMap<(Uuid, i32), BodyRow>,
+) -> Result<(), tokio_postgres::Error> {
+    if bodies.is_empty() {
+        return Ok(());
+    }
+    let stmt = tx
+        .prepare_cached(&format!(
+            "INSERT INTO lesson_bodies{s} ({LESSON_BODY_COLUMNS})
+             SELECT u.course_id, u.n, coalesce(u.content_md, e.payload->>'content_md'),
+                    coalesce(u.content_json, e.payload->'sections', '[]'::jsonb),
+                    u.sources, u.model, u.total_tokens, u.generated_at
+             FROM unnest($1::uuid[], $2::int4[], $3::text[], $4::jsonb[], $5::jsonb[],
+                         $6::text[], $7::int8[], $8::timestamptz[], $9::int8[])
+                  AS u(course_id, n, content_md, content_json, sources, model, total_tokens,
+                       generated_at, from_log)
+             LEFT JOIN events e ON e.global_position = u.from_log
+             ON CONFLICT (course_id, lesson_number) DO UPDATE SET
+                 content_md = EXCLUDED.content_md, content_json = EXCLUDED.content_json,
+                 sources = EXCLUDED.sources, model = EXCLUDED.model,
+                 total_tokens = EXCLUDED.total_tokens, generated_at = EXCLUDED.generated_at"
+        ))
+        .await?;
+    let rows: Vec<(&(Uuid, i32), &BodyRow)> = bodies.iter().collect();
+    let ids: Vec<Uuid> = rows.iter().map(|(k, _)| k.0).collect();
+    let ns: Vec<i32> = rows.iter().map(|(k, _)| k.1).collect();
+    let md: Vec<Option<&str>> = rows.iter().map(|(_, b)| b.content_md.as_deref()).collect();
+    let json: Vec<Option<&Value>> = rows.iter().map(|(_, b)| b.content_json.as_ref()).collect();
+    let from_log: Vec<Option<i64>> = rows.iter().map(|(_, b)| b.from_log).collect();
+    let sources: Vec<&Value> = rows.iter().map(|(_, b)| &b.sources).collect();
+    let model: Vec<&str> = rows.iter().map(|(_, b)| b.model.as_str()).collect();
+    let tokens: Vec<i64> = rows.iter().map(|(_, b)| b.total_tokens).collect();
+    let at: Vec<DateTime<Utc>> = rows.iter().map(|(_, b)| b.generated_at).collect();
+    tx.execute(
+        &stmt,
+        &[
+            &ids, &ns, &md, &json, &sources, &model, &tokens, &at, &from_log,
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Writes the quizzes (and drops the questions a regenerated quiz no
+/// longer has).
+pub(super) async fn write_checks(
+    tx: &Tx<'_>,
+    s: &str,
+    checks: &HashMap<(Uuid, i32), Quiz<'_>>,
+) -> Result<(), tokio_postgres::Error> {
+    const UPSERT: &str = "ON CONFLICT (course_id, lesson_number, question_number) DO UPDATE SET
+                 question = EXCLUDED.question, options = EXCLUDED.options,
+                 answer_index = EXCLUDED.answer_index, explanation = EXCLUDED.explanation";
+    let (mut log_ids, mut log_ns, mut log_positions) = (Vec::new(), Vec::new(), Vec::new());
+    let mut ids = Vec::new();
+    let mut ns = Vec::new();
+    let mut qn = Vec::new();
+    let mut question = Vec::new();
+    let mut options = Vec::new();
+    let mut answer = Vec::new();
+    let mut explanation = Vec::new();
+    let (mut trim_ids, mut trim_ns, mut trim_lengths) = (Vec::new(), Vec::new(), Vec::new());
+    for ((id, n), quiz) in checks {
+        if quiz.replaces {
+            trim_ids.push(*id);
+            trim_ns.push(*n);
+            trim_lengths.push(i32::try_from(quiz.questions.len()).unwrap_or(i32::MAX));
+        }
+        match quiz.from_log {
+            Some(position) => {
+                log_ids.push(*id);
+                log_ns.push(*n);
+                log_positions.push(position);
+            }
+            None => {
+                for (i, q) in quiz.questions.iter().enumerate() {
+                    ids.push(*id);
+                    ns.push(*n);
+                    qn.push(i32::try_from(i + 1).unwrap_or(i32::MAX));
+                    question.push(q.question.as_str());
+                    options.push(Value::from(q.options.clone()));
+                    answer.push(int(q.answer_index));
+                    explanation.push(q.explanation.as_str());
+                }
+            }
+        }
+    }
+    if !trim_ids.is_empty() {
+        // A lesson generated again: drop the questions its new quiz no longer has.
+        let stmt = tx
+            .prepare_cached(&format!(
+                "DELETE FROM lesson_checks{s} AS c
+                 USING unnest($1::uuid[], $2::int4[], $3::int4[]) AS u(course_id, n, questions)
+                 WHERE c.course_id = u.course_id AND c.lesson_number = u.n
+                   AND c.question_number > u.questions"
+            ))
+            .await?;
+        tx.execute(&stmt, &[&trim_ids, &trim_ns, &trim_lengths])
+            .await?;
+    }
+    if !log_ids.is_empty() {
+        // The values the decoded `QuizQuestion`s hold (the payload decoded,
+        // so every field is there), `answer_index` saturated as `int` does.
+        let stmt = tx
+            .prepare_cached(&format!(
+                "INSERT INTO lesson_checks{s} ({LESSON_CHECK_COLUMNS})
+                 SELECT u.course_id, u.n, q.o::int4, q.x->>'question', q.x->'options',
+                        least((q.x->>'answer_index')::int8, 2147483647)::int4, q.x->>'explanation'
+                 FROM unnest($1::uuid[], $2::int4[], $3::int8[]) AS u(course_id, n, from_log)
+                 JOIN events e ON e.global_position = u.from_log
+                 CROSS JOIN LATERAL jsonb_array_elements(e.payload->'quiz') WITH ORDINALITY AS q(x, o)
+                 {UPSERT}"
+            ))
+            .await?;
+        tx.execute(&stmt, &[&log_ids, &log_ns, &log_positions])
+            .await?;
+    }
+    if !ids.is_empty() {
+        let stmt = tx
+            .prepare_cached(&format!(
+                "INSERT INTO lesson_checks{s} ({LESSON_CHECK_COLUMNS})
+                 SELECT * FROM unnest($1::uuid[], $2::int4[], $3::int4[], $4::text[], $5::jsonb[],
+                                      $6::int4[], $7::text[])
+                 {UPSERT}"
+            ))
+            .await?;
+        tx.execute(
+            &stmt,
+            &[&ids, &ns, &qn, &question, &options, &answer, &explanation],
+        )
+        .await?;
+    }
+    Ok(())
+}
