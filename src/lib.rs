@@ -9,6 +9,7 @@
 //! - [`app`]: `coursegen serve`: everything started, stopped cleanly on a signal.
 //! - [`projections`]: read models built from the log: runners (checkpoint, lock, lag), replay.
 //! - [`ingress`]: the HTTP API (`/api/v1`): courses, jobs, health, metrics, OpenAPI.
+//! - [`retry`]: retry delays: one exponential backoff with a cap and jitter for every retrying loop.
 //! - [`config`]: typed settings from the environment and CLI flags.
 //! - [`cli`]: the command-line interface.
 //! - [`bench`]: benchmarks run with `coursegen bench`.
@@ -23,5 +24,6 @@ pub mod domain;
 pub mod ingress;
 pub mod llm;
 pub mod projections;
+pub mod retry;
 pub mod store;
 pub mod telemetry;

@@ -193,6 +193,14 @@ pub enum LlmError {
     Protocol { message: String },
     #[error("the model gave no usable answer after {attempts} attempts: {reason}")]
     InvalidAnswer { attempts: u32, reason: String },
+    #[error("OPENAI_BASE_URL {url:?} is not a URL: {source}")]
+    BaseUrl {
+        url: String,
+        source: <reqwest::Url as std::str::FromStr>::Err,
+    },
+    /// (A message rather than the reqwest error, which is not `Clone`.)
+    #[error("the HTTP client of the LLM cannot be built: {message}")]
+    HttpClient { message: String },
 }
 
 impl LlmError {

@@ -11,8 +11,8 @@ use coursegen::domain::{
 };
 use coursegen::projections::recount::{difference_sql, recounts};
 use coursegen::projections::{
-    self, replay, start_runners_with, wait_for_position, Projection, ProjectionError, Projections,
-    RunnerOptions, RunnerState,
+    self, replay, start_runners_with, wait_for_position, CheckpointState, Projection,
+    ProjectionError, Projections, RunnerOptions, RunnerState,
 };
 use coursegen::store::subscription::Notifier;
 use coursegen::store::{Metadata, NewEvent, Position};
@@ -524,7 +524,7 @@ async fn a_poison_event_stops_only_its_projection_with_a_visible_error() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(cp.state, "failed");
+    assert_eq!(cp.state, CheckpointState::Failed);
     assert!(cp.position >= before && cp.position < poison);
     // No hot retry loop, no silent skip: the row stays put.
     tokio::time::sleep(Duration::from_millis(1000)).await;
