@@ -1,7 +1,7 @@
 //! The runner of one projection: an actor owning a worker task that holds the
 //! projection's lock and applies the log batch by batch.
 //!
-//! What it applies is a [`BatchApplier`]: a read model's tables (written in
+//! What it applies is a `BatchApplier`: a read model's tables (written in
 //! the batch transaction), or a sink outside the database (the AMQP reply
 //! publisher, which publishes each batch and returns once every publish is
 //! confirmed, so the checkpoint only moves past what was delivered).
@@ -17,7 +17,7 @@
 //!   a [`Waiter`], polling as a fallback; when behind, batches are
 //!   [`RunnerOptions::batch_size`] events.
 //! - A lost connection (the database's, or the applier's own) releases the
-//!   lock: the runner reconnects after a [`BatchApplier::reconnect_backoff`]
+//!   lock: the runner reconnects after a `BatchApplier::reconnect_backoff`
 //!   delay and competes for the lock again.
 //! - A poison event stops this projection only: the batch is re-run one event
 //!   at a time to find it, then the checkpoint row gets [`CheckpointState::Failed`],
