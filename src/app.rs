@@ -9,7 +9,7 @@ use actix::prelude::*;
 use clap::Args;
 
 use crate::actors::scheduler::{self, Scheduler, SchedulerSettings};
-use crate::ingress::amqp::{AmqpService, AmqpSettings, AmqpStatus};
+use crate::ingress::amqp::{replies, AmqpService, AmqpSettings, AmqpStatus};
 use crate::ingress::http::{
     self as http_api, ApiState, Auth, ComponentHealth, HealthHooks, HttpSettings,
 };
@@ -143,8 +143,13 @@ impl Application {
         let auth = Auth::new(settings.auth_jwt_secret.as_deref());
         let listener = http_api::bind(settings, &auth)?;
         if self.projections.is_none() {
-            let runners =
+            let mut runners =
                 projections::start_runners(self.store.clone(), self._notifier.clone()).await?;
+            // The reply publisher runs from `build` on (AMQP needs no HTTP),
+            // and is reported and stopped with the read models.
+            if let Some(publisher) = self.amqp.as_ref().and_then(AmqpService::publisher) {
+                runners.add(replies::NAME, publisher);
+            }
             self.projections = Some(Arc::new(runners));
         }
         let mut state = ApiState::new(self.store.clone(), auth);

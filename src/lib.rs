@@ -9,6 +9,7 @@
 //! - [`projections`]: read models built from the log: runners (checkpoint, lock, lag), replay.
 //! - [`ingress`]: how requests arrive and replies leave: the HTTP API (`/api/v1`) and RabbitMQ.
 //! - [`app`]: `coursegen serve`: everything started, stopped cleanly on a signal.
+//! - [`retry`]: retry delays: one exponential backoff with a cap and jitter for every retrying loop.
 //! - [`config`]: typed settings from the environment and CLI flags.
 //! - [`telemetry`]: logging setup (text or JSON lines on stderr).
 //! - [`cli`]: the command-line interface.
@@ -24,5 +25,6 @@ pub mod domain;
 pub mod ingress;
 pub mod llm;
 pub mod projections;
+pub mod retry;
 pub mod store;
 pub mod telemetry;

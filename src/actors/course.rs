@@ -12,6 +12,7 @@ use uuid::Uuid;
 
 use crate::domain::{evolve, Command, Course, CourseFailed, NextStep};
 use crate::llm::LlmClient;
+use crate::retry::Backoff;
 use crate::store::courses::{self, CommandError};
 use crate::store::{EventStore, Metadata, StoreError};
 
@@ -49,8 +50,8 @@ pub struct CourseActor {
     /// A decided-on command not yet appended (an LLM answer kept across a
     /// conflict or a database outage, so its tokens are not paid twice).
     pending: Option<Command>,
-    /// Consecutive database failures, for backoff.
-    failures: u32,
+    /// Delay before retrying after a database failure; reset by a success.
+    backoff: Backoff,
 }
 
 impl CourseActor {
@@ -68,14 +69,8 @@ impl CourseActor {
             finished,
             course: Course::default(),
             pending: None,
-            failures: 0,
+            backoff: Backoff::new(Duration::from_millis(200), Duration::from_secs(10)),
         }
-    }
-
-    fn backoff(&mut self) -> Duration {
-        self.failures += 1;
-        let ms = 100u64.saturating_mul(1 << self.failures.min(8)).min(10_000);
-        Duration::from_millis(ms)
     }
 }
 
@@ -103,12 +98,12 @@ impl Handler<Reload> for CourseActor {
                 .into_actor(self)
                 .map(|loaded, act, ctx| match loaded {
                     Ok((course, _)) => {
-                        act.failures = 0;
+                        act.backoff.reset();
                         act.course = course;
                         ctx.notify(TakeNextStep);
                     }
                     Err(e) => {
-                        let delay = act.backoff();
+                        let delay = act.backoff.next_delay();
                         tracing::warn!(course_id = %act.id, error = %e, ?delay, "could not load course; retrying");
                         ctx.notify_later(Reload, delay);
                     }
@@ -143,7 +138,7 @@ impl Handler<TakeNextStep> for CourseActor {
         AtomicResponse::new(Box::pin(step.into_actor(self).map(
             |outcome, act, ctx| match outcome {
                 StepOutcome::Recorded(course) => {
-                    act.failures = 0;
+                    act.backoff.reset();
                     act.course = course;
                     ctx.notify(TakeNextStep);
                 }
@@ -154,7 +149,7 @@ impl Handler<TakeNextStep> for CourseActor {
                 }
                 StepOutcome::Unavailable(pending) => {
                     act.pending = pending;
-                    let delay = act.backoff();
+                    let delay = act.backoff.next_delay();
                     ctx.notify_later(Reload, delay);
                 }
             },

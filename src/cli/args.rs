@@ -145,7 +145,7 @@ pub enum ProjectionsAction {
     /// stopped at (after the fix for it is deployed) within seconds. To
     /// rebuild it from the log instead, use `coursegen replay`.
     Resume {
-        /// The projection: courses or course_summary.
+        /// The projection: courses, course_summary or amqp_replies.
         name: String,
     },
 }

@@ -16,7 +16,7 @@ use crate::config::DatabaseSettings;
 use crate::database::Database;
 use crate::domain::{course_id, Command, CourseRequest, DomainError, RawCourseRequest};
 use crate::ingress::amqp::{self, client, AmqpError, AmqpSettings};
-use crate::projections::{replay, Projection};
+use crate::projections::{replay, CheckpointState, Projection};
 use crate::store::courses::{self, CommandError, Submitted};
 use crate::store::subscription::Notifier;
 use crate::store::{EventStore, Metadata};
@@ -185,9 +185,10 @@ async fn events(settings: &DatabaseSettings, args: EventsArgs) -> anyhow::Result
 }
 
 async fn replay(settings: &DatabaseSettings, args: ReplayArgs) -> anyhow::Result<ExitCode> {
-    let projections = match &args.projection {
-        Some(name) => vec![Projection::parse(name)?],
-        None => Projection::ALL.to_vec(),
+    let projections = match (&args.projection, args.all) {
+        (Some(name), false) => vec![Projection::parse(name)?],
+        // `--all`, or no projection named (clap refuses both together).
+        _ => Projection::ALL.to_vec(),
     };
     let db = Database::open(settings).await?;
     let reports = replay::replay_all(&db.store, &projections, true)
@@ -219,9 +220,9 @@ async fn projections_command(
                 "{:<16} {:<8} {:>20} {:>11} {:>9}  error",
                 "projection", "state", "checkpoint (tx/pos)", "lag events", "lag s"
             );
-            for p in Projection::ALL {
-                let cp = crate::projections::checkpoint(&db.store, p.name()).await?;
-                let lag = crate::projections::lag(&db.store, p.name()).await?;
+            for name in checkpointed() {
+                let cp = crate::projections::checkpoint(&db.store, name).await?;
+                let lag = crate::projections::lag(&db.store, name).await?;
                 let (state, position, error) = match &cp {
                     Some(c) => (
                         c.state.as_str(),
@@ -233,15 +234,10 @@ async fn projections_command(
                     ),
                     None => ("new", "-".to_owned(), ""),
                 };
-                healthy &= state != "failed";
+                healthy &= cp.as_ref().map(|c| c.state) != Some(CheckpointState::Failed);
                 println!(
                     "{:<16} {:<8} {:>20} {:>11} {:>9.1}  {}",
-                    p.name(),
-                    state,
-                    position,
-                    lag.events,
-                    lag.seconds,
-                    error
+                    name, state, position, lag.events, lag.seconds, error
                 );
             }
             Ok(if healthy {
@@ -251,13 +247,25 @@ async fn projections_command(
             })
         }
         ProjectionsAction::Resume { name } => {
-            let projection = Projection::parse(&name)?;
-            if crate::projections::resume(&db.store, projection).await? {
-                eprintln!("{projection}: resumed; its runner retries the event it stopped at");
+            let Some(name) = checkpointed().find(|n| *n == name) else {
+                let known: Vec<_> = checkpointed().collect();
+                anyhow::bail!("unknown projection {name:?} (known: {})", known.join(", "));
+            };
+            if crate::projections::resume(&db.store, name).await? {
+                eprintln!("{name}: resumed; its runner retries the event it stopped at");
             } else {
-                eprintln!("{projection} has not failed: nothing to resume");
+                eprintln!("{name} has not failed: nothing to resume");
             }
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// The names of every checkpointed runner: the read models, then the AMQP
+/// reply publisher (which has a checkpoint but no tables to replay).
+fn checkpointed() -> impl Iterator<Item = &'static str> {
+    Projection::ALL
+        .into_iter()
+        .map(Projection::name)
+        .chain([crate::ingress::amqp::replies::NAME])
 }

@@ -118,12 +118,13 @@ impl CourseProgress {
             .unwrap_or("");
         match course.status {
             Some(CourseStatus::Ready) => {
-                bar.finish_with_message(format!("READY: {title}"));
-                eprintln!("course {id} is READY: {title}");
+                let ready = CourseStatus::Ready;
+                bar.finish_with_message(format!("{ready}: {title}"));
+                eprintln!("course {id} is {ready}: {title}");
                 return Some(ExitCode::SUCCESS);
             }
             Some(CourseStatus::Failed) => {
-                bar.abandon_with_message("FAILED");
+                bar.abandon_with_message(CourseStatus::Failed.to_string());
                 let failure = course
                     .failure
                     .as_ref()
@@ -134,8 +135,10 @@ impl CourseProgress {
                 }
                 return Some(ExitCode::FAILURE);
             }
-            Some(CourseStatus::Queued) => bar.set_message("QUEUED (waiting for `coursegen serve`)"),
-            _ => bar.set_message(format!("GENERATING {title}")),
+            Some(queued @ CourseStatus::Queued) => {
+                bar.set_message(format!("{queued} (waiting for `coursegen serve`)"));
+            }
+            _ => bar.set_message(format!("{} {title}", CourseStatus::Generating)),
         }
         None
     }
@@ -168,13 +171,14 @@ impl ReplyProgress {
             ReplyStatus::Success => {
                 let title = reply.course_title.unwrap_or_default();
                 let lessons = reply.total_lessons.unwrap_or_default();
-                spinner.finish_with_message(format!("READY: {title} ({lessons} lessons)"));
-                eprintln!("course {id} is READY: {title} ({lessons} lessons)");
+                let ready = CourseStatus::Ready;
+                spinner.finish_with_message(format!("{ready}: {title} ({lessons} lessons)"));
+                eprintln!("course {id} is {ready}: {title} ({lessons} lessons)");
                 Some(ExitCode::SUCCESS)
             }
             ReplyStatus::Error => {
                 let error = reply.error.unwrap_or_default();
-                spinner.abandon_with_message(format!("FAILED: {error}"));
+                spinner.abandon_with_message(format!("{}: {error}", CourseStatus::Failed));
                 eprintln!("course {id} failed: {error}");
                 Some(ExitCode::FAILURE)
             }

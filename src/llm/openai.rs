@@ -13,7 +13,6 @@
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
-use rand::Rng;
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 use reqwest::{StatusCode, Url};
 use serde::de::DeserializeOwned;
@@ -25,6 +24,7 @@ use super::prompts::{self, LessonAnswer, OutlineAnswer, Prompt};
 use super::validate::{self, InvalidAnswer};
 use super::{LlmClient, LlmError, LlmSettingsError};
 use crate::domain::{CourseRequested, LessonGenerated, OutlineGenerated, TokenUsage};
+use crate::retry::Backoff;
 
 /// Times the model is asked again after an answer that fails validation.
 pub const MAX_REASKS: u32 = 2;
@@ -55,16 +55,11 @@ impl Default for RetryPolicy {
 }
 
 impl RetryPolicy {
-    /// Wait before repeat number `retry` (0-based): exponential, capped, with
-    /// jitter (50 to 100 % of it) so that many courses rate-limited together
-    /// do not come back together.
-    pub fn backoff(&self, retry: u32) -> Duration {
-        let exponential = self
-            .base_delay
-            .saturating_mul(2u32.saturating_pow(retry.min(30)));
-        exponential
-            .min(self.max_delay)
-            .mul_f64(rand::thread_rng().gen_range(0.5..=1.0))
+    /// The waits between repeats: exponential, capped, with jitter (50 to
+    /// 100 % of each delay) so that many courses rate-limited together do
+    /// not come back together.
+    pub fn backoff(&self) -> Backoff {
+        Backoff::new(self.base_delay, self.max_delay).with_jitter(0.5..=1.0)
     }
 }
 
@@ -195,6 +190,7 @@ impl OpenAiClient {
     /// One question, repeated on transient failures.
     async fn complete(&self, body: &Value) -> Result<Reply, LlmError> {
         let mut retries = 0;
+        let mut backoff = self.retry.backoff();
         loop {
             let (transient, retry_after) = match self.send(body).await {
                 Ok(reply) => return Ok(reply),
@@ -204,9 +200,12 @@ impl OpenAiClient {
             if retries >= self.retry.max_retries {
                 return Err(transient.to_error(retries + 1, self.timeout));
             }
+            // Drawn even when the server says when to come back, so the
+            // delays after it keep growing with the number of repeats.
+            let computed = backoff.next_delay();
             let delay = retry_after
                 .filter(|d| *d <= MAX_RETRY_AFTER)
-                .unwrap_or_else(|| self.retry.backoff(retries));
+                .unwrap_or(computed);
             warn!(
                 error = %transient.to_error(retries + 1, self.timeout),
                 delay_ms = delay.as_millis() as u64,
@@ -593,10 +592,11 @@ mod tests {
             base_delay: Duration::from_millis(100),
             max_delay: Duration::from_millis(1000),
         };
+        let mut backoff = policy.backoff();
         for retry in 0..8 {
             let full =
                 (Duration::from_millis(100) * 2u32.pow(retry)).min(Duration::from_millis(1000));
-            let d = policy.backoff(retry);
+            let d = backoff.next_delay();
             assert!(
                 d >= full / 2 && d <= full,
                 "retry {retry}: {d:?} vs {full:?}"

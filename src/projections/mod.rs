@@ -4,6 +4,9 @@
 //! - [`runner`]: one [`runner::ProjectionRunner`] actor per projection: checkpoint
 //!   advanced in the transaction that applied the batch, one active instance
 //!   across processes (session advisory lock), poison events stop it visibly.
+//!   The same runner drives the AMQP reply publisher, a projection without
+//!   tables (never replayed).
+//! - [`checkpoints`]: each projection's checkpoint row, its state and lag.
 //! - [`replay`]: rebuild from the whole log into fresh tables, swapped in atomically.
 //! - [`recount`]: the same read models computed by plain SQL over `events`
 //!   (the oracle of the tests and the baseline of `coursegen bench replay`).
@@ -13,6 +16,7 @@
 //! [`Projections::status`] for health and metrics, and use
 //! [`wait_for_position`] to read their own writes.
 
+pub mod checkpoints;
 pub mod course_summary;
 pub mod courses;
 pub mod recount;
@@ -23,6 +27,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::Addr;
+use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -30,9 +35,14 @@ use tokio_postgres::error::SqlState;
 use uuid::Uuid;
 
 use crate::domain::CourseEvent;
+use crate::retry::Backoff;
 use crate::store::subscription::Notifier;
 use crate::store::{EventStore, Position, RecordedEvent, StoreError};
 
+pub use checkpoints::{
+    checkpoint, lag, resume, Checkpoint, CheckpointState, Lag, UnknownCheckpointState,
+};
+pub(crate) use runner::BatchApplier;
 pub use runner::{ProjectionRunner, RunnerOptions, RunnerState};
 
 /// Errors of the projection layer.
@@ -180,6 +190,34 @@ impl std::fmt::Display for Projection {
     }
 }
 
+/// A [`Projection`]'s tables as the runner applies them: written in the
+/// batch transaction, so they and the checkpoint move together.
+pub(crate) struct Tables(pub(crate) Projection);
+
+#[async_trait]
+impl BatchApplier for Tables {
+    fn name(&self) -> &'static str {
+        self.0.name()
+    }
+
+    fn lock_key(&self) -> i64 {
+        self.0.runner_lock_key()
+    }
+
+    fn pause_lock_key(&self) -> Option<i64> {
+        Some(self.0.pause_lock_key())
+    }
+
+    async fn apply(
+        &mut self,
+        tx: &deadpool_postgres::Transaction<'_>,
+        events: &[RecordedEvent],
+    ) -> Result<(), ApplyError> {
+        let decoded: Vec<Decoded> = events.iter().map(|e| Decoded::new(self.0, e)).collect();
+        self.0.apply(tx, "", &decoded).await
+    }
+}
+
 fn lock_key(kind: &str, name: &str) -> i64 {
     let digest = Sha256::digest(format!("coursegen:projection:{kind}:{name}").as_bytes());
     i64::from_be_bytes(digest[..8].try_into().expect("8 bytes"))
@@ -211,14 +249,20 @@ impl Decoded {
 }
 
 /// Why a batch was not applied.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub(crate) enum ApplyError {
     /// The event at `position` cannot be applied (undecodable payload, or the
     /// database refused what it implies): retrying will not help.
+    #[error("event {position:?} cannot be applied: {error}")]
     Event { position: Position, error: String },
     /// The connection or server failed (terminated, shut down, out of
     /// resources): retry on a new connection.
-    Connection(tokio_postgres::Error),
+    #[error("database connection: {0}")]
+    Connection(#[source] tokio_postgres::Error),
+    /// What a sink publishes to is unreachable or refused the batch: retry
+    /// on new connections (the checkpoint has not moved).
+    #[error(transparent)]
+    Sink(Box<dyn std::error::Error + Send + Sync>),
 }
 
 impl ApplyError {
@@ -256,102 +300,6 @@ pub(crate) fn is_connection_error(e: &tokio_postgres::Error) -> bool {
     }
 }
 
-/// A projection's checkpoint row.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Checkpoint {
-    pub position: Position,
-    /// `running`, `stopped` or `failed`.
-    pub state: String,
-    pub error: Option<String>,
-    /// The poison event's global position, when failed.
-    pub failed_position: Option<i64>,
-    pub updated_at: DateTime<Utc>,
-}
-
-/// Clears `projection`'s failed state (error and poison event) so that its
-/// runner, which re-reads the row while idle, retries from its checkpoint.
-/// Returns whether it had failed.
-///
-/// # Errors
-/// Database errors.
-pub async fn resume(store: &EventStore, projection: Projection) -> Result<bool, ProjectionError> {
-    let client = store.pool().get().await?;
-    let resumed = client
-        .execute(
-            "UPDATE projection_checkpoints
-             SET state = 'running', error = NULL, failed_transaction_id = NULL,
-                 failed_position = NULL, updated_at = now()
-             WHERE name = $1 AND state = 'failed'",
-            &[&projection.name()],
-        )
-        .await?;
-    Ok(resumed > 0)
-}
-
-/// Reads the checkpoint row of `name` (`None` before its runner first ran).
-///
-/// # Errors
-/// Database errors.
-pub async fn checkpoint(
-    store: &EventStore,
-    name: &str,
-) -> Result<Option<Checkpoint>, ProjectionError> {
-    let client = store.pool().get().await?;
-    let stmt = client
-        .prepare_cached(
-            "SELECT transaction_id, global_position, state, error, failed_position, updated_at
-             FROM projection_checkpoints WHERE name = $1",
-        )
-        .await?;
-    Ok(client
-        .query_opt(&stmt, &[&name])
-        .await?
-        .map(|r| Checkpoint {
-            position: Position {
-                transaction_id: r.get(0),
-                global_position: r.get(1),
-            },
-            state: r.get(2),
-            error: r.get(3),
-            failed_position: r.get(4),
-            updated_at: r.get(5),
-        }))
-}
-
-/// How far a projection is behind the log.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
-pub struct Lag {
-    /// Events readable (past the commit horizon) and not yet applied.
-    pub events: i64,
-    /// Age of the oldest such event, in seconds (0 when none).
-    pub seconds: f64,
-}
-
-/// The lag of projection `name` behind the head of the log (see
-/// [`EventStore::head`]): what health checks and metrics report.
-///
-/// # Errors
-/// Database errors.
-pub async fn lag(store: &EventStore, name: &str) -> Result<Lag, ProjectionError> {
-    let client = store.pool().get().await?;
-    let stmt = client
-        .prepare_cached(
-            "WITH cp AS (
-                 SELECT coalesce(max(transaction_id), 0) AS tx, coalesce(max(global_position), 0) AS pos
-                 FROM projection_checkpoints WHERE name = $1)
-             SELECT count(*), coalesce(extract(epoch FROM now() - min(e.recorded_at))::float8, 0)
-             FROM events e, cp
-             WHERE (e.transaction_id, e.global_position) > (cp.tx::text::xid8, cp.pos)
-               AND e.transaction_id < pg_snapshot_xmin(pg_current_snapshot())",
-        )
-        .await?;
-    let row = client.query_one(&stmt, &[&name]).await?;
-    Ok(Lag {
-        events: row.get(0),
-        seconds: row.get::<_, f64>(1).max(0.0),
-    })
-}
-
 /// Waits until projection `projection` has applied every event up to
 /// `position` (for read-your-writes after an append, and tests).
 ///
@@ -366,11 +314,11 @@ pub async fn wait_for_position(
 ) -> Result<(), ProjectionError> {
     Projection::parse(projection)?;
     let deadline = Instant::now() + timeout;
-    let mut pause = Duration::from_millis(2);
+    let mut pause = Backoff::new(Duration::from_millis(2), Duration::from_millis(50));
     loop {
         let reached = match checkpoint(store, projection).await? {
             Some(cp) if cp.position >= position => return Ok(()),
-            Some(cp) if cp.state == "failed" => {
+            Some(cp) if cp.state == CheckpointState::Failed => {
                 return Err(ProjectionError::Failed {
                     name: projection.to_owned(),
                     position: cp.failed_position.unwrap_or_default(),
@@ -388,8 +336,12 @@ pub async fn wait_for_position(
                 timeout,
             });
         }
-        tokio::time::sleep(pause.min(deadline.saturating_duration_since(Instant::now()))).await;
-        pause = (pause * 2).min(Duration::from_millis(50));
+        tokio::time::sleep(
+            pause
+                .next_delay()
+                .min(deadline.saturating_duration_since(Instant::now())),
+        )
+        .await;
     }
 }
 
@@ -410,7 +362,8 @@ pub struct ProjectionStatus {
 /// The running projection runners of this process.
 pub struct Projections {
     store: EventStore,
-    runners: Vec<(Projection, Addr<ProjectionRunner>)>,
+    /// Each runner with the name of its checkpoint row.
+    runners: Vec<(&'static str, Addr<ProjectionRunner>)>,
 }
 
 /// Starts one runner actor per projection (each active or standing by,
@@ -422,7 +375,7 @@ pub struct Projections {
 pub async fn start_runners(
     store: EventStore,
     notifier: Arc<Notifier>,
-) -> anyhow::Result<Projections> {
+) -> Result<Projections, ProjectionError> {
     start_runners_with(store, notifier, RunnerOptions::default()).await
 }
 
@@ -434,7 +387,7 @@ pub async fn start_runners_with(
     store: EventStore,
     notifier: Arc<Notifier>,
     options: RunnerOptions,
-) -> anyhow::Result<Projections> {
+) -> Result<Projections, ProjectionError> {
     use actix::Actor;
     let client = store.pool().get().await?;
     for p in Projection::ALL {
@@ -449,27 +402,40 @@ pub async fn start_runners_with(
     let runners = Projection::ALL
         .into_iter()
         .map(|p| {
-            let runner = ProjectionRunner::new(p, store.clone(), notifier.clone(), options);
-            (p, runner.start())
+            let runner = ProjectionRunner::new(
+                Box::new(Tables(p)),
+                store.clone(),
+                notifier.wakeups(),
+                options,
+            );
+            (p.name(), runner.start())
         })
         .collect();
     Ok(Projections { store, runners })
 }
 
 impl Projections {
+    /// Adds a runner started elsewhere (the AMQP reply publisher's), so that
+    /// its state and lag are reported and it is stopped with the others.
+    pub fn add(&mut self, name: &'static str, runner: Addr<ProjectionRunner>) {
+        self.runners.push((name, runner));
+    }
+
     /// State, checkpoint and lag of every projection.
     pub async fn status(&self) -> Vec<ProjectionStatus> {
         let mut out = Vec::with_capacity(self.runners.len());
-        for (p, addr) in &self.runners {
+        for (name, addr) in &self.runners {
             let state = addr
                 .send(runner::GetRunnerState)
                 .await
                 .unwrap_or(RunnerState::Stopped);
-            let cp = checkpoint(&self.store, p.name()).await.ok().flatten();
-            let lag = lag(&self.store, p.name()).await.unwrap_or_default();
-            let failed = cp.as_ref().is_some_and(|c| c.state == "failed");
+            let cp = checkpoint(&self.store, name).await.ok().flatten();
+            let lag = lag(&self.store, name).await.unwrap_or_default();
+            let failed = cp
+                .as_ref()
+                .is_some_and(|c| c.state == CheckpointState::Failed);
             out.push(ProjectionStatus {
-                name: p.name().to_owned(),
+                name: (*name).to_owned(),
                 state: if failed { RunnerState::Failed } else { state },
                 checkpoint: cp.as_ref().map(|c| c.position).unwrap_or_default(),
                 lag_events: lag.events,
@@ -484,7 +450,7 @@ impl Projections {
     pub fn runner(&self, projection: Projection) -> Option<&Addr<ProjectionRunner>> {
         self.runners
             .iter()
-            .find(|(p, _)| *p == projection)
+            .find(|(name, _)| *name == projection.name())
             .map(|(_, a)| a)
     }
 

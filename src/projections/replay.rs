@@ -18,7 +18,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use tokio::sync::mpsc;
 
 use super::runner::dedicated_connection;
-use super::{ApplyError, Decoded, Projection, ProjectionError};
+use super::{ApplyError, CheckpointState, Decoded, Projection, ProjectionError};
 use crate::store::{read_all_after_with, EventStore, Position, RecordedEvent};
 
 /// Suffix of the tables a replay builds.
@@ -181,6 +181,12 @@ fn analyze_sql(projection: Projection) -> String {
 fn failed(projection: Projection, e: ApplyError) -> ProjectionError {
     match e {
         ApplyError::Connection(e) => ProjectionError::Database(e),
+        // Table projections write only to the database.
+        ApplyError::Sink(e) => ProjectionError::ReplayFailed {
+            name: projection.name().to_owned(),
+            position: 0,
+            error: e.to_string(),
+        },
         ApplyError::Event { position, error } => ProjectionError::ReplayFailed {
             name: projection.name().to_owned(),
             position: position.global_position,
@@ -331,15 +337,16 @@ async fn swap(
     t.batch_execute(&projection.create_views_sql()).await?;
     t.execute(
         "INSERT INTO projection_checkpoints (name, transaction_id, global_position, state, updated_at)
-         VALUES ($1, $2, $3, 'running', now())
+         VALUES ($1, $2, $3, $4, now())
          ON CONFLICT (name) DO UPDATE
          SET transaction_id = EXCLUDED.transaction_id, global_position = EXCLUDED.global_position,
-             state = 'running', error = NULL, failed_transaction_id = NULL, failed_position = NULL,
-             updated_at = now()",
+             state = EXCLUDED.state, error = NULL, failed_transaction_id = NULL,
+             failed_position = NULL, updated_at = now()",
         &[
             &projection.name(),
             &position.transaction_id,
             &position.global_position,
+            &CheckpointState::Running,
         ],
     )
     .await?;

@@ -1,6 +1,11 @@
 //! The runner of one projection: an actor owning a worker task that holds the
 //! projection's lock and applies the log batch by batch.
 //!
+//! What it applies is a `BatchApplier`: a read model's tables (written in
+//! the batch transaction), or a sink outside the database (the AMQP reply
+//! publisher, which publishes each batch and returns once every publish is
+//! confirmed, so the checkpoint only moves past what was delivered).
+//!
 //! - Exactly one active runner per projection across processes: the worker
 //!   takes a session advisory lock on a dedicated connection (not the pool);
 //!   a standby retries every [`RunnerOptions::lock_retry`] and takes over
@@ -8,10 +13,14 @@
 //! - Each batch is one transaction on that connection: read the checkpoint,
 //!   read the events after it ([`read_all_after_with`]), apply them, advance
 //!   the checkpoint, commit. A crash at any point rolls the whole batch back.
-//! - Woken by the [`Notifier`], polling as a fallback; when behind, batches
-//!   are [`RunnerOptions::batch_size`] events.
+//! - Woken by the [`Notifier`](crate::store::subscription::Notifier) through
+//!   a [`Waiter`], polling as a fallback; when behind, batches are
+//!   [`RunnerOptions::batch_size`] events.
+//! - A lost connection (the database's, or the applier's own) releases the
+//!   lock: the runner reconnects after a `BatchApplier::reconnect_backoff`
+//!   delay and competes for the lock again.
 //! - A poison event stops this projection only: the batch is re-run one event
-//!   at a time to find it, then the checkpoint row gets `state = 'failed'`,
+//!   at a time to find it, then the checkpoint row gets [`CheckpointState::Failed`],
 //!   the error and the event's position, and the runner idles (re-checking
 //!   the row now and then, so an operator's reset or a replay resumes it).
 //! - Each batch takes the projection's pause lock shared: a replay takes it
@@ -24,14 +33,16 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use actix::{Actor, ActorContext, Context, Handler, Message, MessageResult};
-use deadpool_postgres::ClientWrapper;
+use async_trait::async_trait;
+use deadpool_postgres::{ClientWrapper, Transaction};
 use serde::Serialize;
 use tokio::sync::watch;
 use tokio_postgres::NoTls;
 
-use super::{ApplyError, Decoded, Projection};
-use crate::store::subscription::Notifier;
-use crate::store::{read_all_after_with, EventStore, Position};
+use super::{ApplyError, CheckpointState};
+use crate::retry::Backoff;
+use crate::store::subscription::Waiter;
+use crate::store::{read_all_after_with, EventStore, Position, RecordedEvent};
 
 /// How a runner reads and waits.
 #[derive(Debug, Clone, Copy)]
@@ -75,6 +86,56 @@ pub enum RunnerState {
     Stopped,
 }
 
+/// What a runner keeps up to date with the log, one batch at a time.
+///
+/// The runner owns the lock, the checkpoint and the waiting; an applier
+/// only says what a batch of events does.
+#[async_trait]
+pub(crate) trait BatchApplier: Send + Sync + 'static {
+    /// The name of its checkpoint row (and of its logs and status).
+    fn name(&self) -> &'static str;
+
+    /// Key of the session advisory lock the active runner holds.
+    fn lock_key(&self) -> i64;
+
+    /// Key of the lock a replay takes exclusively to pause the runner (taken
+    /// shared per batch); `None` for what is never replayed.
+    fn pause_lock_key(&self) -> Option<i64> {
+        None
+    }
+
+    /// The delays between reconnects after a lost connection (reset once
+    /// the runner is running again).
+    fn reconnect_backoff(&self) -> Backoff {
+        Backoff::new(Duration::from_millis(50), Duration::from_secs(1))
+    }
+
+    /// Opens what applying needs besides the database, once the lock is
+    /// held. An error counts as a lost connection.
+    async fn open(&mut self) -> Result<(), ApplyError> {
+        Ok(())
+    }
+
+    /// Whether what [`Self::open`] opened still works; asked before each batch.
+    fn check(&self) -> Result<(), ApplyError> {
+        Ok(())
+    }
+
+    /// Applies `events` (in log order, at least one) inside `tx`, which the
+    /// runner then uses to advance the checkpoint and commits.
+    async fn apply(
+        &mut self,
+        tx: &Transaction<'_>,
+        events: &[RecordedEvent],
+    ) -> Result<(), ApplyError>;
+
+    /// Told of each change of the runner's state.
+    fn state_changed(&self, _state: RunnerState) {}
+
+    /// Told of each lost connection, before the runner reconnects.
+    fn connection_lost(&mut self, _error: &str) {}
+}
+
 /// Asks a runner for its [`RunnerState`].
 #[derive(Debug, Message)]
 #[rtype(result = "RunnerState")]
@@ -87,26 +148,29 @@ pub struct StopRunner;
 
 /// The actor of one projection's runner.
 pub struct ProjectionRunner {
-    projection: Projection,
+    /// Moved into the worker when the actor starts.
+    applier: Option<Box<dyn BatchApplier>>,
     store: EventStore,
-    notifier: Arc<Notifier>,
+    wakeups: watch::Receiver<u64>,
     options: RunnerOptions,
     state: Arc<Mutex<RunnerState>>,
     worker: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl ProjectionRunner {
-    /// A runner of `projection`; it starts working when the actor starts.
-    pub fn new(
-        projection: Projection,
+    /// A runner of `applier`, woken by `wakeups` (a
+    /// [`Notifier`](crate::store::subscription::Notifier)'s); it starts
+    /// working when the actor starts.
+    pub(crate) fn new(
+        applier: Box<dyn BatchApplier>,
         store: EventStore,
-        notifier: Arc<Notifier>,
+        wakeups: watch::Receiver<u64>,
         options: RunnerOptions,
     ) -> Self {
         Self {
-            projection,
+            applier: Some(applier),
             store,
-            notifier,
+            wakeups,
             options,
             state: Arc::new(Mutex::new(RunnerState::Starting)),
             worker: None,
@@ -118,10 +182,18 @@ impl Actor for ProjectionRunner {
     type Context = Context<Self>;
 
     fn started(&mut self, _ctx: &mut Context<Self>) {
+        let Some(applier) = self.applier.take() else {
+            return;
+        };
         let worker = Worker {
-            projection: self.projection,
+            backoff: applier.reconnect_backoff(),
+            applier,
             store: self.store.clone(),
-            wakeups: self.notifier.wakeups(),
+            waiter: Waiter::new(
+                self.wakeups.clone(),
+                self.options.poll_interval,
+                Duration::from_millis(2),
+            ),
             options: self.options,
             state: self.state.clone(),
         };
@@ -193,7 +265,7 @@ enum BatchOutcome {
     Empty,
     /// A replay holds the pause lock.
     Paused,
-    /// The checkpoint row says failed: idle.
+    /// The checkpoint row is not running (failed, or stopped by hand): idle.
     Failed,
 }
 
@@ -216,53 +288,63 @@ impl From<tokio_postgres::Error> for BatchError {
 }
 
 struct Worker {
-    projection: Projection,
+    applier: Box<dyn BatchApplier>,
     store: EventStore,
-    wakeups: watch::Receiver<u64>,
+    waiter: Waiter,
     options: RunnerOptions,
     state: Arc<Mutex<RunnerState>>,
+    /// Delays between reconnects; reset once running.
+    backoff: Backoff,
 }
 
 impl Worker {
     fn set(&self, state: RunnerState) {
         let mut s = self.state.lock().expect("state lock");
         if *s != state {
-            tracing::info!(projection = %self.projection, ?state, "projection runner");
+            tracing::info!(
+                projection = self.applier.name(),
+                ?state,
+                "projection runner"
+            );
             *s = state;
+            drop(s);
+            self.applier.state_changed(state);
         }
     }
 
     async fn run(mut self) {
-        let name = format!("coursegen-projection-{}", self.projection);
+        let name = format!("coursegen-projection-{}", self.applier.name());
         loop {
             self.set(RunnerState::Starting);
-            let mut conn = match dedicated_connection(&self.store, &name).await {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::warn!(projection = %self.projection, error = %e, "cannot connect");
-                    tokio::time::sleep(self.options.lock_retry).await;
-                    continue;
-                }
-            };
-            match self.acquire(&conn).await {
-                Ok(()) => {}
-                Err(e) => {
-                    tracing::warn!(projection = %self.projection, error = %e, "lost connection while standing by");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            }
-            self.set(RunnerState::Running);
-            let e = self.work(&mut conn).await;
-            tracing::warn!(projection = %self.projection, error = %e, "projection connection lost; reconnecting");
-            drop(conn);
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            let error = self.session(&name).await;
+            tracing::warn!(projection = self.applier.name(), %error,
+                "projection connection lost; reconnecting");
+            self.applier.connection_lost(&error);
+            tokio::time::sleep(self.backoff.next_delay()).await;
         }
+    }
+
+    /// Connects, takes the lock (standing by until then), opens the applier
+    /// and applies batches until a connection fails; returns why.
+    async fn session(&mut self, application_name: &str) -> String {
+        let mut conn = match dedicated_connection(&self.store, application_name).await {
+            Ok(c) => c,
+            Err(e) => return format!("cannot connect: {e}"),
+        };
+        if let Err(e) = self.acquire(&conn).await {
+            return format!("lost the connection while standing by: {e}");
+        }
+        if let Err(e) = self.applier.open().await {
+            return e.to_string();
+        }
+        self.set(RunnerState::Running);
+        self.backoff.reset();
+        self.work(&mut conn).await
     }
 
     /// Waits until this worker holds the projection's session lock.
     async fn acquire(&self, conn: &ClientWrapper) -> Result<(), tokio_postgres::Error> {
-        let key = self.projection.runner_lock_key();
+        let key = self.applier.lock_key();
         loop {
             let got: bool = conn
                 .query_one("SELECT pg_try_advisory_lock($1)", &[&key])
@@ -271,7 +353,7 @@ impl Worker {
             if got {
                 conn.execute(
                     "INSERT INTO projection_checkpoints (name) VALUES ($1) ON CONFLICT (name) DO NOTHING",
-                    &[&self.projection.name()],
+                    &[&self.applier.name()],
                 )
                 .await?;
                 return Ok(());
@@ -281,13 +363,15 @@ impl Worker {
         }
     }
 
-    /// Applies batches until the connection fails.
+    /// Applies batches until a connection fails.
     async fn work(&mut self, conn: &mut ClientWrapper) -> String {
         // After a failing batch: one event per batch up to its end, to find the poison.
         let mut single_step_until: Option<Position> = None;
-        let mut retry_soon: Option<Duration> = None;
         loop {
-            self.wakeups.borrow_and_update();
+            if let Err(e) = self.applier.check() {
+                return e.to_string();
+            }
+            self.waiter.reading();
             let limit = if single_step_until.is_some() {
                 1
             } else {
@@ -299,27 +383,13 @@ impl Worker {
                     if single_step_until.is_some_and(|until| last >= until) {
                         single_step_until = None;
                     }
-                    retry_soon = None;
-                    tracing::trace!(projection = %self.projection, count, ?last, "applied");
+                    self.waiter.found();
+                    tracing::trace!(projection = self.applier.name(), count, ?last, "applied");
                 }
                 Ok(BatchOutcome::Empty) => {
                     self.set(RunnerState::Running);
                     single_step_until = None;
-                    let wait = retry_soon.unwrap_or(self.options.poll_interval);
-                    let woken = tokio::select! {
-                        changed = self.wakeups.changed() => match changed {
-                            Ok(()) => true,
-                            Err(_) => { tokio::time::sleep(wait).await; false }
-                        },
-                        () = tokio::time::sleep(wait) => false,
-                    };
-                    // A wake-up whose transaction is not past the read horizon
-                    // yet: look again soon rather than after a full poll.
-                    retry_soon = match (woken, retry_soon) {
-                        (true, _) => Some(Duration::from_millis(2)),
-                        (false, Some(d)) if d < self.options.poll_interval => Some(d * 2),
-                        _ => None,
-                    };
+                    self.waiter.wait().await;
                 }
                 Ok(BatchOutcome::Paused) => {
                     self.set(RunnerState::Paused);
@@ -338,12 +408,12 @@ impl Worker {
                     last,
                 }) => {
                     if batch_len > 1 {
-                        tracing::warn!(projection = %self.projection, ?position, %error,
+                        tracing::warn!(projection = self.applier.name(), ?position, %error,
                             "batch failed; retrying one event at a time");
                         single_step_until = Some(last);
                         continue;
                     }
-                    tracing::error!(projection = %self.projection, ?position, %error,
+                    tracing::error!(projection = self.applier.name(), ?position, %error,
                         "poison event: projection stopped");
                     if let Err(e) = self.record_failure(conn, position, &error).await {
                         return e.to_string();
@@ -357,22 +427,21 @@ impl Worker {
 
     /// One transaction: checkpoint, events, apply, checkpoint.
     async fn batch(
-        &self,
+        &mut self,
         conn: &mut ClientWrapper,
         limit: i64,
     ) -> Result<BatchOutcome, BatchError> {
-        let name = self.projection.name();
+        let name = self.applier.name();
         let tx = conn.transaction().await?;
-        let free: bool = tx
-            .query_one(
-                "SELECT pg_try_advisory_xact_lock_shared($1)",
-                &[&self.projection.pause_lock_key()],
-            )
-            .await?
-            .get(0);
-        if !free {
-            tx.rollback().await?;
-            return Ok(BatchOutcome::Paused);
+        if let Some(key) = self.applier.pause_lock_key() {
+            let free: bool = tx
+                .query_one("SELECT pg_try_advisory_xact_lock_shared($1)", &[&key])
+                .await?
+                .get(0);
+            if !free {
+                tx.rollback().await?;
+                return Ok(BatchOutcome::Paused);
+            }
         }
         let stmt = tx
             .prepare_cached(
@@ -380,7 +449,7 @@ impl Worker {
             )
             .await?;
         let row = tx.query_one(&stmt, &[&name]).await?;
-        if row.get::<_, String>(2) != "running" {
+        if row.get::<_, CheckpointState>(2) != CheckpointState::Running {
             tx.rollback().await?;
             return Ok(BatchOutcome::Failed);
         }
@@ -391,27 +460,22 @@ impl Worker {
         let events = read_all_after_with(&tx, checkpoint, limit)
             .await
             .map_err(|e| BatchError::Connection(e.to_string()))?;
-        let Some(last) = events.last().map(|e| e.position()) else {
+        let Some(last) = events.last().map(RecordedEvent::position) else {
             tx.rollback().await?;
             return Ok(BatchOutcome::Empty);
         };
-        let decoded: Vec<Decoded> = events
-            .iter()
-            .map(|e| Decoded::new(self.projection, e))
-            .collect();
-        drop(events);
-        if let Err(e) = self.projection.apply(&tx, "", &decoded).await {
+        if let Err(e) = self.applier.apply(&tx, &events).await {
             return Err(match e {
-                ApplyError::Connection(e) => BatchError::Connection(e.to_string()),
                 ApplyError::Event { position, error } => {
                     let _ = tx.rollback().await;
                     BatchError::Event {
                         position,
                         error,
-                        batch_len: decoded.len(),
+                        batch_len: events.len(),
                         last,
                     }
                 }
+                other => BatchError::Connection(other.to_string()),
             });
         }
         let stmt = tx
@@ -425,7 +489,7 @@ impl Worker {
             .await?;
         tx.commit().await?;
         Ok(BatchOutcome::Applied {
-            count: decoded.len(),
+            count: events.len(),
             last,
         })
     }
@@ -438,14 +502,15 @@ impl Worker {
     ) -> Result<(), tokio_postgres::Error> {
         conn.execute(
             "UPDATE projection_checkpoints
-             SET state = 'failed', error = $2, failed_transaction_id = $3, failed_position = $4,
+             SET state = $5, error = $2, failed_transaction_id = $3, failed_position = $4,
                  updated_at = now()
              WHERE name = $1",
             &[
-                &self.projection.name(),
+                &self.applier.name(),
                 &error,
                 &position.transaction_id,
                 &position.global_position,
+                &CheckpointState::Failed,
             ],
         )
         .await?;

@@ -72,6 +72,10 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "projections/0005_courses_list_indexes.sql",
         sql: include_str!("../../projections/0005_courses_list_indexes.sql"),
     },
+    Migration {
+        name: "projections/0006_amqp_replies_checkpoint.sql",
+        sql: include_str!("../../projections/0006_amqp_replies_checkpoint.sql"),
+    },
 ];
 
 /// Arbitrary key of the migration advisory lock.

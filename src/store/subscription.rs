@@ -13,6 +13,7 @@ use tokio::sync::watch;
 use tokio_postgres::{AsyncMessage, NoTls};
 
 use super::{EventStore, Position, RecordedEvent, StoreError, NOTIFY_CHANNEL};
+use crate::retry::Backoff;
 
 /// A handle on the LISTEN connection; clone the receivers it hands out.
 /// Dropping the last `Notifier` stops the listener task.
@@ -43,17 +44,16 @@ impl Notifier {
 }
 
 async fn listen_forever(config: tokio_postgres::Config, tx: watch::Sender<u64>) {
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
     loop {
-        match listen_once(&config, &tx).await {
+        match listen_once(&config, &tx, &mut backoff).await {
             Ok(()) => tracing::warn!("LISTEN connection closed; reconnecting"),
             Err(e) => tracing::warn!(error = %e, "LISTEN connection failed; reconnecting"),
         }
         if tx.is_closed() {
             return;
         }
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(5));
+        tokio::time::sleep(backoff.next_delay()).await;
         // Notifications sent while disconnected are gone: wake everyone once.
         tx.send_modify(|n| *n += 1);
     }
@@ -62,6 +62,7 @@ async fn listen_forever(config: tokio_postgres::Config, tx: watch::Sender<u64>) 
 async fn listen_once(
     config: &tokio_postgres::Config,
     tx: &watch::Sender<u64>,
+    backoff: &mut Backoff,
 ) -> Result<(), tokio_postgres::Error> {
     let (client, mut connection) = config.connect(NoTls).await?;
     let (done_tx, mut done_rx) = tokio::sync::oneshot::channel();
@@ -84,10 +85,75 @@ async fn listen_once(
         .batch_execute(&format!("LISTEN {NOTIFY_CHANNEL}"))
         .await?;
     tracing::debug!("listening for appended events");
+    // Listening again: a later loss reconnects quickly, however many
+    // attempts this connection took.
+    backoff.reset();
     let result = (&mut done_rx).await.unwrap_or(Ok(()));
     pump.abort();
     drop(client);
     result
+}
+
+/// "Wait for a wake-up, or poll": how every reader of the log waits when
+/// it found nothing new.
+///
+/// A wake-up may come before its event is readable (its transaction is
+/// not past the read horizon yet, or a slower one holds the horizon back):
+/// after a wake-up the waiter looks again soon (`first_retry`, doubling up
+/// to the poll interval) rather than waiting a full poll interval.
+#[derive(Debug)]
+pub struct Waiter {
+    wakeups: watch::Receiver<u64>,
+    poll_interval: Duration,
+    first_retry: Duration,
+    retry_soon: Option<Duration>,
+}
+
+impl Waiter {
+    /// Woken by `wakeups` (a [`Notifier`]'s), polling every `poll_interval`.
+    pub fn new(
+        wakeups: watch::Receiver<u64>,
+        poll_interval: Duration,
+        first_retry: Duration,
+    ) -> Self {
+        Self {
+            wakeups,
+            poll_interval,
+            first_retry,
+            retry_soon: None,
+        }
+    }
+
+    /// Call before each read: the wake-ups so far are answered by it.
+    pub fn reading(&mut self) {
+        self.wakeups.borrow_and_update();
+    }
+
+    /// The read found events: the next empty one waits a full interval again.
+    pub fn found(&mut self) {
+        self.retry_soon = None;
+    }
+
+    /// The read found nothing: waits for a wake-up or the current interval,
+    /// whichever comes first. With the notifier gone it keeps polling.
+    pub async fn wait(&mut self) {
+        let wait = self.retry_soon.unwrap_or(self.poll_interval);
+        let woken = tokio::select! {
+            changed = self.wakeups.changed() => match changed {
+                Ok(()) => true,
+                Err(_) => {
+                    tokio::time::sleep(wait).await;
+                    false
+                }
+            },
+            () = tokio::time::sleep(wait) => false,
+        };
+        self.retry_soon = match (woken, self.retry_soon) {
+            (true, _) => Some(self.first_retry),
+            (false, Some(d)) if d < self.poll_interval => Some(d * 2),
+            _ => None,
+        };
+    }
 }
 
 /// How a [`Subscription`] reads.
@@ -112,11 +178,8 @@ impl Default for SubscriptionOptions {
 pub struct Subscription {
     store: EventStore,
     position: Position,
-    wakeups: watch::Receiver<u64>,
+    waiter: Waiter,
     options: SubscriptionOptions,
-    /// After a wake-up found nothing (its transaction is not past the read
-    /// horizon yet), look again soon rather than after a full poll interval.
-    retry_soon: Option<Duration>,
 }
 
 impl Subscription {
@@ -130,9 +193,12 @@ impl Subscription {
         Self {
             store,
             position,
-            wakeups: notifier.wakeups(),
+            waiter: Waiter::new(
+                notifier.wakeups(),
+                options.poll_interval,
+                Duration::from_millis(5),
+            ),
             options,
-            retry_soon: None,
         }
     }
 
@@ -147,33 +213,94 @@ impl Subscription {
     /// Database errors; the subscription stays usable and resumes at the same position.
     pub async fn next_batch(&mut self) -> Result<Vec<RecordedEvent>, StoreError> {
         loop {
-            self.wakeups.borrow_and_update();
+            self.waiter.reading();
             let events = self
                 .store
                 .read_all_after(self.position, self.options.batch_size)
                 .await?;
             if let Some(last) = events.last() {
                 self.position = last.position();
-                self.retry_soon = None;
+                self.waiter.found();
                 return Ok(events);
             }
-            let wait = self.retry_soon.unwrap_or(self.options.poll_interval);
-            let woken = tokio::select! {
-                changed = self.wakeups.changed() => match changed {
-                    Ok(()) => true,
-                    // Listener gone: plain polling.
-                    Err(_) => {
-                        tokio::time::sleep(wait).await;
-                        false
-                    }
-                },
-                () = tokio::time::sleep(wait) => false,
-            };
-            self.retry_soon = match (woken, self.retry_soon) {
-                (true, _) => Some(Duration::from_millis(5)),
-                (false, Some(d)) if d < self.options.poll_interval => Some(d * 2),
-                _ => None,
-            };
+            self.waiter.wait().await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    /// How long `waiter.wait()` took, on the paused clock.
+    async fn timed(waiter: &mut Waiter) -> Duration {
+        let started = tokio::time::Instant::now();
+        waiter.wait().await;
+        started.elapsed()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn without_wake_ups_it_polls() {
+        let (_tx, rx) = watch::channel(0u64);
+        let mut waiter = Waiter::new(rx, 500 * MS, 5 * MS);
+        waiter.reading();
+        assert_eq!(timed(&mut waiter).await, 500 * MS);
+        assert_eq!(timed(&mut waiter).await, 500 * MS);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_wake_up_ends_the_wait_then_it_looks_again_soon_up_to_the_poll_interval() {
+        let (tx, rx) = watch::channel(0u64);
+        let mut waiter = Waiter::new(rx, 40 * MS, 5 * MS);
+        waiter.reading();
+        let wake = tokio::spawn(async move {
+            tokio::time::sleep(10 * MS).await;
+            tx.send_modify(|n| *n += 1);
+            tx
+        });
+        assert_eq!(timed(&mut waiter).await, 10 * MS);
+        let _tx = wake.await.unwrap();
+        // The read after the wake-up found nothing: 5, 10, 20, 40 ms, then polling.
+        let waits = [
+            timed(&mut waiter).await,
+            timed(&mut waiter).await,
+            timed(&mut waiter).await,
+            timed(&mut waiter).await,
+            timed(&mut waiter).await,
+        ];
+        assert_eq!(waits, [5, 10, 20, 40, 40].map(|ms| ms * MS));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn found_events_end_the_quick_retries() {
+        let (tx, rx) = watch::channel(0u64);
+        let mut waiter = Waiter::new(rx, 40 * MS, 5 * MS);
+        waiter.reading();
+        tx.send_modify(|n| *n += 1);
+        assert_eq!(timed(&mut waiter).await, Duration::ZERO);
+        waiter.found();
+        waiter.reading();
+        assert_eq!(timed(&mut waiter).await, 40 * MS);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_wake_up_before_the_read_is_answered_by_it() {
+        let (tx, rx) = watch::channel(0u64);
+        let mut waiter = Waiter::new(rx, 40 * MS, 5 * MS);
+        tx.send_modify(|n| *n += 1);
+        waiter.reading();
+        assert_eq!(timed(&mut waiter).await, 40 * MS);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn with_the_notifier_gone_it_keeps_polling() {
+        let (tx, rx) = watch::channel(0u64);
+        let mut waiter = Waiter::new(rx, 40 * MS, 5 * MS);
+        drop(tx);
+        waiter.reading();
+        assert_eq!(timed(&mut waiter).await, 40 * MS);
+        assert_eq!(timed(&mut waiter).await, 40 * MS);
     }
 }

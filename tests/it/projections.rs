@@ -11,8 +11,8 @@ use coursegen::domain::{
 };
 use coursegen::projections::recount::{difference_sql, recounts};
 use coursegen::projections::{
-    self, replay, start_runners_with, wait_for_position, Projection, ProjectionError, Projections,
-    RunnerOptions, RunnerState,
+    self, replay, start_runners_with, wait_for_position, CheckpointState, Projection,
+    ProjectionError, Projections, RunnerOptions, RunnerState,
 };
 use coursegen::store::subscription::Notifier;
 use coursegen::store::{Metadata, NewEvent, Position};
@@ -533,7 +533,7 @@ async fn a_poison_event_stops_only_its_projection_with_a_visible_error() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(cp.state, "failed");
+    assert_eq!(cp.state, CheckpointState::Failed);
     assert!(cp.position >= before && cp.position < poison);
     // No hot retry loop, no silent skip: the row stays put, also once more
     // events arrived (a wake-up for every runner) and the failed runner
@@ -825,7 +825,7 @@ async fn a_failed_projection_resumes_from_its_checkpoint() {
         "{err}"
     );
     // Resuming without removing the cause fails again, at the same event.
-    assert!(projections::resume(&db.store, Projection::Courses)
+    assert!(projections::resume(&db.store, Projection::Courses.name())
         .await
         .unwrap());
     assert!(matches!(
@@ -837,14 +837,14 @@ async fn a_failed_projection_resumes_from_its_checkpoint() {
         .execute("DELETE FROM courses WHERE id = $1", &[&stream])
         .await
         .unwrap();
-    assert!(projections::resume(&db.store, Projection::Courses)
+    assert!(projections::resume(&db.store, Projection::Courses.name())
         .await
         .unwrap());
     let after = write_courses(&db, 2).await;
     wait_all(&db, after).await;
     assert_matches_log(&db).await;
     // Resuming a healthy projection changes nothing.
-    assert!(!projections::resume(&db.store, Projection::Courses)
+    assert!(!projections::resume(&db.store, Projection::Courses.name())
         .await
         .unwrap());
     running.stop().await;

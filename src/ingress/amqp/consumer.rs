@@ -33,9 +33,10 @@ use super::replies::{self, Outgoing, PRODUCER};
 use super::status::{AmqpState, AmqpStatus, Component};
 use super::wire::{self, Refusal, Reply, ReplyStatus};
 use super::{
-    connect, declare_request_topology, declare_response_queue, sleep_or_stop, AmqpError,
-    AmqpSettings, Backoff, ERROR_HEADER,
+    connect, declare_request_topology, declare_response_queue, reconnect_backoff, sleep_or_stop,
+    AmqpError, AmqpSettings, ERROR_HEADER,
 };
+use crate::retry::Backoff;
 use crate::store::courses::{self, CommandError, Submitted};
 use crate::store::{EventStore, Metadata};
 
@@ -49,7 +50,7 @@ pub(crate) async fn run(
     let Some(url) = settings.amqp_url.clone() else {
         return;
     };
-    let mut backoff = Backoff::new();
+    let mut backoff = reconnect_backoff();
     loop {
         match consume(&store, &settings, &url, &status, &mut stop, &mut backoff).await {
             Ok(()) => break,
@@ -159,7 +160,7 @@ impl Handler {
                     ..Metadata::default()
                 };
                 let request_id = request.request_id.to_string();
-                let mut backoff = Backoff::new();
+                let mut backoff = reconnect_backoff();
                 loop {
                     match courses::submit(&self.store, request.clone(), metadata.clone()).await {
                         Ok((id, outcome)) => {

@@ -5,10 +5,11 @@
 //!   cannot accept is dead-lettered to `<queue>.dead` with the reason in the
 //!   `x-coursegen-error` header (and answered with an `error` reply when the
 //!   message's `request_id` can be read).
-//! - [`replies`]: the reply publisher, a projector over the log: `accepted`
-//!   on `CourseRequested`, `success` on `CourseCompleted`, `error` on
-//!   `CourseFailed`, each published with a publisher confirm before its
-//!   checkpoint advances (at-least-once: a crash may repeat, never lose, a reply).
+//! - [`replies`]: the reply publisher, a projection over the log run by the
+//!   projection runner: `accepted` on `CourseRequested`, `success` on
+//!   `CourseCompleted`, `error` on `CourseFailed`, each published with a
+//!   publisher confirm before its checkpoint advances (at-least-once: a
+//!   crash may repeat, never lose, a reply).
 //! - [`client`]: publishing a request and following its replies, as
 //!   `coursegen submit --via amqp [--wait]` does.
 //! - [`status`]: connected / reconnecting and the last error, for health checks.
@@ -25,14 +26,18 @@ pub mod wire;
 
 use std::time::Duration;
 
+use actix::Addr;
 use clap::Args;
 use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Channel, Connection, ConnectionProperties, ExchangeKind};
 use tokio::sync::watch;
 
+use crate::projections::runner::{ProjectionRunner, RunnerOptions, StopRunner};
+use crate::retry::Backoff;
 use crate::store::EventStore;
 
+use status::Component;
 pub use status::{AmqpState, AmqpStatus, AmqpStatusSnapshot, ComponentStatus};
 
 /// Default request queue.
@@ -230,30 +235,10 @@ pub async fn declare_response_queue(channel: &Channel, name: &str) -> Result<(),
     Ok(())
 }
 
-/// Exponential backoff with jitter for reconnecting: 200 ms doubling to 10 s.
-#[derive(Debug)]
-pub(crate) struct Backoff {
-    next: Duration,
-}
-
-impl Backoff {
-    pub(crate) fn new() -> Self {
-        Self {
-            next: Duration::from_millis(200),
-        }
-    }
-
-    pub(crate) fn reset(&mut self) {
-        self.next = Duration::from_millis(200);
-    }
-
-    /// The next delay (with up to 25 % jitter, so a fleet does not reconnect in step).
-    pub(crate) fn next_delay(&mut self) -> Duration {
-        let base = self.next;
-        self.next = (self.next * 2).min(Duration::from_secs(10));
-        let jitter = rand::random::<f64>() * 0.25;
-        base.mul_f64(1.0 + jitter)
-    }
+/// The retry delays of the AMQP loops: 200 ms doubling to 10 s, each up to
+/// 25 % longer at random, so a fleet does not reconnect in step.
+pub(crate) fn reconnect_backoff() -> Backoff {
+    Backoff::new(Duration::from_millis(200), Duration::from_secs(10)).with_jitter(1.0..=1.25)
 }
 
 /// Waits `delay` or until `stop` turns true; returns whether to stop.
@@ -271,13 +256,16 @@ pub(crate) async fn sleep_or_stop(delay: Duration, stop: &mut watch::Receiver<bo
 pub struct AmqpService {
     status: AmqpStatus,
     stop: watch::Sender<bool>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
+    consumer: tokio::task::JoinHandle<()>,
+    /// The reply publisher's projection runner (none without AMQP_URL).
+    publisher: Option<Addr<ProjectionRunner>>,
 }
 
 impl AmqpService {
     /// Starts the consumer and the reply publisher (the latter stands by
     /// while another process holds its lock). They connect in the
     /// background and keep reconnecting; see [`AmqpService::status`].
+    /// Must be called inside an actix System.
     pub fn start(store: EventStore, wakeups: watch::Receiver<u64>, settings: AmqpSettings) -> Self {
         let status = AmqpStatus::new();
         let (stop, stop_rx) = watch::channel(false);
@@ -285,20 +273,23 @@ impl AmqpService {
             store.clone(),
             settings.clone(),
             status.clone(),
-            stop_rx.clone(),
-        ));
-        let publisher = tokio::spawn(replies::run(
-            store,
-            wakeups,
-            settings,
-            status.clone(),
-            replies::ReplyOptions::default(),
             stop_rx,
         ));
+        let publisher = settings.amqp_url.clone().map(|url| {
+            replies::start(
+                store,
+                wakeups,
+                url,
+                settings,
+                status.clone(),
+                RunnerOptions::default(),
+            )
+        });
         Self {
             status,
             stop,
-            tasks: vec![consumer, publisher],
+            consumer,
+            publisher,
         }
     }
 
@@ -307,21 +298,28 @@ impl AmqpService {
         self.status.clone()
     }
 
+    /// The reply publisher's runner, to report it with the other projections.
+    pub fn publisher(&self) -> Option<Addr<ProjectionRunner>> {
+        self.publisher.clone()
+    }
+
     /// Stops consuming (requests being recorded finish and are acked; the
-    /// broker redelivers any others) and stops the publisher after its
-    /// current batch.
+    /// broker redelivers any others), then the publisher (a batch it had not
+    /// checkpointed yet is sent again by the next publisher).
     pub async fn stop(self) {
         let _ = self.stop.send(true);
-        for task in self.tasks {
-            let abort = task.abort_handle();
-            if tokio::time::timeout(Duration::from_secs(10), task)
-                .await
-                .is_err()
-            {
-                // Whatever it held unacked goes back to the broker.
-                tracing::warn!("an AMQP task did not stop within 10 s; aborted");
-                abort.abort();
-            }
+        let abort = self.consumer.abort_handle();
+        if tokio::time::timeout(Duration::from_secs(10), self.consumer)
+            .await
+            .is_err()
+        {
+            // Whatever it held unacked goes back to the broker.
+            tracing::warn!("the AMQP consumer did not stop within 10 s; aborted");
+            abort.abort();
+        }
+        if let Some(publisher) = self.publisher {
+            let _ = publisher.send(StopRunner).await;
+            self.status.set(Component::Publisher, AmqpState::Stopped);
         }
     }
 }
