@@ -101,7 +101,7 @@ impl Application {
 
     /// Starts the write side with a given LLM client (benchmarks); `max_active`
     /// applies unless the settings name a number of active courses.
-    pub fn with_llm(
+    pub(crate) fn with_llm(
         store: EventStore,
         llm: Arc<dyn LlmClient>,
         scheduler: &SchedulerSettings,
@@ -166,11 +166,6 @@ impl Application {
         self.amqp.as_ref().map(AmqpService::status)
     }
 
-    /// The HTTP API's bound address, once started.
-    pub fn http_addr(&self) -> Option<std::net::SocketAddr> {
-        self.http.as_ref().map(|(_, addr)| *addr)
-    }
-
     /// Where other components (the AMQP ingress, ...) register their health
     /// probe for `/health`.
     pub fn health_hooks(&self) -> HealthHooks {
@@ -181,7 +176,7 @@ impl Application {
     ///
     /// # Errors
     /// Signal handlers that cannot be installed.
-    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+    pub(crate) async fn run_until_stopped(self) -> anyhow::Result<()> {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         tokio::select! {
             _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),

@@ -27,7 +27,7 @@ pub struct Backoff {
 
 impl Backoff {
     /// Delays of `initial`, `2 × initial`, ... up to `max`, without jitter.
-    pub fn new(initial: Duration, max: Duration) -> Self {
+    pub(crate) fn new(initial: Duration, max: Duration) -> Self {
         Self {
             initial,
             max,
@@ -38,13 +38,13 @@ impl Backoff {
 
     /// Multiplies each delay by a random factor in `factors` (after the cap),
     /// so that many clients failing together do not retry together.
-    pub fn with_jitter(mut self, factors: RangeInclusive<f64>) -> Self {
+    pub(crate) fn with_jitter(mut self, factors: RangeInclusive<f64>) -> Self {
         self.jitter = Some(factors);
         self
     }
 
     /// The delay to wait now; the one after it doubles (up to the cap).
-    pub fn next_delay(&mut self) -> Duration {
+    pub(crate) fn next_delay(&mut self) -> Duration {
         let base = self.next;
         self.next = self.next.saturating_mul(2).min(self.max);
         match &self.jitter {
@@ -54,7 +54,7 @@ impl Backoff {
     }
 
     /// Starts again from the initial delay (after a success).
-    pub fn reset(&mut self) {
+    pub(crate) fn reset(&mut self) {
         self.next = self.initial.min(self.max);
     }
 }

@@ -19,7 +19,7 @@ use crate::store::{EventStore, Metadata, StoreError};
 /// Tells the scheduler a course actor stopped.
 #[derive(Message, Debug, Clone, Copy)]
 #[rtype(result = "()")]
-pub struct CourseFinished {
+pub(crate) struct CourseFinished {
     pub course_id: Uuid,
 }
 
@@ -27,7 +27,7 @@ pub struct CourseFinished {
 /// was lost, or the service is shutting down).
 #[derive(Message, Debug, Clone, Copy)]
 #[rtype(result = "()")]
-pub struct StopAfterStep;
+pub(crate) struct StopAfterStep;
 
 /// Take the next step of generation. Handled atomically: no other message
 /// interleaves with a step, so appends are strictly sequential.
@@ -41,7 +41,7 @@ struct TakeNextStep;
 struct Reload;
 
 /// Drives one course.
-pub struct CourseActor {
+pub(crate) struct CourseActor {
     id: Uuid,
     store: EventStore,
     llm: Arc<dyn LlmClient>,
@@ -56,7 +56,7 @@ pub struct CourseActor {
 
 impl CourseActor {
     /// An actor for course `id`; `finished` hears when it stops.
-    pub fn new(
+    pub(crate) fn new(
         id: Uuid,
         store: EventStore,
         llm: Arc<dyn LlmClient>,

@@ -6,8 +6,7 @@
 //! - [`course::CourseActor`]: drives one course step by step (start, outline,
 //!   each lesson, completion), one event per step.
 
-pub mod course;
-pub mod scheduler;
+pub(crate) mod course;
+pub(crate) mod scheduler;
 
-pub use course::{CourseActor, CourseFinished, StopAfterStep};
-pub use scheduler::{Scheduler, SchedulerSettings};
+pub use scheduler::SchedulerSettings;

@@ -44,7 +44,7 @@ pub struct SchedulerSettings {
 /// Look for claimable courses now.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct ClaimWork;
+pub(crate) struct ClaimWork;
 
 /// Extend the leases of the courses being driven.
 #[derive(Message)]
@@ -54,15 +54,15 @@ struct RenewLeases;
 /// Stop claiming and ask every course actor to stop after its current step.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct BeginShutdown;
+pub(crate) struct BeginShutdown;
 
 /// How many course actors are running.
 #[derive(Message)]
 #[rtype(result = "usize")]
-pub struct ActiveCourses;
+pub(crate) struct ActiveCourses;
 
 /// The registry of this process's course actors.
-pub struct Scheduler {
+pub(crate) struct Scheduler {
     queue: WorkQueue,
     store: EventStore,
     llm: Arc<dyn LlmClient>,
@@ -78,7 +78,7 @@ pub struct Scheduler {
 impl Scheduler {
     /// A scheduler for `store`, generating with `llm`, woken by `wakeups`
     /// (appended events) besides its poll.
-    pub fn new(
+    pub(crate) fn new(
         store: EventStore,
         llm: Arc<dyn LlmClient>,
         wakeups: Option<watch::Receiver<u64>>,
@@ -104,7 +104,7 @@ impl Scheduler {
     }
 
     /// The work queue handle (its owner id is this scheduler's).
-    pub fn queue(&self) -> WorkQueue {
+    pub(crate) fn queue(&self) -> WorkQueue {
         self.queue.clone()
     }
 }
@@ -247,7 +247,7 @@ impl Handler<ActiveCourses> for Scheduler {
 /// Stops a scheduler: no new claims, each actor finishes the step it is on
 /// (for at most `grace`), then every lease of this process is released so
 /// other processes resume the courses at once.
-pub async fn shutdown(scheduler: &Addr<Scheduler>, queue: &WorkQueue, grace: Duration) {
+pub(crate) async fn shutdown(scheduler: &Addr<Scheduler>, queue: &WorkQueue, grace: Duration) {
     let _ = scheduler.send(BeginShutdown).await;
     let deadline = tokio::time::Instant::now() + grace;
     while tokio::time::Instant::now() < deadline {

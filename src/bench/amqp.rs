@@ -52,7 +52,7 @@ struct OfflineServe {
 ///
 /// # Errors
 /// AMQP_URL unset, broker or database errors.
-pub async fn run(scratch: &ScratchDatabase, args: &AmqpBenchArgs) -> anyhow::Result<()> {
+pub(crate) async fn run(scratch: &ScratchDatabase, args: &AmqpBenchArgs) -> anyhow::Result<()> {
     let url = args
         .amqp
         .amqp_url

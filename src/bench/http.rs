@@ -248,7 +248,7 @@ async fn raw_query(
 ///
 /// # Errors
 /// Database errors, or an address that cannot be bound.
-pub async fn run(scratch: &ScratchDatabase, args: &HttpArgs) -> anyhow::Result<()> {
+pub(crate) async fn run(scratch: &ScratchDatabase, args: &HttpArgs) -> anyhow::Result<()> {
     let store = scratch.store(args.pool);
     let seed = Arc::new(seed(&store, args).await?);
     let tokens: Arc<std::collections::HashMap<Uuid, String>> =

@@ -14,11 +14,11 @@
 //! The benchmarks are part of the command line, not of the service: like
 //! `cli` and `main` they report failures with `anyhow`.
 
-pub mod amqp;
-pub mod append;
-pub mod generate;
-pub mod http;
-pub mod replay;
+pub(crate) mod amqp;
+pub(crate) mod append;
+pub(crate) mod generate;
+pub(crate) mod http;
+pub(crate) mod replay;
 
 use std::process::ExitCode;
 
@@ -69,7 +69,10 @@ pub enum BenchCommand {
 ///
 /// # Errors
 /// Database errors; the scratch database is dropped in any case.
-pub async fn run(settings: &DatabaseSettings, cmd: BenchCommand) -> anyhow::Result<ExitCode> {
+pub(crate) async fn run(
+    settings: &DatabaseSettings,
+    cmd: BenchCommand,
+) -> anyhow::Result<ExitCode> {
     // Only the scratch database is migrated: the configured one is left as it is.
     let db = Database::connect(settings).await?;
     let scratch = ScratchDatabase::create(&db.store).await?;
@@ -85,7 +88,7 @@ pub async fn run(settings: &DatabaseSettings, cmd: BenchCommand) -> anyhow::Resu
 }
 
 /// A database made for one benchmark run.
-pub struct ScratchDatabase {
+pub(crate) struct ScratchDatabase {
     admin: EventStore,
     name: String,
     config: tokio_postgres::Config,
@@ -96,7 +99,7 @@ impl ScratchDatabase {
     ///
     /// # Errors
     /// No privilege to create databases, or database errors.
-    pub async fn create(admin: &EventStore) -> anyhow::Result<Self> {
+    pub(crate) async fn create(admin: &EventStore) -> anyhow::Result<Self> {
         let name = format!("coursegen_bench_{}", Uuid::new_v4().simple());
         let client = admin.pool().get().await?;
         client
@@ -117,7 +120,7 @@ impl ScratchDatabase {
     }
 
     /// A store on the scratch database with a pool of `connections`.
-    pub fn store(&self, connections: usize) -> EventStore {
+    pub(crate) fn store(&self, connections: usize) -> EventStore {
         EventStore::from_config(self.config.clone(), connections)
     }
 
@@ -125,7 +128,7 @@ impl ScratchDatabase {
     ///
     /// # Errors
     /// Database errors.
-    pub async fn drop_database(self) -> anyhow::Result<()> {
+    pub(crate) async fn drop_database(self) -> anyhow::Result<()> {
         let client = self.admin.pool().get().await?;
         client
             .batch_execute(&format!(

@@ -8,8 +8,5 @@ mod args;
 mod commands;
 mod output;
 
-pub use args::{
-    Cli, Commands, EventsArgs, ProjectionsAction, ProjectionsArgs, ReplayArgs, RetryArgs,
-    SubmitArgs, Via,
-};
+pub use args::Cli;
 pub use commands::run;

@@ -14,10 +14,10 @@ use std::process::{Command, Output};
 use super::DatabaseError;
 
 /// The database the service uses inside the private cluster.
-pub const DATABASE: &str = "coursegen";
+pub(crate) const DATABASE: &str = "coursegen";
 
 /// A running private cluster. Dropping it stops the cluster if this process started it.
-pub struct EmbeddedPostgres {
+pub(crate) struct EmbeddedPostgres {
     bin: PathBuf,
     data_dir: PathBuf,
     owner: Option<Owner>,
@@ -39,7 +39,7 @@ impl EmbeddedPostgres {
     /// # Errors
     /// No PostgreSQL binaries (the message says how to install them), or a
     /// failing `initdb` / `pg_ctl` (with their output).
-    pub fn start(data_dir: &Path) -> Result<Self, DatabaseError> {
+    pub(crate) fn start(data_dir: &Path) -> Result<Self, DatabaseError> {
         let bin = find_binaries()?;
         std::fs::create_dir_all(data_dir).map_err(io_error("creating", data_dir))?;
         let data_dir = data_dir
@@ -111,12 +111,12 @@ impl EmbeddedPostgres {
     }
 
     /// Connection string to the server's `postgres` database (for creating ours).
-    pub fn admin_url(&self) -> String {
+    pub(crate) fn admin_url(&self) -> String {
         self.url("postgres")
     }
 
     /// Connection string to the service's database.
-    pub fn database_url(&self) -> String {
+    pub(crate) fn database_url(&self) -> String {
         self.url(DATABASE)
     }
 
@@ -197,7 +197,7 @@ impl Drop for EmbeddedPostgres {
 /// # Errors
 /// [`DatabaseError::Connect`], or [`DatabaseError::CreateDatabase`] when
 /// the database can be neither found nor created.
-pub async fn ensure_database(cluster: &EmbeddedPostgres) -> Result<(), DatabaseError> {
+pub(crate) async fn ensure_database(cluster: &EmbeddedPostgres) -> Result<(), DatabaseError> {
     let (client, connection) = tokio_postgres::connect(&cluster.admin_url(), tokio_postgres::NoTls)
         .await
         .map_err(DatabaseError::Connect)?;

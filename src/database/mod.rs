@@ -3,7 +3,7 @@
 //!
 //! - [`embedded`]: the private PostgreSQL cluster used when no `DATABASE_URL` is set.
 
-pub mod embedded;
+pub(crate) mod embedded;
 
 use std::path::PathBuf;
 use std::process::ExitStatus;
@@ -15,7 +15,7 @@ use embedded::EmbeddedPostgres;
 
 /// Why the database could not be opened.
 #[derive(Debug, thiserror::Error)]
-pub enum DatabaseError {
+pub(crate) enum DatabaseError {
     /// The private cluster needs this machine's PostgreSQL server binaries.
     #[error(
         "no PostgreSQL server binaries (initdb, pg_ctl) found on PATH or under \
@@ -66,7 +66,7 @@ pub enum DatabaseError {
 
 /// An open, migrated database. Keep it alive for as long as the store is
 /// used: dropping it stops a private cluster this process started.
-pub struct Database {
+pub(crate) struct Database {
     pub store: EventStore,
     _cluster: Option<EmbeddedPostgres>,
 }
@@ -76,7 +76,7 @@ impl Database {
     ///
     /// # Errors
     /// Unreachable server, missing PostgreSQL binaries, failing migration.
-    pub async fn open(settings: &DatabaseSettings) -> Result<Self, DatabaseError> {
+    pub(crate) async fn open(settings: &DatabaseSettings) -> Result<Self, DatabaseError> {
         let db = Self::connect(settings).await?;
         let applied = migrate::run(&db.store).await?;
         for name in applied {
@@ -91,7 +91,7 @@ impl Database {
     ///
     /// # Errors
     /// Unreachable server, missing PostgreSQL binaries.
-    pub async fn connect(settings: &DatabaseSettings) -> Result<Self, DatabaseError> {
+    pub(crate) async fn connect(settings: &DatabaseSettings) -> Result<Self, DatabaseError> {
         let (url, cluster) = match &settings.database_url {
             Some(url) => (url.clone(), None),
             None => {

@@ -20,10 +20,10 @@ pub enum CourseStatus {
 
 impl CourseStatus {
     /// Every status, in the order of a course's life.
-    pub const ALL: [Self; 4] = [Self::Queued, Self::Generating, Self::Ready, Self::Failed];
+    pub(crate) const ALL: [Self; 4] = [Self::Queued, Self::Generating, Self::Ready, Self::Failed];
 
     /// The stored and displayed name (`QUEUED`, ...).
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::Queued => "QUEUED",
             Self::Generating => "GENERATING",
@@ -34,7 +34,7 @@ impl CourseStatus {
 
     /// Whether generation is over (READY or FAILED): nothing changes any
     /// more until a retry.
-    pub fn is_finished(self) -> bool {
+    pub(crate) fn is_finished(self) -> bool {
         matches!(self, Self::Ready | Self::Failed)
     }
 }
@@ -93,13 +93,14 @@ pub struct Course {
 }
 
 impl Course {
-    /// Folds a whole stream.
-    pub fn from_events<'a>(events: impl IntoIterator<Item = &'a CourseEvent>) -> Self {
+    /// Folds a whole stream (the given/then tests' shorthand).
+    #[cfg(test)]
+    pub(crate) fn from_events<'a>(events: impl IntoIterator<Item = &'a CourseEvent>) -> Self {
         events.into_iter().fold(Self::default(), evolve)
     }
 
     /// Lessons the plan asks for (the request's count until an outline exists).
-    pub fn planned_lessons(&self) -> u32 {
+    pub(crate) fn planned_lessons(&self) -> u32 {
         match (&self.outline, &self.request) {
             (Some(o), _) => o.lessons.len() as u32,
             (None, Some(r)) => u32::from(r.num_lessons),
@@ -108,7 +109,7 @@ impl Course {
     }
 
     /// The first lesson of the plan not generated yet.
-    pub fn next_missing_lesson(&self) -> Option<u32> {
+    pub(crate) fn next_missing_lesson(&self) -> Option<u32> {
         let outline = self.outline.as_ref()?;
         outline
             .lessons
@@ -118,7 +119,7 @@ impl Course {
     }
 
     /// The next step generation has to take, if any (for the course actor).
-    pub fn next_step(&self) -> NextStep {
+    pub(crate) fn next_step(&self) -> NextStep {
         match self.status {
             None | Some(CourseStatus::Ready) | Some(CourseStatus::Failed) => NextStep::Nothing,
             Some(CourseStatus::Queued) => NextStep::Start,
@@ -133,7 +134,7 @@ impl Course {
 
 /// What generation of a course needs next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum NextStep {
+pub(crate) enum NextStep {
     Start,
     Outline,
     Lesson(u32),

@@ -177,17 +177,17 @@ macro_rules! event_kinds {
     ($($name:ident => $version:expr),* $(,)?) => {
         impl CourseEvent {
             /// The stored `event_type` string.
-            pub fn event_type(&self) -> &'static str {
+            pub(crate) fn event_type(&self) -> &'static str {
                 match self { $(Self::$name(_) => stringify!($name),)* }
             }
 
             /// The schema version this build writes for this event type.
-            pub fn event_version(&self) -> i16 {
+            pub(crate) fn event_version(&self) -> i16 {
                 match self { $(Self::$name(_) => $version,)* }
             }
 
             /// The payload as stored in `events.payload`.
-            pub fn payload(&self) -> Value {
+            pub(crate) fn payload(&self) -> Value {
                 let value = match self { $(Self::$name(e) => serde_json::to_value(e),)* };
                 value.expect("course events serialize to JSON")
             }
@@ -196,7 +196,7 @@ macro_rules! event_kinds {
             ///
             /// # Errors
             /// Unknown types, versions newer than this build, payloads that do not decode.
-            pub fn from_stored(event_type: &str, version: i16, payload: Value) -> Result<Self, UpcastError> {
+            pub(crate) fn from_stored(event_type: &str, version: i16, payload: Value) -> Result<Self, UpcastError> {
                 let current = match event_type {
                     $(stringify!($name) => $version,)*
                     other => return Err(UpcastError::UnknownType(other.to_owned())),

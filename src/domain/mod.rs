@@ -12,10 +12,8 @@ mod request;
 #[cfg(test)]
 mod tests;
 
-pub(crate) use course::one_of;
-pub use course::{
-    decide, evolve, Command, Course, CourseStatus, DomainError, NextStep, UnknownStatus,
-};
+pub use course::{decide, evolve, Command, Course, CourseStatus, DomainError, UnknownStatus};
+pub(crate) use course::{one_of, NextStep};
 pub use events::{
     CourseCompleted, CourseDeleted, CourseEvent, CourseFailed, CourseRequested, CourseRestored,
     GenerationRetried, GenerationStarted, LessonGenerated, LessonPlan, LessonSection,

@@ -13,9 +13,9 @@
 //! [`LessonGenerated`]), already checked by [`validate`], so the caller only
 //! has to hand them to `decide`.
 
-pub mod offline;
-pub mod openai;
-pub mod prompts;
+pub(crate) mod offline;
+pub(crate) mod openai;
+pub(crate) mod prompts;
 pub mod validate;
 
 use std::sync::Arc;
@@ -29,12 +29,11 @@ use crate::domain::{CourseRequested, LessonGenerated, OutlineGenerated};
 
 pub use offline::OfflineClient;
 pub use openai::{OpenAiClient, OpenAiConfig, RetryPolicy};
-pub use validate::InvalidAnswer;
 
 /// The OpenAI API, used when `OPENAI_BASE_URL` is not set.
-pub const DEFAULT_BASE_URL: &str = "https://api.openai.com/v1";
+pub(crate) const DEFAULT_BASE_URL: &str = "https://api.openai.com/v1";
 /// Model asked for when `LLM_MODEL` is not set and the provider is `openai`.
-pub const DEFAULT_OPENAI_MODEL: &str = "gpt-4o-mini";
+pub(crate) const DEFAULT_OPENAI_MODEL: &str = "gpt-4o-mini";
 
 /// Which generator writes the courses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -106,7 +105,7 @@ impl LlmSettings {
     /// The provider in effect: the one asked for, else `openai` when an API
     /// key is set, else `offline` (clap cannot express a default that
     /// depends on another variable).
-    pub fn provider(&self) -> Provider {
+    pub(crate) fn provider(&self) -> Provider {
         match (self.llm_provider, &self.openai_api_key) {
             (Some(provider), _) => provider,
             (None, Some(key)) if !key.trim().is_empty() => Provider::Openai,
@@ -115,7 +114,7 @@ impl LlmSettings {
     }
 
     /// The model name in effect for the provider.
-    pub fn model(&self) -> String {
+    pub(crate) fn model(&self) -> String {
         match self.provider() {
             Provider::Offline => offline::MODEL.to_owned(),
             Provider::Openai => self
@@ -241,7 +240,9 @@ pub enum LlmSettingsError {
 ///
 /// # Errors
 /// Settings that cannot work, such as the OpenAI API without a key.
-pub fn client_from_settings(s: &LlmSettings) -> Result<Arc<dyn LlmClient>, LlmSettingsError> {
+pub(crate) fn client_from_settings(
+    s: &LlmSettings,
+) -> Result<Arc<dyn LlmClient>, LlmSettingsError> {
     if s.llm_max_concurrency == 0 {
         return Err(LlmSettingsError::ZeroConcurrency);
     }

@@ -27,7 +27,7 @@ use crate::domain::{CourseRequested, LessonGenerated, OutlineGenerated, TokenUsa
 use crate::retry::Backoff;
 
 /// Times the model is asked again after an answer that fails validation.
-pub const MAX_REASKS: u32 = 2;
+pub(crate) const MAX_REASKS: u32 = 2;
 
 /// Longest `Retry-After` honoured; a server asking for more gets the normal
 /// back-off instead of stalling a course for an hour.
@@ -58,7 +58,7 @@ impl RetryPolicy {
     /// The waits between repeats: exponential, capped, with jitter (50 to
     /// 100 % of each delay) so that many courses rate-limited together do
     /// not come back together.
-    pub fn backoff(&self) -> Backoff {
+    pub(crate) fn backoff(&self) -> Backoff {
         Backoff::new(self.base_delay, self.max_delay).with_jitter(0.5..=1.0)
     }
 }

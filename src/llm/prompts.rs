@@ -17,20 +17,20 @@ use crate::domain::{
 };
 
 /// Name of the outline schema in `response_format`.
-pub const OUTLINE_SCHEMA_NAME: &str = "course_outline";
+pub(crate) const OUTLINE_SCHEMA_NAME: &str = "course_outline";
 /// Name of the lesson schema in `response_format`.
-pub const LESSON_SCHEMA_NAME: &str = "course_lesson";
+pub(crate) const LESSON_SCHEMA_NAME: &str = "course_lesson";
 
 /// A system and a user message.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Prompt {
+pub(crate) struct Prompt {
     pub system: String,
     pub user: String,
 }
 
 /// The model's outline, as the outline schema shapes it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct OutlineAnswer {
+pub(crate) struct OutlineAnswer {
     pub title: String,
     pub description: String,
     pub lessons: Vec<LessonPlan>,
@@ -38,7 +38,7 @@ pub struct OutlineAnswer {
 
 impl OutlineAnswer {
     /// The event recording this answer.
-    pub fn into_event(self, model: &str, usage: TokenUsage) -> OutlineGenerated {
+    pub(crate) fn into_event(self, model: &str, usage: TokenUsage) -> OutlineGenerated {
         OutlineGenerated {
             title: self.title.trim().to_owned(),
             description: self.description.trim().to_owned(),
@@ -51,7 +51,7 @@ impl OutlineAnswer {
 
 /// The model's lesson, as the lesson schema shapes it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LessonAnswer {
+pub(crate) struct LessonAnswer {
     pub number: u32,
     pub title: String,
     pub content_md: String,
@@ -62,7 +62,7 @@ pub struct LessonAnswer {
 
 impl LessonAnswer {
     /// The event recording this answer.
-    pub fn into_event(self, model: &str, usage: TokenUsage) -> LessonGenerated {
+    pub(crate) fn into_event(self, model: &str, usage: TokenUsage) -> LessonGenerated {
         LessonGenerated {
             number: self.number,
             title: self.title.trim().to_owned(),
@@ -203,7 +203,7 @@ pub fn lesson(course: &CourseRequested, outline: &OutlineGenerated, number: u32)
 }
 
 /// Wraps a schema as a strict `response_format`.
-pub fn response_format(name: &str, schema: Value) -> Value {
+pub(crate) fn response_format(name: &str, schema: Value) -> Value {
     json!({
         "type": "json_schema",
         "json_schema": { "name": name, "strict": true, "schema": schema }
@@ -229,7 +229,7 @@ fn strings() -> Value {
 }
 
 /// JSON schema of [`OutlineAnswer`].
-pub fn outline_schema() -> Value {
+pub(crate) fn outline_schema() -> Value {
     object(json!({
         "title": { "type": "string" },
         "description": { "type": "string" },
@@ -246,7 +246,7 @@ pub fn outline_schema() -> Value {
 }
 
 /// JSON schema of [`LessonAnswer`].
-pub fn lesson_schema() -> Value {
+pub(crate) fn lesson_schema() -> Value {
     object(json!({
         "number": { "type": "integer" },
         "title": { "type": "string" },

@@ -8,9 +8,9 @@
 use crate::domain::{CourseRequested, LessonGenerated, OutlineGenerated};
 
 /// Fewest quiz questions a lesson may have.
-pub const MIN_QUIZ_QUESTIONS: usize = 3;
+pub(crate) const MIN_QUIZ_QUESTIONS: usize = 3;
 /// Most quiz questions a lesson may have.
-pub const MAX_QUIZ_QUESTIONS: usize = 5;
+pub(crate) const MAX_QUIZ_QUESTIONS: usize = 5;
 
 /// What is wrong with an answer, phrased as an instruction the model can follow.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -24,7 +24,7 @@ pub enum CheckpointState {
 
 impl CheckpointState {
     /// The text stored in `projection_checkpoints.state`.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::Running => "running",
             Self::Stopped => "stopped",
@@ -155,8 +155,8 @@ pub struct Lag {
     pub seconds: f64,
 }
 
-/// The lag of projection `name` behind the head of the log (see
-/// [`EventStore::head`]): what health checks and metrics report.
+/// The lag of projection `name` behind the head of the log (the newest
+/// event past the commit horizon): what health checks and metrics report.
 ///
 /// # Errors
 /// Database errors.

@@ -16,12 +16,12 @@
 //! [`Projections::status`] for health and metrics, and use
 //! [`wait_for_position`] to read their own writes.
 
-pub mod checkpoints;
-pub mod course_summary;
+pub(crate) mod checkpoints;
+pub(crate) mod course_summary;
 pub mod courses;
 pub mod recount;
 pub mod replay;
-pub mod runner;
+pub(crate) mod runner;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -112,7 +112,7 @@ impl Projection {
     ///
     /// # Errors
     /// [`ProjectionError::Unknown`].
-    pub fn parse(name: &str) -> Result<Self, ProjectionError> {
+    pub(crate) fn parse(name: &str) -> Result<Self, ProjectionError> {
         Self::ALL
             .into_iter()
             .find(|p| p.name() == name)
@@ -142,7 +142,7 @@ impl Projection {
     ///
     /// # Errors
     /// A payload that is not a valid event of its type and version.
-    pub fn decode(self, event: &RecordedEvent) -> Result<Option<CourseEvent>, StoreError> {
+    pub(crate) fn decode(self, event: &RecordedEvent) -> Result<Option<CourseEvent>, StoreError> {
         let wanted = match self {
             Self::Courses => true,
             Self::CourseSummary => course_summary::wants(&event.event_type),
@@ -168,18 +168,18 @@ impl Projection {
     }
 
     /// Key of the session advisory lock held by the active runner.
-    pub fn runner_lock_key(self) -> i64 {
+    pub(crate) fn runner_lock_key(self) -> i64 {
         lock_key("runner", self.name())
     }
 
     /// Key of the lock a replay takes exclusively to pause the runner (which
     /// takes it shared, per batch transaction).
-    pub fn pause_lock_key(self) -> i64 {
+    pub(crate) fn pause_lock_key(self) -> i64 {
         lock_key("pause", self.name())
     }
 
     /// Key of the lock that keeps two replays of one projection apart.
-    pub fn replay_lock_key(self) -> i64 {
+    pub(crate) fn replay_lock_key(self) -> i64 {
         lock_key("replay", self.name())
     }
 }
@@ -225,7 +225,7 @@ fn lock_key(kind: &str, name: &str) -> i64 {
 
 /// An event read from the log and decoded for one projection.
 #[derive(Debug)]
-pub struct Decoded {
+pub(crate) struct Decoded {
     pub position: Position,
     pub stream_id: Uuid,
     pub recorded_at: DateTime<Utc>,
@@ -237,7 +237,7 @@ pub struct Decoded {
 
 impl Decoded {
     /// Decodes `event` for `projection`.
-    pub fn new(projection: Projection, event: &RecordedEvent) -> Self {
+    pub(crate) fn new(projection: Projection, event: &RecordedEvent) -> Self {
         Self {
             position: event.position(),
             stream_id: event.stream_id,
@@ -250,7 +250,7 @@ impl Decoded {
 
 /// Why a batch was not applied.
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum ApplyError {
+pub enum ApplyError {
     /// The event at `position` cannot be applied (undecodable payload, or the
     /// database refused what it implies): retrying will not help.
     #[error("event {position:?} cannot be applied: {error}")]
@@ -372,7 +372,7 @@ pub struct Projections {
 ///
 /// # Errors
 /// Database errors while registering the checkpoints.
-pub async fn start_runners(
+pub(crate) async fn start_runners(
     store: EventStore,
     notifier: Arc<Notifier>,
 ) -> Result<Projections, ProjectionError> {
@@ -417,7 +417,7 @@ pub async fn start_runners_with(
 impl Projections {
     /// Adds a runner started elsewhere (the AMQP reply publisher's), so that
     /// its state and lag are reported and it is stopped with the others.
-    pub fn add(&mut self, name: &'static str, runner: Addr<ProjectionRunner>) {
+    pub(crate) fn add(&mut self, name: &'static str, runner: Addr<ProjectionRunner>) {
         self.runners.push((name, runner));
     }
 
@@ -444,14 +444,6 @@ impl Projections {
             });
         }
         out
-    }
-
-    /// The runner actor of one projection (to send it messages).
-    pub fn runner(&self, projection: Projection) -> Option<&Addr<ProjectionRunner>> {
-        self.runners
-            .iter()
-            .find(|(name, _)| *name == projection.name())
-            .map(|(_, a)| a)
     }
 
     /// Stops every runner of this process (their locks are released, so

@@ -68,7 +68,7 @@ struct Target {
 /// [`ProjectionError::ReplayRunning`] if another replay of one of them runs;
 /// [`ProjectionError::ReplayFailed`] when an event cannot be applied (the old
 /// tables then stay in place, untouched); database errors.
-pub async fn replay_all(
+pub(crate) async fn replay_all(
     store: &EventStore,
     projections: &[Projection],
     progress: bool,

@@ -139,12 +139,12 @@ pub(crate) trait BatchApplier: Send + Sync + 'static {
 /// Asks a runner for its [`RunnerState`].
 #[derive(Debug, Message)]
 #[rtype(result = "RunnerState")]
-pub struct GetRunnerState;
+pub(crate) struct GetRunnerState;
 
 /// Stops a runner: its worker ends and its lock is released at once.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
-pub struct StopRunner;
+pub(crate) struct StopRunner;
 
 /// The actor of one projection's runner.
 pub struct ProjectionRunner {

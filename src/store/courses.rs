@@ -48,7 +48,7 @@ pub async fn execute(
 ///
 /// # Errors
 /// As [`execute`].
-pub async fn execute_on(
+pub(crate) async fn execute_on(
     store: &EventStore,
     id: Uuid,
     course: &Course,

@@ -12,7 +12,7 @@
 pub mod courses;
 pub mod migrate;
 pub mod subscription;
-pub mod work;
+pub(crate) mod work;
 
 use std::sync::{Arc, OnceLock};
 
@@ -26,7 +26,7 @@ use tokio_postgres::{NoTls, Row};
 use uuid::Uuid;
 
 /// The channel appends NOTIFY on.
-pub const NOTIFY_CHANNEL: &str = "coursegen_events";
+pub(crate) const NOTIFY_CHANNEL: &str = "coursegen_events";
 
 /// Errors of the event store.
 #[derive(Debug, thiserror::Error)]
@@ -205,7 +205,7 @@ impl EventStore {
     /// # Errors
     /// [`StoreError::InvalidUrl`] for a malformed connection string.
     /// Connections are opened lazily.
-    pub fn connect(database_url: &str, max_connections: usize) -> Result<Self, StoreError> {
+    pub(crate) fn connect(database_url: &str, max_connections: usize) -> Result<Self, StoreError> {
         let config: tokio_postgres::Config =
             database_url.parse().map_err(StoreError::InvalidUrl)?;
         Ok(Self::from_config(config, max_connections))
@@ -240,7 +240,7 @@ impl EventStore {
     }
 
     /// The connection settings, for dedicated (non-pooled) connections.
-    pub fn config(&self) -> &tokio_postgres::Config {
+    pub(crate) fn config(&self) -> &tokio_postgres::Config {
         &self.config
     }
 
@@ -381,26 +381,6 @@ impl EventStore {
         let client = self.pool.get().await?;
         read_all_after_with(&client, checkpoint, limit).await
     }
-
-    /// The position of the newest event visible to [`EventStore::read_all_after`]
-    /// (or `None` for an empty log): what a projection has to reach to be current.
-    ///
-    /// # Errors
-    /// Database errors only.
-    pub async fn head(&self) -> Result<Option<Position>, StoreError> {
-        let client = self.pool.get().await?;
-        let stmt = client
-            .prepare_cached(
-                "SELECT global_position, transaction_id::text::bigint FROM events
-                 WHERE transaction_id < pg_snapshot_xmin(pg_current_snapshot())
-                 ORDER BY events.transaction_id DESC, events.global_position DESC LIMIT 1",
-            )
-            .await?;
-        Ok(client.query_opt(&stmt, &[]).await?.map(|r| Position {
-            global_position: r.get(0),
-            transaction_id: r.get(1),
-        }))
-    }
 }
 
 /// Sends one NOTIFY per batch of signalled appends, until the store is
@@ -443,7 +423,7 @@ async fn notify_appended(config: tokio_postgres::Config, mut signals: mpsc::Rece
 ///
 /// # Errors
 /// Database errors only.
-pub async fn read_all_after_with(
+pub(crate) async fn read_all_after_with(
     client: &impl deadpool_postgres::GenericClient,
     checkpoint: Position,
     limit: i64,

@@ -38,7 +38,7 @@ impl Notifier {
     }
 
     /// A receiver that changes on every wake-up.
-    pub fn wakeups(&self) -> watch::Receiver<u64> {
+    pub(crate) fn wakeups(&self) -> watch::Receiver<u64> {
         self.rx.clone()
     }
 }
@@ -102,7 +102,7 @@ async fn listen_once(
 /// after a wake-up the waiter looks again soon (`first_retry`, doubling up
 /// to the poll interval) rather than waiting a full poll interval.
 #[derive(Debug)]
-pub struct Waiter {
+pub(crate) struct Waiter {
     wakeups: watch::Receiver<u64>,
     poll_interval: Duration,
     first_retry: Duration,
@@ -125,18 +125,18 @@ impl Waiter {
     }
 
     /// Call before each read: the wake-ups so far are answered by it.
-    pub fn reading(&mut self) {
+    pub(crate) fn reading(&mut self) {
         self.wakeups.borrow_and_update();
     }
 
     /// The read found events: the next empty one waits a full interval again.
-    pub fn found(&mut self) {
+    pub(crate) fn found(&mut self) {
         self.retry_soon = None;
     }
 
     /// The read found nothing: waits for a wake-up or the current interval,
     /// whichever comes first. With the notifier gone it keeps polling.
-    pub async fn wait(&mut self) {
+    pub(crate) async fn wait(&mut self) {
         let wait = self.retry_soon.unwrap_or(self.poll_interval);
         let woken = tokio::select! {
             changed = self.wakeups.changed() => match changed {

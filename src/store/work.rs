@@ -9,7 +9,7 @@ use super::{EventStore, StoreError};
 
 /// Leases on `course_work` rows held by one scheduler (`owner`).
 #[derive(Clone)]
-pub struct WorkQueue {
+pub(crate) struct WorkQueue {
     store: EventStore,
     owner: Uuid,
     lease: Duration,
@@ -26,7 +26,7 @@ impl WorkQueue {
     }
 
     /// This scheduler's id.
-    pub fn owner(&self) -> Uuid {
+    pub(crate) fn owner(&self) -> Uuid {
         self.owner
     }
 
@@ -40,7 +40,7 @@ impl WorkQueue {
     ///
     /// # Errors
     /// Database errors.
-    pub async fn claim(&self, limit: i64) -> Result<Vec<Uuid>, StoreError> {
+    pub(crate) async fn claim(&self, limit: i64) -> Result<Vec<Uuid>, StoreError> {
         if limit <= 0 {
             return Ok(Vec::new());
         }
@@ -70,7 +70,7 @@ impl WorkQueue {
     ///
     /// # Errors
     /// Database errors.
-    pub async fn renew(&self, courses: &[Uuid]) -> Result<Vec<Uuid>, StoreError> {
+    pub(crate) async fn renew(&self, courses: &[Uuid]) -> Result<Vec<Uuid>, StoreError> {
         if courses.is_empty() {
             return Ok(Vec::new());
         }
@@ -94,7 +94,7 @@ impl WorkQueue {
     ///
     /// # Errors
     /// Database errors.
-    pub async fn release(&self, courses: Option<&[Uuid]>) -> Result<u64, StoreError> {
+    pub(crate) async fn release(&self, courses: Option<&[Uuid]>) -> Result<u64, StoreError> {
         let client = self.store.pool().get().await?;
         let n = match courses {
             Some(ids) => {
@@ -114,17 +114,5 @@ impl WorkQueue {
                 .await?,
         };
         Ok(n)
-    }
-
-    /// Courses waiting or being generated, in all.
-    ///
-    /// # Errors
-    /// Database errors.
-    pub async fn pending(&self) -> Result<i64, StoreError> {
-        let client = self.store.pool().get().await?;
-        Ok(client
-            .query_one("SELECT count(*) FROM course_work", &[])
-            .await?
-            .get(0))
     }
 }

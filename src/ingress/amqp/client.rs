@@ -16,7 +16,7 @@ use super::{declare_request_topology, AmqpError, AmqpSettings};
 use crate::domain::CourseRequest;
 
 /// The JSON body of a request, as the README's RabbitMQ section specifies it.
-pub fn request_body(request: &CourseRequest) -> Vec<u8> {
+pub(crate) fn request_body(request: &CourseRequest) -> Vec<u8> {
     serde_json::to_vec(&json!({
         "request_id": request.request_id,
         "user_id": request.user_id,
@@ -31,7 +31,7 @@ pub fn request_body(request: &CourseRequest) -> Vec<u8> {
 
 /// The replies to one published request, read from an exclusive,
 /// auto-deleted queue that lives as long as the connection.
-pub struct Replies {
+pub(crate) struct Replies {
     consumer: Consumer,
     correlation_id: String,
 }
@@ -42,7 +42,7 @@ impl Replies {
     ///
     /// # Errors
     /// [`AmqpError::Broker`] when reading from the broker fails.
-    pub async fn next_reply(&mut self) -> Result<Option<Reply>, AmqpError> {
+    pub(crate) async fn next_reply(&mut self) -> Result<Option<Reply>, AmqpError> {
         while let Some(delivery) = self.consumer.next().await {
             let delivery = delivery?;
             let Ok(reply) = serde_json::from_slice::<Reply>(&delivery.data) else {
@@ -65,7 +65,7 @@ impl Replies {
 /// # Errors
 /// [`AmqpError::Unroutable`] when no queue took the request,
 /// [`AmqpError::Nacked`] when the broker refused it, broker errors.
-pub async fn publish(
+pub(crate) async fn publish(
     connection: &Connection,
     settings: &AmqpSettings,
     request: &CourseRequest,

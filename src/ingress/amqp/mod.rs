@@ -18,9 +18,9 @@
 //! that arrived over AMQP (`producer = "amqp"` in the event metadata) get
 //! AMQP replies; HTTP and CLI requests are answered through their own ingress.
 
-pub mod client;
-pub mod consumer;
-pub mod replies;
+pub(crate) mod client;
+pub(crate) mod consumer;
+pub(crate) mod replies;
 pub mod status;
 pub mod wire;
 
@@ -41,9 +41,9 @@ use status::Component;
 pub use status::{AmqpState, AmqpStatus, AmqpStatusSnapshot, ComponentStatus};
 
 /// Default request queue.
-pub const DEFAULT_REQUEST_QUEUE: &str = "coursegen.requests";
+pub(crate) const DEFAULT_REQUEST_QUEUE: &str = "coursegen.requests";
 /// Default queue of replies to requests without `reply_to`.
-pub const DEFAULT_RESPONSE_QUEUE: &str = "coursegen.responses";
+pub(crate) const DEFAULT_RESPONSE_QUEUE: &str = "coursegen.responses";
 /// Header of a dead letter that says why it was refused.
 pub const ERROR_HEADER: &str = "x-coursegen-error";
 
@@ -253,7 +253,7 @@ pub(crate) async fn sleep_or_stop(delay: Duration, stop: &mut watch::Receiver<bo
 }
 
 /// The running consumer and reply publisher of one `serve` process.
-pub struct AmqpService {
+pub(crate) struct AmqpService {
     status: AmqpStatus,
     stop: watch::Sender<bool>,
     consumer: tokio::task::JoinHandle<()>,
@@ -266,7 +266,11 @@ impl AmqpService {
     /// while another process holds its lock). They connect in the
     /// background and keep reconnecting; see [`AmqpService::status`].
     /// Must be called inside an actix System.
-    pub fn start(store: EventStore, wakeups: watch::Receiver<u64>, settings: AmqpSettings) -> Self {
+    pub(crate) fn start(
+        store: EventStore,
+        wakeups: watch::Receiver<u64>,
+        settings: AmqpSettings,
+    ) -> Self {
         let status = AmqpStatus::new();
         let (stop, stop_rx) = watch::channel(false);
         let consumer = tokio::spawn(consumer::run(
@@ -299,7 +303,7 @@ impl AmqpService {
     }
 
     /// The reply publisher's runner, to report it with the other projections.
-    pub fn publisher(&self) -> Option<Addr<ProjectionRunner>> {
+    pub(crate) fn publisher(&self) -> Option<Addr<ProjectionRunner>> {
         self.publisher.clone()
     }
 

@@ -44,13 +44,13 @@ use crate::retry::Backoff;
 use crate::store::{EventStore, Metadata, RecordedEvent};
 
 /// The name of the publisher's checkpoint row, status and runner.
-pub const NAME: &str = "amqp_replies";
+pub(crate) const NAME: &str = "amqp_replies";
 /// Key of the publisher's advisory lock ("coursamq"): the key the publisher
 /// held before it ran under the projection runner, so that old and new
 /// processes still exclude each other during a rolling upgrade.
 const LOCK_KEY: i64 = 0x636f_7572_7361_6d71;
 /// The producer name the consumer writes, which marks AMQP requests.
-pub const PRODUCER: &str = "amqp";
+pub(crate) const PRODUCER: &str = "amqp";
 
 /// Starts the publisher's runner (standing by while another process holds
 /// its lock). Must be called inside an actix System.

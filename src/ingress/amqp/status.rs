@@ -81,7 +81,7 @@ impl Default for AmqpStatus {
 
 impl AmqpStatus {
     /// Both components connecting.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self(Arc::new(Mutex::new(AmqpStatusSnapshot {
             consumer: ComponentStatus::new(),
             publisher: ComponentStatus::new(),

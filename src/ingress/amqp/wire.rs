@@ -9,7 +9,7 @@ use crate::domain::{CourseRequest, RawCourseRequest};
 
 /// Largest request body looked at; anything bigger is refused unread
 /// (a real request is well under 1 KiB).
-pub const MAX_BODY_BYTES: usize = 64 * 1024;
+pub(crate) const MAX_BODY_BYTES: usize = 64 * 1024;
 /// Longest `request_id` echoed back in an error reply.
 const MAX_ECHOED_ID: usize = 200;
 
@@ -42,7 +42,7 @@ pub struct Reply {
 
 impl Reply {
     /// A reply with only a status and request id.
-    pub fn new(request_id: Option<String>, status: ReplyStatus, at: DateTime<Utc>) -> Self {
+    pub(crate) fn new(request_id: Option<String>, status: ReplyStatus, at: DateTime<Utc>) -> Self {
         Self {
             request_id,
             status,
@@ -55,14 +55,14 @@ impl Reply {
     }
 
     /// The JSON body.
-    pub fn to_bytes(&self) -> Vec<u8> {
+    pub(crate) fn to_bytes(&self) -> Vec<u8> {
         serde_json::to_vec(self).expect("replies serialize")
     }
 }
 
 /// Why a message was refused, and the request id to answer, if readable.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Refusal {
+pub(crate) struct Refusal {
     pub reason: String,
     pub request_id: Option<String>,
 }
@@ -73,7 +73,7 @@ pub struct Refusal {
 /// A [`Refusal`] naming the first problem: too large, not UTF-8, not JSON
 /// (including nesting deeper than serde_json's limit of 128), not an object,
 /// a field of the wrong type, or a broken rule of [`CourseRequest::parse`].
-pub fn parse_request(body: &[u8]) -> Result<CourseRequest, Refusal> {
+pub(crate) fn parse_request(body: &[u8]) -> Result<CourseRequest, Refusal> {
     let refuse = |reason: String, request_id: Option<String>| Refusal { reason, request_id };
     if body.len() > MAX_BODY_BYTES {
         return Err(refuse(

@@ -29,7 +29,7 @@ pub enum Auth {
 
 impl Auth {
     /// JWT auth when a non-empty secret is given, local otherwise.
-    pub fn new(secret: Option<&str>) -> Self {
+    pub(crate) fn new(secret: Option<&str>) -> Self {
         match secret {
             Some(s) if !s.is_empty() => Self::Jwt(Box::new((
                 DecodingKey::from_secret(s.as_bytes()),
@@ -58,7 +58,7 @@ pub struct User {
 
 impl User {
     /// Whether the caller may see a course owned by `owner`.
-    pub fn may_access(&self, owner: Uuid) -> bool {
+    pub(crate) fn may_access(&self, owner: Uuid) -> bool {
         self.admin || self.id == owner
     }
 }

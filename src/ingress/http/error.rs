@@ -14,7 +14,7 @@ use crate::store::StoreError;
 
 /// The error body every failing endpoint answers with.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct ErrorBody {
+pub(crate) struct ErrorBody {
     /// A stable, machine-readable code (`not_found`, `invalid_query`, ...).
     pub error: &'static str,
     /// What went wrong, for a human.
@@ -91,7 +91,7 @@ pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
 
 impl ApiError {
     /// A 400 with `code`.
-    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
         Self::BadRequest {
             code,
             message: message.into(),
@@ -99,7 +99,7 @@ impl ApiError {
     }
 
     /// The 404 of a course that does not exist or is not the caller's.
-    pub fn course_not_found(id: uuid::Uuid) -> Self {
+    pub(crate) fn course_not_found(id: uuid::Uuid) -> Self {
         Self::NotFound(format!("no course with id {id}"))
     }
 

@@ -19,7 +19,7 @@ use crate::projections::courses::queries;
 /// names the predecessor's API used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum JobStatus {
+pub(crate) enum JobStatus {
     Pending,
     Running,
     Completed,
@@ -28,10 +28,10 @@ pub enum JobStatus {
 
 impl JobStatus {
     /// Every status, in the order of a job's life.
-    pub const ALL: [Self; 4] = [Self::Pending, Self::Running, Self::Completed, Self::Failed];
+    pub(crate) const ALL: [Self; 4] = [Self::Pending, Self::Running, Self::Completed, Self::Failed];
 
     /// The name the API shows (`pending`, ...).
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::Pending => "pending",
             Self::Running => "running",
@@ -41,7 +41,7 @@ impl JobStatus {
     }
 
     /// The course status a job status filters on.
-    pub fn course_status(self) -> CourseStatus {
+    pub(crate) fn course_status(self) -> CourseStatus {
         match self {
             Self::Pending => CourseStatus::Queued,
             Self::Running => CourseStatus::Generating,
@@ -71,7 +71,7 @@ impl std::fmt::Display for JobStatus {
 /// A name that is no [`JobStatus`]; it says which names are.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("unknown status {given:?}: use {}", one_of(&JobStatus::ALL.map(JobStatus::as_str)))]
-pub struct UnknownJobStatus {
+pub(crate) struct UnknownJobStatus {
     pub given: String,
 }
 
@@ -91,7 +91,7 @@ impl std::str::FromStr for JobStatus {
 
 /// A generation job.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct JobView {
+pub(crate) struct JobView {
     /// The job id: the course id.
     pub id: Uuid,
     pub course_id: Uuid,
@@ -117,7 +117,7 @@ pub struct JobView {
 
 /// A page of jobs.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct JobPage {
+pub(crate) struct JobPage {
     pub items: Vec<JobView>,
     pub page: i64,
     pub per_page: i64,
@@ -167,7 +167,7 @@ impl JobView {
     ),
     security(("bearer" = []))
 )]
-pub async fn list(
+pub(crate) async fn list(
     state: web::Data<ApiState>,
     user: User,
     params: web::Query<ListParams>,
@@ -203,7 +203,7 @@ pub async fn list(
     ),
     security(("bearer" = []))
 )]
-pub async fn get(
+pub(crate) async fn get(
     state: web::Data<ApiState>,
     user: User,
     id: web::Path<Uuid>,

@@ -11,11 +11,11 @@
 //! the domain's commands, then wait for the projection to pass the append so
 //! that a following `GET` sees them (read-your-writes).
 
-pub mod auth;
-pub mod courses;
-pub mod error;
-pub mod jobs;
-pub mod system;
+pub(crate) mod auth;
+pub(crate) mod courses;
+pub(crate) mod error;
+pub(crate) mod jobs;
+pub(crate) mod system;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -35,11 +35,11 @@ use crate::projections::Projections;
 use crate::store::EventStore;
 
 pub use auth::{Auth, User, LOCAL_USER};
-pub use error::{ApiError, InternalError};
+pub(crate) use error::ApiError;
 
 /// Why the HTTP API did not start.
 #[derive(Debug, thiserror::Error)]
-pub enum StartError {
+pub(crate) enum StartError {
     #[error("binding the HTTP API to {addr}")]
     Bind {
         addr: SocketAddr,
@@ -107,7 +107,7 @@ pub struct ComponentHealth {
 }
 
 /// A probe of a component's health, called on every `/health`.
-pub type HealthHook = Arc<dyn Fn() -> ComponentHealth + Send + Sync>;
+pub(crate) type HealthHook = Arc<dyn Fn() -> ComponentHealth + Send + Sync>;
 
 /// Health probes other parts of the service register (by name, e.g.
 /// `"amqp"`), at any time: shared by the running API.
@@ -123,14 +123,14 @@ impl HealthHooks {
     }
 
     /// Runs every probe.
-    pub fn check(&self) -> Vec<(String, ComponentHealth)> {
+    pub(crate) fn check(&self) -> Vec<(String, ComponentHealth)> {
         let hooks = self.0.lock().expect("health hooks lock").clone();
         hooks.into_iter().map(|(n, h)| (n, h())).collect()
     }
 }
 
 /// What every handler shares.
-pub struct ApiState {
+pub(crate) struct ApiState {
     pub store: EventStore,
     pub auth: Auth,
     /// This process's projection runners (health, lag); `None` if they run elsewhere.
@@ -143,7 +143,7 @@ pub struct ApiState {
 
 impl ApiState {
     /// State over `store` with `auth`, no projections and no hooks.
-    pub fn new(store: EventStore, auth: Auth) -> Self {
+    pub(crate) fn new(store: EventStore, auth: Auth) -> Self {
         Self {
             store,
             auth,
@@ -157,7 +157,7 @@ impl ApiState {
 
 /// The process-wide Prometheus recorder (installed on first use) that the
 /// `metrics` macros across the crate record into and `/metrics` renders.
-pub fn prometheus() -> PrometheusHandle {
+pub(crate) fn prometheus() -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE
         .get_or_init(|| {
@@ -182,7 +182,7 @@ pub fn prometheus() -> PrometheusHandle {
 
 /// Registers the routes (under `/api/v1`, plus `/health` and `/metrics` at
 /// the root for probes and scrapers) and the extractor error handlers.
-pub fn configure(cfg: &mut web::ServiceConfig, max_body_bytes: usize) {
+pub(crate) fn configure(cfg: &mut web::ServiceConfig, max_body_bytes: usize) {
     cfg.app_data(
         web::JsonConfig::default()
             .limit(max_body_bytes)
@@ -286,7 +286,7 @@ async fn track_latency(
 
 /// The address to bind: `settings.http_addr`, moved to the loopback
 /// interface (same port) when there is no authentication.
-pub fn bind_address(settings: &HttpSettings, auth: &Auth) -> SocketAddr {
+pub(crate) fn bind_address(settings: &HttpSettings, auth: &Auth) -> SocketAddr {
     let mut addr = settings.http_addr;
     if matches!(auth, Auth::Local) {
         if !addr.ip().is_loopback() {
@@ -310,7 +310,10 @@ pub fn bind_address(settings: &HttpSettings, auth: &Auth) -> SocketAddr {
 ///
 /// # Errors
 /// The address cannot be bound.
-pub fn start(state: ApiState, settings: &HttpSettings) -> Result<(Server, SocketAddr), StartError> {
+pub(crate) fn start(
+    state: ApiState,
+    settings: &HttpSettings,
+) -> Result<(Server, SocketAddr), StartError> {
     let listener = bind(settings, &state.auth)?;
     serve(state, listener, settings)
 }
@@ -320,7 +323,7 @@ pub fn start(state: ApiState, settings: &HttpSettings) -> Result<(Server, Socket
 ///
 /// # Errors
 /// The address cannot be bound.
-pub fn bind(settings: &HttpSettings, auth: &Auth) -> Result<TcpListener, StartError> {
+pub(crate) fn bind(settings: &HttpSettings, auth: &Auth) -> Result<TcpListener, StartError> {
     let addr = bind_address(settings, auth);
     TcpListener::bind(addr).map_err(|source| StartError::Bind { addr, source })
 }
@@ -329,7 +332,7 @@ pub fn bind(settings: &HttpSettings, auth: &Auth) -> Result<TcpListener, StartEr
 ///
 /// # Errors
 /// The listener cannot be used.
-pub fn serve(
+pub(crate) fn serve(
     state: ApiState,
     listener: TcpListener,
     settings: &HttpSettings,

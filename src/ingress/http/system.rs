@@ -15,7 +15,7 @@ use crate::projections::ProjectionStatus;
 
 /// The database's answer to a trivial query.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct DatabaseHealth {
+pub(crate) struct DatabaseHealth {
     pub ok: bool,
     pub latency_ms: f64,
     pub error: Option<String>,
@@ -23,7 +23,7 @@ pub struct DatabaseHealth {
 
 /// What `/health` reports.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct HealthReport {
+pub(crate) struct HealthReport {
     /// `ok`, or `unavailable` (then the status is 503).
     pub status: &'static str,
     pub database: DatabaseHealth,
@@ -71,7 +71,7 @@ async fn database_health(state: &ApiState) -> DatabaseHealth {
     get, path = "/api/v1/health", tag = "system",
     responses((status = 200, body = HealthReport), (status = 503, body = HealthReport))
 )]
-pub async fn health(state: web::Data<ApiState>) -> HttpResponse {
+pub(crate) async fn health(state: web::Data<ApiState>) -> HttpResponse {
     let database = database_health(&state).await;
     let projections = match (&state.projections, database.ok) {
         (Some(p), true) => p.status().await,
@@ -113,7 +113,7 @@ pub async fn health(state: web::Data<ApiState>) -> HttpResponse {
     get, path = "/api/v1/metrics", tag = "system",
     responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain"))
 )]
-pub async fn metrics(state: web::Data<ApiState>) -> HttpResponse {
+pub(crate) async fn metrics(state: web::Data<ApiState>) -> HttpResponse {
     if let Some(p) = &state.projections {
         for s in p.status().await {
             metrics::gauge!("coursegen_projection_lag_events", "projection" => s.name.clone())
@@ -163,13 +163,13 @@ impl Modify for BearerAuth {
     )),
     modifiers(&BearerAuth)
 )]
-pub struct ApiDoc;
+pub(crate) struct ApiDoc;
 
 /// This document.
 #[utoipa::path(
     get, path = "/api/v1/openapi.json", tag = "system",
     responses((status = 200, description = "OpenAPI 3.1 document", body = Object))
 )]
-pub async fn openapi() -> HttpResponse {
+pub(crate) async fn openapi() -> HttpResponse {
     HttpResponse::Ok().json(ApiDoc::openapi())
 }

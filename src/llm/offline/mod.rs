@@ -26,11 +26,11 @@ use async_trait::async_trait;
 
 use super::{prompts, LlmClient, LlmError};
 use crate::domain::{CourseRequested, LessonGenerated, LessonPlan, OutlineGenerated, TokenUsage};
-pub use lesson::lesson;
+pub(crate) use lesson::lesson;
 use templates::{Audience, Stage, CLOSING, COURSE_TITLES, MIDDLE, OPENING};
 
 /// The model name the offline generator records.
-pub const MODEL: &str = "offline";
+pub(crate) const MODEL: &str = "offline";
 
 /// [`LlmClient`] that writes templated courses locally.
 #[derive(Debug, Clone, Default)]

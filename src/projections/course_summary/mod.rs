@@ -21,7 +21,7 @@ const CELL_COLUMNS: &str = "course_id, user_id, day, status, deleted";
 const COUNT_COLUMNS: &str = "user_id, day, status, deleted, courses";
 
 /// The recounts of the read model's tables from the log.
-pub(crate) fn recounts() -> Vec<Recount> {
+pub fn recounts() -> Vec<Recount> {
     vec![
         Recount {
             table: "course_summary_courses",
@@ -43,7 +43,7 @@ pub(crate) fn recounts() -> Vec<Recount> {
 }
 
 /// Whether the projection needs events of this type at all.
-pub fn wants(event_type: &str) -> bool {
+pub(crate) fn wants(event_type: &str) -> bool {
     matches!(
         event_type,
         "CourseRequested"

@@ -11,7 +11,7 @@
 //! rebuilds exactly the rows the live runner wrote.
 
 mod fold;
-pub mod queries;
+pub(crate) mod queries;
 mod slugs;
 mod status;
 #[cfg(test)]
@@ -19,7 +19,7 @@ mod tests;
 mod writer;
 
 pub use slugs::slug_base;
-pub use status::{LessonStatus, UnknownLessonStatus};
+pub(crate) use status::LessonStatus;
 
 use super::{readable, ApplyError, Decoded};
 use crate::store::Position;

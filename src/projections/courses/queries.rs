@@ -30,7 +30,7 @@ macro_rules! course_columns {
 }
 
 /// The stored columns of `courses`, in [`CourseRecord`]'s order.
-pub const COURSE_COLUMNS: &str = course_columns!();
+pub(crate) const COURSE_COLUMNS: &str = course_columns!();
 
 /// The columns of `courses` that `CourseRequested` sets once and no later
 /// event changes (an upsert leaves them as they are).
@@ -46,32 +46,33 @@ pub(super) const COURSE_FIXED_COLUMNS: [&str; 8] = [
 ];
 
 /// The columns of `lessons`, as the projector reads and writes them.
-pub const LESSON_COLUMNS: &str =
+pub(crate) const LESSON_COLUMNS: &str =
     "course_id, lesson_number, title, concepts, objectives, status, generated_at";
 
 /// The columns of `lesson_bodies`, as the projector writes them.
-pub const LESSON_BODY_COLUMNS: &str =
+pub(crate) const LESSON_BODY_COLUMNS: &str =
     "course_id, lesson_number, content_md, content_json, sources, model, total_tokens, generated_at";
 
 /// The columns of `lesson_checks`, as the projector writes them.
-pub const LESSON_CHECK_COLUMNS: &str =
+pub(crate) const LESSON_CHECK_COLUMNS: &str =
     "course_id, lesson_number, question_number, question, options, answer_index, explanation";
 
 /// One course by id (`$1`).
-pub const COURSE_BY_ID: &str = concat!("SELECT ", course_columns!(), " FROM courses WHERE id = $1");
+pub(crate) const COURSE_BY_ID: &str =
+    concat!("SELECT ", course_columns!(), " FROM courses WHERE id = $1");
 
 /// A course's lessons (`$1`), in order: rows of [`LessonEntry`].
-pub const LESSONS_OF_COURSE: &str = include_str!("sql/lessons_of_course.sql");
+pub(crate) const LESSONS_OF_COURSE: &str = include_str!("sql/lessons_of_course.sql");
 
 /// Lesson `$2` of course `$1` with its content and quiz: a row of [`Lesson`].
-pub const LESSON: &str = include_str!("sql/lesson.sql");
+pub(crate) const LESSON: &str = include_str!("sql/lesson.sql");
 
 /// When the latest generation attempt of course `$1` started (the job view).
-pub const ATTEMPT_STARTED: &str = include_str!("sql/attempt_started.sql");
+pub(crate) const ATTEMPT_STARTED: &str = include_str!("sql/attempt_started.sql");
 
 /// A row of `courses`.
 #[derive(Debug, Clone, PartialEq)]
-pub struct CourseRecord {
+pub(crate) struct CourseRecord {
     pub id: Uuid,
     pub user_id: Uuid,
     pub request_id: Uuid,
@@ -110,7 +111,7 @@ impl CourseRecord {
     ///
     /// # Errors
     /// A column that does not convert (a row of some other query).
-    pub fn from_row(r: &Row) -> Result<Self, tokio_postgres::Error> {
+    pub(crate) fn from_row(r: &Row) -> Result<Self, tokio_postgres::Error> {
         let sources: Value = r.try_get(17)?;
         Ok(Self {
             id: r.try_get(0)?,
@@ -151,7 +152,7 @@ impl CourseRecord {
 
 /// One entry of a course's table of contents (a row of [`LESSONS_OF_COURSE`]).
 #[derive(Debug, Clone, PartialEq)]
-pub struct LessonEntry {
+pub(crate) struct LessonEntry {
     pub number: i32,
     pub title: String,
     pub concepts: Vec<String>,
@@ -165,7 +166,7 @@ impl LessonEntry {
     ///
     /// # Errors
     /// A column that does not convert.
-    pub fn from_row(r: &Row) -> Result<Self, tokio_postgres::Error> {
+    pub(crate) fn from_row(r: &Row) -> Result<Self, tokio_postgres::Error> {
         Ok(Self {
             number: r.try_get(0)?,
             title: r.try_get(1)?,
@@ -179,7 +180,7 @@ impl LessonEntry {
 
 /// A lesson with what was generated for it (a row of [`LESSON`]).
 #[derive(Debug, Clone, PartialEq)]
-pub struct Lesson {
+pub(crate) struct Lesson {
     pub entry: LessonEntry,
     /// `None` until the lesson is generated.
     pub content_md: Option<String>,
@@ -195,7 +196,7 @@ impl Lesson {
     ///
     /// # Errors
     /// A column that does not convert.
-    pub fn from_row(r: &Row) -> Result<Self, tokio_postgres::Error> {
+    pub(crate) fn from_row(r: &Row) -> Result<Self, tokio_postgres::Error> {
         Ok(Self {
             entry: LessonEntry::from_row(r)?,
             content_md: r.try_get(6)?,
@@ -212,7 +213,7 @@ impl Lesson {
 ///
 /// # Errors
 /// The database failed.
-pub async fn course_with_lessons(
+pub(crate) async fn course_with_lessons(
     client: &deadpool_postgres::Client,
     id: Uuid,
 ) -> Result<(Option<CourseRecord>, Vec<LessonEntry>), tokio_postgres::Error> {
@@ -238,7 +239,7 @@ pub async fn course_with_lessons(
 ///
 /// # Errors
 /// The database failed.
-pub async fn course(
+pub(crate) async fn course(
     client: &deadpool_postgres::Client,
     id: Uuid,
 ) -> Result<Option<CourseRecord>, tokio_postgres::Error> {
@@ -255,7 +256,7 @@ pub async fn course(
 ///
 /// # Errors
 /// The database failed.
-pub async fn lesson(
+pub(crate) async fn lesson(
     client: &deadpool_postgres::Client,
     id: Uuid,
     number: i32,
@@ -273,7 +274,7 @@ pub async fn lesson(
 ///
 /// # Errors
 /// The database failed.
-pub async fn attempt_started(
+pub(crate) async fn attempt_started(
     client: &deadpool_postgres::Client,
     id: Uuid,
 ) -> Result<Option<DateTime<Utc>>, tokio_postgres::Error> {
@@ -284,15 +285,15 @@ pub async fn attempt_started(
 /// The order of a course list. Every order ends on `id`, so that pages do
 /// not overlap when the sort key ties.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CourseOrder(&'static str);
+pub(crate) struct CourseOrder(&'static str);
 
 impl CourseOrder {
     /// Newest first: the default, and what the list indexes are shaped for.
-    pub const NEWEST: Self = Self("created_at DESC, id DESC");
+    pub(crate) const NEWEST: Self = Self("created_at DESC, id DESC");
 
     /// The order a sort key names: `created_at`, `updated_at`, `title`,
     /// `topic` or `status`, ascending, or descending with a leading `-`.
-    pub fn parse(key: &str) -> Option<Self> {
+    pub(crate) fn parse(key: &str) -> Option<Self> {
         Some(Self(match key {
             "created_at" => "created_at ASC, id ASC",
             "-created_at" => Self::NEWEST.0,
@@ -312,7 +313,7 @@ impl CourseOrder {
 /// A page of live (not deleted) courses: which ones, in which order. The
 /// API validates the values; this turns them into SQL.
 #[derive(Debug, Clone)]
-pub struct CourseList {
+pub(crate) struct CourseList {
     /// Only this user's courses.
     pub user: Option<Uuid>,
     pub status: Option<CourseStatus>,
@@ -326,7 +327,7 @@ pub struct CourseList {
 }
 
 /// The statements of a [`CourseList`] and their parameters.
-pub struct CourseListSql<'a> {
+pub(crate) struct CourseListSql<'a> {
     /// The page: `limit` courses from `offset`.
     pub page: String,
     pub page_params: Vec<&'a (dyn ToSql + Sync)>,
@@ -338,7 +339,7 @@ pub struct CourseListSql<'a> {
 impl CourseList {
     /// The page and count statements. The same filters always give the same
     /// text, so prepared statements are reused.
-    pub fn sql<'a>(&'a self) -> CourseListSql<'a> {
+    pub(crate) fn sql<'a>(&'a self) -> CourseListSql<'a> {
         let mut conditions = vec!["deleted_at IS NULL".to_owned()];
         let mut params: Vec<&'a (dyn ToSql + Sync)> = Vec::new();
         let mut param = |v: &'a (dyn ToSql + Sync)| {
@@ -384,7 +385,7 @@ impl CourseList {
     ///
     /// # Errors
     /// The database failed.
-    pub async fn run(
+    pub(crate) async fn run(
         &self,
         client: &deadpool_postgres::Client,
     ) -> Result<(Vec<CourseRecord>, i64), tokio_postgres::Error> {
@@ -406,7 +407,7 @@ impl CourseList {
 }
 
 /// The recounts of the read model's tables from the log.
-pub(crate) fn recounts() -> Vec<Recount> {
+pub fn recounts() -> Vec<Recount> {
     vec![
         Recount {
             table: "courses",

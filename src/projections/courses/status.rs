@@ -14,7 +14,7 @@ use crate::domain::CourseStatus;
 /// Whether a lesson's content is there yet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "UPPERCASE")]
-pub enum LessonStatus {
+pub(crate) enum LessonStatus {
     /// Planned by the outline, not generated yet.
     Pending,
     Generated,
@@ -22,7 +22,7 @@ pub enum LessonStatus {
 
 impl LessonStatus {
     /// The stored and displayed name (`PENDING`, `GENERATED`).
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::Pending => "PENDING",
             Self::Generated => "GENERATED",
@@ -39,7 +39,7 @@ impl std::fmt::Display for LessonStatus {
 /// A name that is no [`LessonStatus`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("unknown lesson status {0:?}")]
-pub struct UnknownLessonStatus(pub String);
+pub(crate) struct UnknownLessonStatus(pub String);
 
 impl std::str::FromStr for LessonStatus {
     type Err = UnknownLessonStatus;

@@ -17,7 +17,7 @@ use crate::store::RecordedEvent;
 /// (the caller is the user).
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct GenerateRequest {
+pub(crate) struct GenerateRequest {
     /// Idempotency key (UUID): the same user and request id always mean the
     /// same course. Generated when absent.
     pub request_id: Option<String>,
@@ -35,7 +35,7 @@ pub struct GenerateRequest {
 
 /// Token totals of a course.
 #[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct Tokens {
+pub(crate) struct Tokens {
     pub prompt: i64,
     pub completion: i64,
     pub total: i64,
@@ -43,7 +43,7 @@ pub struct Tokens {
 
 /// A course as the API shows it.
 #[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct CourseView {
+pub(crate) struct CourseView {
     pub course_id: Uuid,
     pub user_id: Uuid,
     pub request_id: Uuid,
@@ -161,7 +161,7 @@ impl CourseView {
 
 /// One entry of a course's table of contents.
 #[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct LessonSummary {
+pub(crate) struct LessonSummary {
     pub number: i32,
     pub title: String,
     pub concepts: Vec<String>,
@@ -187,7 +187,7 @@ impl From<LessonEntry> for LessonSummary {
 
 /// A page of courses.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct CoursePage {
+pub(crate) struct CoursePage {
     pub items: Vec<CourseView>,
     pub page: i64,
     pub per_page: i64,
@@ -197,7 +197,7 @@ pub struct CoursePage {
 
 /// A lesson with its content.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct LessonView {
+pub(crate) struct LessonView {
     pub course_id: Uuid,
     pub number: i32,
     pub title: String,
@@ -221,7 +221,7 @@ pub struct LessonView {
 
 /// One event of a course's history.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct EventView {
+pub(crate) struct EventView {
     pub global_position: i64,
     pub stream_version: i32,
     pub event_type: String,
@@ -251,7 +251,7 @@ impl From<RecordedEvent> for EventView {
 #[derive(Debug, Default, Deserialize, ToSchema, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
-pub struct ReasonParams {
+pub(crate) struct ReasonParams {
     /// Kept in the history.
     pub reason: Option<String>,
 }
@@ -260,7 +260,7 @@ pub struct ReasonParams {
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
-pub struct ListParams {
+pub(crate) struct ListParams {
     /// Page number, from 1.
     pub page: Option<i64>,
     /// Items per page, 1 to 100 (default 20).

@@ -80,7 +80,7 @@ fn location(id: Uuid) -> String {
     ),
     security(("bearer" = []))
 )]
-pub async fn generate(
+pub(crate) async fn generate(
     state: web::Data<ApiState>,
     user: User,
     body: web::Json<GenerateRequest>,
@@ -132,7 +132,7 @@ pub async fn generate(
     ),
     security(("bearer" = []))
 )]
-pub async fn list(
+pub(crate) async fn list(
     state: web::Data<ApiState>,
     user: User,
     params: web::Query<ListParams>,
@@ -166,7 +166,7 @@ pub async fn list(
     ),
     security(("bearer" = []))
 )]
-pub async fn get(
+pub(crate) async fn get(
     state: web::Data<ApiState>,
     user: User,
     id: web::Path<Uuid>,
@@ -207,7 +207,7 @@ pub async fn get(
     ),
     security(("bearer" = []))
 )]
-pub async fn lesson(
+pub(crate) async fn lesson(
     state: web::Data<ApiState>,
     user: User,
     path: web::Path<(Uuid, u32)>,
@@ -267,7 +267,7 @@ pub async fn lesson(
     ),
     security(("bearer" = []))
 )]
-pub async fn events(
+pub(crate) async fn events(
     state: web::Data<ApiState>,
     user: User,
     id: web::Path<Uuid>,
@@ -324,7 +324,7 @@ async fn command(
     ),
     security(("bearer" = []))
 )]
-pub async fn delete(
+pub(crate) async fn delete(
     state: web::Data<ApiState>,
     user: User,
     id: web::Path<Uuid>,
@@ -349,7 +349,7 @@ pub async fn delete(
     ),
     security(("bearer" = []))
 )]
-pub async fn restore(
+pub(crate) async fn restore(
     state: web::Data<ApiState>,
     user: User,
     id: web::Path<Uuid>,
@@ -370,7 +370,7 @@ pub async fn restore(
     ),
     security(("bearer" = []))
 )]
-pub async fn retry(
+pub(crate) async fn retry(
     state: web::Data<ApiState>,
     user: User,
     id: web::Path<Uuid>,

@@ -7,12 +7,12 @@
 //!   `projections::courses::queries`).
 //! - [`progress`]: the Server-Sent Events stream of a course's progress.
 
-pub mod dto;
-pub mod handlers;
-pub mod progress;
+pub(crate) mod dto;
+pub(crate) mod handlers;
+pub(crate) mod progress;
 
-pub use dto::{
+pub(crate) use dto::{
     CoursePage, CourseView, EventView, GenerateRequest, LessonSummary, LessonView, ListParams,
-    ReasonParams, Tokens,
+    Tokens,
 };
-pub use progress::Progress;
+pub(crate) use progress::Progress;

@@ -17,7 +17,7 @@ use crate::ingress::http::{ApiState, User};
 
 /// What one progress message says.
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
-pub struct Progress {
+pub(crate) struct Progress {
     pub course_id: Uuid,
     #[schema(value_type = String)]
     pub status: CourseStatus,
@@ -58,7 +58,7 @@ const PROGRESS_KEEPALIVE: Duration = Duration::from_secs(15);
     ),
     security(("bearer" = []))
 )]
-pub async fn progress(
+pub(crate) async fn progress(
     state: web::Data<ApiState>,
     user: User,
     id: web::Path<Uuid>,
