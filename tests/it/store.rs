@@ -418,8 +418,20 @@ async fn a_subscriber_is_woken_again_after_its_listen_connection_is_killed() {
         .unwrap()
         .get(0);
     assert!(terminated);
-    // The listener reconnects...
+    // The listener reconnects, once: the killed connection left no second listener...
     listener_pid(&db, Some(killed)).await;
+    let listeners: i64 = db
+        .client()
+        .await
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity
+             WHERE datname = current_database() AND query LIKE 'LISTEN%'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(listeners, 1);
     // ... and an append after that still wakes a reader at once.
     assert_an_append_wakes_a_subscriber(&db, &notifier).await;
 }

@@ -417,3 +417,29 @@ pub(super) async fn write_checks(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The upsert's arrays are positional: one per column of
+    /// [`COURSE_COLUMNS`], so a column added there must be added here too.
+    #[test]
+    fn the_courses_upsert_has_one_array_per_column() {
+        let columns = COURSE_COLUMNS.split(", ").count();
+        let arrays = COURSES_UPSERT.matches("::").count();
+        assert_eq!(columns, 27);
+        assert_eq!(arrays, columns, "{}", *COURSES_UPSERT);
+        assert!(COURSES_UPSERT.contains(&format!("${columns}::")));
+        assert!(!COURSES_UPSERT.contains(&format!("${}::", columns + 1)));
+    }
+
+    /// An upsert leaves what the request set once alone and updates the rest.
+    #[test]
+    fn the_courses_upsert_updates_every_column_but_the_fixed_ones() {
+        for column in COURSE_COLUMNS.split(", ") {
+            let updated = COURSES_UPSERT.contains(&format!(" {column} = EXCLUDED.{column}"));
+            assert_eq!(updated, !COURSE_FIXED_COLUMNS.contains(&column), "{column}");
+        }
+    }
+}
