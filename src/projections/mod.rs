@@ -364,6 +364,10 @@ pub struct Projections {
     store: EventStore,
     /// Each runner with the name of its checkpoint row.
     runners: Vec<(&'static str, Addr<ProjectionRunner>)>,
+    /// The LISTEN connection whose wake-ups the runners wait on: a runner
+    /// holds only a receiver, and dropping the last `Notifier` stops the
+    /// listener, which would leave the runners polling.
+    _notifier: Arc<Notifier>,
 }
 
 /// Starts one runner actor per projection (each active or standing by,
@@ -411,7 +415,11 @@ pub async fn start_runners_with(
             (p.name(), runner.start())
         })
         .collect();
-    Ok(Projections { store, runners })
+    Ok(Projections {
+        store,
+        runners,
+        _notifier: notifier,
+    })
 }
 
 impl Projections {

@@ -901,3 +901,42 @@ async fn a_lesson_generated_again_keeps_only_its_new_quiz() {
     assert_matches_log(&db).await;
     running.stop().await;
 }
+
+/// The runners are woken by the store's notifications, not only by their
+/// poll: with an hour between polls, an append is applied within seconds
+/// (also when the caller kept no handle on the notifier it passed in).
+#[actix::test]
+async fn runners_apply_an_append_long_before_their_poll_interval() {
+    let db = TestDb::new().await;
+    let hourly = RunnerOptions {
+        poll_interval: Duration::from_secs(3600),
+        ..options()
+    };
+    let running = start(&db, hourly).await;
+    // Both runners have read the empty log and wait for a wake-up.
+    eventually("both runners running", WAIT, || async {
+        let status = running.status().await;
+        status
+            .iter()
+            .all(|s| s.state == RunnerState::Running)
+            .then_some(())
+    })
+    .await;
+    let requested: CourseEvent = CourseRequested {
+        request_id: Uuid::new_v4(),
+        user_id: Uuid::new_v4(),
+        topic: "Tides".into(),
+        grade_level: None,
+        num_lessons: 1,
+        language: "en".into(),
+        source_filter: None,
+    }
+    .into();
+    let (_, position) = write_course(&db, vec![requested]).await;
+    for p in Projection::ALL {
+        wait_for_position(&db.store, p.name(), position, Duration::from_secs(10))
+            .await
+            .unwrap_or_else(|e| panic!("{p} was not woken: {e}"));
+    }
+    running.stop().await;
+}
