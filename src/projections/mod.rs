@@ -446,12 +446,17 @@ impl Projections {
         out
     }
 
-    /// Stops every runner of this process (their locks are released, so
-    /// standbys elsewhere take over) and waits until they are gone.
+    /// Stops every runner of this process, all at once: each commits the
+    /// batch it is applying (within its [`RunnerOptions::stop_timeout`]),
+    /// releases its lock (so standbys elsewhere take over) and ends. Returns
+    /// once they all have.
     pub async fn stop(&self) {
-        for (_, addr) in &self.runners {
-            let _ = addr.send(runner::StopRunner).await;
-        }
+        futures::future::join_all(
+            self.runners
+                .iter()
+                .map(|(_, addr)| addr.send(runner::StopRunner)),
+        )
+        .await;
     }
 }
 
