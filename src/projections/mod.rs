@@ -211,9 +211,12 @@ impl BatchApplier for Tables {
     async fn apply(
         &mut self,
         tx: &deadpool_postgres::Transaction<'_>,
-        events: &[RecordedEvent],
+        events: Vec<RecordedEvent>,
     ) -> Result<(), ApplyError> {
         let decoded: Vec<Decoded> = events.iter().map(|e| Decoded::new(self.0, e)).collect();
+        // The raw payloads (lesson bodies among them) are not needed once
+        // decoded: a batch is held once, not twice, while it is applied.
+        drop(events);
         self.0.apply(tx, "", &decoded).await
     }
 }

@@ -136,11 +136,13 @@ pub(crate) trait BatchApplier: Send + Sync + 'static {
     }
 
     /// Applies `events` (in log order, at least one) inside `tx`, which the
-    /// runner then uses to advance the checkpoint and commits.
+    /// runner then uses to advance the checkpoint and commits. Given by
+    /// value, so that an applier working from its own form of the events
+    /// can drop the raw ones first (a batch is then never held twice).
     async fn apply(
         &mut self,
         tx: &Transaction<'_>,
-        events: &[RecordedEvent],
+        events: Vec<RecordedEvent>,
     ) -> Result<(), ApplyError>;
 
     /// Told of each change of the runner's state.
@@ -555,14 +557,15 @@ impl Worker {
             tx.rollback().await?;
             return Ok(BatchOutcome::Empty);
         };
-        if let Err(e) = self.applier.apply(&tx, &events).await {
+        let count = events.len();
+        if let Err(e) = self.applier.apply(&tx, events).await {
             return Err(match e {
                 ApplyError::Event { position, error } => {
                     let _ = tx.rollback().await;
                     BatchError::Event {
                         position,
                         error,
-                        batch_len: events.len(),
+                        batch_len: count,
                         last,
                     }
                 }
@@ -579,10 +582,7 @@ impl Worker {
         tx.execute(&stmt, &[&name, &last.transaction_id, &last.global_position])
             .await?;
         tx.commit().await?;
-        Ok(BatchOutcome::Applied {
-            count: events.len(),
-            last,
-        })
+        Ok(BatchOutcome::Applied { count, last })
     }
 
     async fn record_failure(

@@ -142,9 +142,10 @@ impl BatchApplier for Publisher {
     async fn apply(
         &mut self,
         tx: &Transaction<'_>,
-        events: &[RecordedEvent],
+        events: Vec<RecordedEvent>,
     ) -> Result<(), ApplyError> {
-        let replies = replies_for(tx, events).await?;
+        let replies = replies_for(tx, &events).await?;
+        drop(events);
         let Some(broker) = &self.broker else {
             return Err(sink(AmqpError::Lost(
                 "the reply publisher's broker connection",
