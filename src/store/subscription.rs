@@ -99,14 +99,18 @@ async fn listen_once(
 ///
 /// A wake-up may come before its event is readable (its transaction is
 /// not past the read horizon yet, or a slower one holds the horizon back):
-/// after a wake-up the waiter looks again soon (`first_retry`, doubling up
-/// to the poll interval) rather than waiting a full poll interval.
+/// after a wake-up the waiter looks again soon (a [`Backoff`] from
+/// `first_retry`, doubling up to the poll interval) rather than waiting a
+/// full poll interval.
 #[derive(Debug)]
 pub(crate) struct Waiter {
     wakeups: watch::Receiver<u64>,
     poll_interval: Duration,
-    first_retry: Duration,
-    retry_soon: Option<Duration>,
+    /// The quick looks after a wake-up.
+    retry: Backoff,
+    /// Whether the reads since the last wake-up found nothing yet (the
+    /// waits then come from `retry`).
+    retrying: bool,
 }
 
 impl Waiter {
@@ -119,8 +123,8 @@ impl Waiter {
         Self {
             wakeups,
             poll_interval,
-            first_retry,
-            retry_soon: None,
+            retry: Backoff::new(first_retry, poll_interval),
+            retrying: false,
         }
     }
 
@@ -131,13 +135,17 @@ impl Waiter {
 
     /// The read found events: the next empty one waits a full interval again.
     pub(crate) fn found(&mut self) {
-        self.retry_soon = None;
+        self.retrying = false;
     }
 
     /// The read found nothing: waits for a wake-up or the current interval,
     /// whichever comes first. With the notifier gone it keeps polling.
     pub(crate) async fn wait(&mut self) {
-        let wait = self.retry_soon.unwrap_or(self.poll_interval);
+        let wait = if self.retrying {
+            self.retry.next_delay()
+        } else {
+            self.poll_interval
+        };
         let woken = tokio::select! {
             changed = self.wakeups.changed() => match changed {
                 Ok(()) => true,
@@ -148,11 +156,10 @@ impl Waiter {
             },
             () = tokio::time::sleep(wait) => false,
         };
-        self.retry_soon = match (woken, self.retry_soon) {
-            (true, _) => Some(self.first_retry),
-            (false, Some(d)) if d < self.poll_interval => Some(d * 2),
-            _ => None,
-        };
+        if woken {
+            self.retrying = true;
+            self.retry.reset();
+        }
     }
 }
 
@@ -271,6 +278,20 @@ mod tests {
             timed(&mut waiter).await,
         ];
         assert_eq!(waits, [5, 10, 20, 40, 40].map(|ms| ms * MS));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn another_wake_up_starts_the_quick_retries_over() {
+        let (tx, rx) = watch::channel(0u64);
+        let mut waiter = Waiter::new(rx, 40 * MS, 5 * MS);
+        waiter.reading();
+        tx.send_modify(|n| *n += 1);
+        assert_eq!(timed(&mut waiter).await, Duration::ZERO);
+        assert_eq!(timed(&mut waiter).await, 5 * MS);
+        assert_eq!(timed(&mut waiter).await, 10 * MS);
+        tx.send_modify(|n| *n += 1);
+        assert_eq!(timed(&mut waiter).await, Duration::ZERO);
+        assert_eq!(timed(&mut waiter).await, 5 * MS);
     }
 
     #[tokio::test(start_paused = true)]
