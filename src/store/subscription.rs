@@ -139,18 +139,21 @@ impl Waiter {
     }
 
     /// The read found nothing: waits for a wake-up or the current interval,
-    /// whichever comes first. With the notifier gone it keeps polling.
+    /// whichever comes first. With the notifier gone (no wake-up will come,
+    /// and its channel answers at once) it sleeps the poll interval.
     pub(crate) async fn wait(&mut self) {
+        let poll = self.poll_interval;
         let wait = if self.retrying {
             self.retry.next_delay()
         } else {
-            self.poll_interval
+            poll
         };
         let woken = tokio::select! {
             changed = self.wakeups.changed() => match changed {
                 Ok(()) => true,
                 Err(_) => {
-                    tokio::time::sleep(wait).await;
+                    self.retrying = false;
+                    tokio::time::sleep(poll).await;
                     false
                 }
             },
@@ -321,6 +324,19 @@ mod tests {
         let mut waiter = Waiter::new(rx, 40 * MS, 5 * MS);
         drop(tx);
         waiter.reading();
+        assert_eq!(timed(&mut waiter).await, 40 * MS);
+        assert_eq!(timed(&mut waiter).await, 40 * MS);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn with_the_notifier_gone_after_a_wake_up_it_polls_at_once() {
+        let (tx, rx) = watch::channel(0u64);
+        let mut waiter = Waiter::new(rx, 40 * MS, 5 * MS);
+        waiter.reading();
+        tx.send_modify(|n| *n += 1);
+        drop(tx);
+        assert_eq!(timed(&mut waiter).await, Duration::ZERO);
+        // No quick looks for wake-ups that can no longer come.
         assert_eq!(timed(&mut waiter).await, 40 * MS);
         assert_eq!(timed(&mut waiter).await, 40 * MS);
     }
