@@ -11,6 +11,7 @@
 //! - [`recount`]: the same read models computed by plain SQL over `events`
 //!   (the oracle of the tests and the baseline of `coursegen bench replay`).
 //! - [`courses`], [`course_summary`]: the projectors, named like their SQL files.
+//! - `text_sql`: the text conversions of the enums the tables store.
 //!
 //! Services call [`start_runners`] inside an actix System, read
 //! [`Projections::status`] for health and metrics, and use
@@ -22,6 +23,7 @@ pub mod courses;
 pub mod recount;
 pub mod replay;
 pub(crate) mod runner;
+mod text_sql;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
