@@ -44,7 +44,7 @@ use crate::store::{EventStore, Position, RecordedEvent, StoreError};
 pub use checkpoints::{
     checkpoint, lag, resume, Checkpoint, CheckpointState, Lag, UnknownCheckpointState,
 };
-pub(crate) use runner::BatchApplier;
+pub(crate) use runner::{ApplierError, BatchApplier};
 pub use runner::{ProjectionRunner, RunnerOptions, RunnerState};
 
 /// Errors of the projection layer.
@@ -214,12 +214,12 @@ impl BatchApplier for Tables {
         &mut self,
         tx: &deadpool_postgres::Transaction<'_>,
         events: Vec<RecordedEvent>,
-    ) -> Result<(), ApplyError> {
+    ) -> Result<(), ApplierError> {
         let decoded: Vec<Decoded> = events.iter().map(|e| Decoded::new(self.0, e)).collect();
         // The raw payloads (lesson bodies among them) are not needed once
         // decoded: a batch is held once, not twice, while it is applied.
         drop(events);
-        self.0.apply(tx, "", &decoded).await
+        Ok(self.0.apply(tx, "", &decoded).await?)
     }
 }
 
@@ -253,7 +253,9 @@ impl Decoded {
     }
 }
 
-/// Why a batch was not applied.
+/// Why a batch was not applied to a projection's tables (what a sink
+/// outside the database may fail with besides is the runner's
+/// [`ApplierError`]).
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
     /// The event at `position` cannot be applied (undecodable payload, or the
@@ -264,10 +266,6 @@ pub enum ApplyError {
     /// resources): retry on a new connection.
     #[error("database connection: {0}")]
     Connection(#[source] tokio_postgres::Error),
-    /// What a sink publishes to is unreachable or refused the batch: retry
-    /// on new connections (the checkpoint has not moved).
-    #[error(transparent)]
-    Sink(Box<dyn std::error::Error + Send + Sync>),
 }
 
 impl ApplyError {

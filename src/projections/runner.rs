@@ -100,6 +100,19 @@ pub enum RunnerState {
     Stopped,
 }
 
+/// Why a [`BatchApplier`] did not open or apply a batch.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ApplierError {
+    /// What applying to tables fails with: a poison event, or the database
+    /// connection.
+    #[error(transparent)]
+    Apply(#[from] ApplyError),
+    /// What a sink publishes to is unreachable or refused the batch: retry
+    /// on new connections (the checkpoint has not moved).
+    #[error(transparent)]
+    Sink(Box<dyn std::error::Error + Send + Sync>),
+}
+
 /// What a runner keeps up to date with the log, one batch at a time.
 ///
 /// The runner owns the lock, the checkpoint and the waiting; an applier
@@ -126,12 +139,12 @@ pub(crate) trait BatchApplier: Send + Sync + 'static {
 
     /// Opens what applying needs besides the database, once the lock is
     /// held. An error counts as a lost connection.
-    async fn open(&mut self) -> Result<(), ApplyError> {
+    async fn open(&mut self) -> Result<(), ApplierError> {
         Ok(())
     }
 
     /// Whether what [`Self::open`] opened still works; asked before each batch.
-    fn check(&self) -> Result<(), ApplyError> {
+    fn check(&self) -> Result<(), ApplierError> {
         Ok(())
     }
 
@@ -143,7 +156,7 @@ pub(crate) trait BatchApplier: Send + Sync + 'static {
         &mut self,
         tx: &Transaction<'_>,
         events: Vec<RecordedEvent>,
-    ) -> Result<(), ApplyError>;
+    ) -> Result<(), ApplierError>;
 
     /// Told of each change of the runner's state.
     fn state_changed(&self, _state: RunnerState) {}
@@ -560,7 +573,7 @@ impl Worker {
         let count = events.len();
         if let Err(e) = self.applier.apply(&tx, events).await {
             return Err(match e {
-                ApplyError::Event { position, error } => {
+                ApplierError::Apply(ApplyError::Event { position, error }) => {
                     let _ = tx.rollback().await;
                     BatchError::Event {
                         position,
