@@ -18,7 +18,7 @@ use crate::domain::{course_id, Command, CourseRequest, DomainError, RawCourseReq
 use crate::ingress::amqp::{self, client, AmqpError, AmqpSettings};
 use crate::projections::{replay, CheckpointState, Projection};
 use crate::store::courses::{self, CommandError, Submitted};
-use crate::store::subscription::Notifier;
+use crate::store::subscription::{Notifier, Waiter};
 use crate::store::{EventStore, Metadata};
 
 /// Runs the parsed command.
@@ -157,20 +157,28 @@ async fn retry(settings: &DatabaseSettings, args: RetryArgs) -> anyhow::Result<E
 }
 
 /// Shows a progress bar (lessons done / planned) until the course is READY
-/// (success) or FAILED (failure, with the reason).
+/// (success) or FAILED (failure, with the reason). Woken by appends, and
+/// polling every second (so also when the LISTEN connection is gone).
 async fn wait_for_course(store: &EventStore, id: Uuid) -> anyhow::Result<ExitCode> {
     let notifier = Notifier::start(store.config().clone());
-    let mut wakeups = notifier.wakeups();
+    let mut waiter = Waiter::new(
+        notifier.wakeups(),
+        Duration::from_secs(1),
+        Duration::from_millis(5),
+    );
     let progress = CourseProgress::start();
+    let mut seen = 0;
     loop {
-        let (course, _) = courses::load(store, id).await?;
+        waiter.reading();
+        let (course, events) = courses::load(store, id).await?;
         if let Some(code) = progress.show(id, &course) {
             return Ok(code);
         }
-        tokio::select! {
-            _ = wakeups.changed() => {}
-            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+        if events.len() > seen {
+            seen = events.len();
+            waiter.found();
         }
+        waiter.wait().await;
     }
 }
 

@@ -63,6 +63,14 @@ impl RetryPolicy {
     }
 }
 
+/// The wait before a repeat: the server's `Retry-After` when it gave one
+/// no longer than [`MAX_RETRY_AFTER`], else the `computed` back-off.
+fn retry_delay(retry_after: Option<Duration>, computed: Duration) -> Duration {
+    retry_after
+        .filter(|d| *d <= MAX_RETRY_AFTER)
+        .unwrap_or(computed)
+}
+
 /// Where and how to reach the server.
 #[derive(Debug, Clone)]
 pub struct OpenAiConfig {
@@ -202,10 +210,7 @@ impl OpenAiClient {
             }
             // Drawn even when the server says when to come back, so the
             // delays after it keep growing with the number of repeats.
-            let computed = backoff.next_delay();
-            let delay = retry_after
-                .filter(|d| *d <= MAX_RETRY_AFTER)
-                .unwrap_or(computed);
+            let delay = retry_delay(retry_after, backoff.next_delay());
             warn!(
                 error = %transient.to_error(retries + 1, self.timeout),
                 delay_ms = delay.as_millis() as u64,
@@ -586,22 +591,42 @@ mod tests {
     }
 
     #[test]
-    fn backoff_grows_with_jitter_up_to_the_cap() {
+    fn a_retry_after_within_a_minute_takes_the_place_of_the_back_off() {
+        let computed = Duration::from_millis(700);
+        let secs = Duration::from_secs;
+        assert_eq!(retry_delay(Some(secs(7)), computed), secs(7));
+        assert_eq!(retry_delay(Some(Duration::ZERO), computed), Duration::ZERO);
+        assert_eq!(
+            retry_delay(Some(MAX_RETRY_AFTER), computed),
+            MAX_RETRY_AFTER
+        );
+        assert_eq!(retry_delay(Some(secs(3600)), computed), computed);
+        assert_eq!(retry_delay(None, computed), computed);
+    }
+
+    #[test]
+    fn the_policy_backs_off_from_its_base_delay_to_its_cap_never_above() {
+        // The jitter itself is retry::Backoff's (tested there); this is
+        // the client's use of it: 50 to 100 % of the policy's delays.
         let policy = RetryPolicy {
             max_retries: 5,
             base_delay: Duration::from_millis(100),
             max_delay: Duration::from_millis(1000),
         };
         let mut backoff = policy.backoff();
-        for retry in 0..8 {
-            let full =
-                (Duration::from_millis(100) * 2u32.pow(retry)).min(Duration::from_millis(1000));
-            let d = backoff.next_delay();
-            assert!(
-                d >= full / 2 && d <= full,
-                "retry {retry}: {d:?} vs {full:?}"
-            );
+        let first = backoff.next_delay();
+        assert!(
+            first >= policy.base_delay / 2 && first <= policy.base_delay,
+            "{first:?}"
+        );
+        for _ in 0..10 {
+            backoff.next_delay();
         }
+        let capped = backoff.next_delay();
+        assert!(
+            capped >= policy.max_delay / 2 && capped <= policy.max_delay,
+            "{capped:?}"
+        );
     }
 
     #[test]

@@ -2,11 +2,10 @@
 //! (read model or reply publisher) is in the log, whether its runner may
 //! apply events, and how far it lags behind.
 
-use bytes::BytesMut;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use tokio_postgres::types::{to_sql_checked, FromSql, IsNull, ToSql, Type};
 
+use super::text_sql::text_sql;
 use super::ProjectionError;
 use crate::store::{EventStore, Position};
 
@@ -55,34 +54,7 @@ impl std::str::FromStr for CheckpointState {
     }
 }
 
-impl ToSql for CheckpointState {
-    fn to_sql(
-        &self,
-        ty: &Type,
-        out: &mut BytesMut,
-    ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
-        self.as_str().to_sql(ty, out)
-    }
-
-    fn accepts(ty: &Type) -> bool {
-        <&str as ToSql>::accepts(ty)
-    }
-
-    to_sql_checked!();
-}
-
-impl<'a> FromSql<'a> for CheckpointState {
-    fn from_sql(
-        ty: &Type,
-        raw: &'a [u8],
-    ) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
-        Ok(<&str as FromSql>::from_sql(ty, raw)?.parse()?)
-    }
-
-    fn accepts(ty: &Type) -> bool {
-        <&str as FromSql>::accepts(ty)
-    }
-}
+text_sql!(CheckpointState);
 
 /// A projection's checkpoint row.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -178,4 +150,27 @@ pub async fn lag(store: &EventStore, name: &str) -> Result<Lag, ProjectionError>
         events: row.get(0),
         seconds: row.get::<_, f64>(1).max(0.0),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::BytesMut;
+    use tokio_postgres::types::{FromSql, ToSql, Type};
+
+    use super::*;
+
+    #[test]
+    fn checkpoint_states_are_stored_as_their_names() {
+        for state in [
+            CheckpointState::Running,
+            CheckpointState::Stopped,
+            CheckpointState::Failed,
+        ] {
+            let mut buf = BytesMut::new();
+            state.to_sql_checked(&Type::TEXT, &mut buf).unwrap();
+            assert_eq!(&buf[..], state.as_str().as_bytes());
+            assert_eq!(CheckpointState::from_sql(&Type::TEXT, &buf).unwrap(), state);
+        }
+        assert!(CheckpointState::from_sql(&Type::TEXT, b"RUNNING").is_err());
+    }
 }

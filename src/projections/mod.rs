@@ -11,6 +11,7 @@
 //! - [`recount`]: the same read models computed by plain SQL over `events`
 //!   (the oracle of the tests and the baseline of `coursegen bench replay`).
 //! - [`courses`], [`course_summary`]: the projectors, named like their SQL files.
+//! - `text_sql`: the text conversions of the enums the tables store.
 //!
 //! Services call [`start_runners`] inside an actix System, read
 //! [`Projections::status`] for health and metrics, and use
@@ -22,6 +23,7 @@ pub mod courses;
 pub mod recount;
 pub mod replay;
 pub(crate) mod runner;
+mod text_sql;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -42,7 +44,7 @@ use crate::store::{EventStore, Position, RecordedEvent, StoreError};
 pub use checkpoints::{
     checkpoint, lag, resume, Checkpoint, CheckpointState, Lag, UnknownCheckpointState,
 };
-pub(crate) use runner::BatchApplier;
+pub(crate) use runner::{ApplierError, BatchApplier};
 pub use runner::{ProjectionRunner, RunnerOptions, RunnerState};
 
 /// Errors of the projection layer.
@@ -211,10 +213,13 @@ impl BatchApplier for Tables {
     async fn apply(
         &mut self,
         tx: &deadpool_postgres::Transaction<'_>,
-        events: &[RecordedEvent],
-    ) -> Result<(), ApplyError> {
+        events: Vec<RecordedEvent>,
+    ) -> Result<(), ApplierError> {
         let decoded: Vec<Decoded> = events.iter().map(|e| Decoded::new(self.0, e)).collect();
-        self.0.apply(tx, "", &decoded).await
+        // The raw payloads (lesson bodies among them) are not needed once
+        // decoded: a batch is held once, not twice, while it is applied.
+        drop(events);
+        Ok(self.0.apply(tx, "", &decoded).await?)
     }
 }
 
@@ -248,7 +253,9 @@ impl Decoded {
     }
 }
 
-/// Why a batch was not applied.
+/// Why a batch was not applied to a projection's tables (what a sink
+/// outside the database may fail with besides is the runner's
+/// [`ApplierError`]).
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
     /// The event at `position` cannot be applied (undecodable payload, or the
@@ -259,10 +266,6 @@ pub enum ApplyError {
     /// resources): retry on a new connection.
     #[error("database connection: {0}")]
     Connection(#[source] tokio_postgres::Error),
-    /// What a sink publishes to is unreachable or refused the batch: retry
-    /// on new connections (the checkpoint has not moved).
-    #[error(transparent)]
-    Sink(Box<dyn std::error::Error + Send + Sync>),
 }
 
 impl ApplyError {
@@ -454,12 +457,17 @@ impl Projections {
         out
     }
 
-    /// Stops every runner of this process (their locks are released, so
-    /// standbys elsewhere take over) and waits until they are gone.
+    /// Stops every runner of this process, all at once: each commits the
+    /// batch it is applying (within its [`RunnerOptions::stop_timeout`]),
+    /// releases its lock (so standbys elsewhere take over) and ends. Returns
+    /// once they all have.
     pub async fn stop(&self) {
-        for (_, addr) in &self.runners {
-            let _ = addr.send(runner::StopRunner).await;
-        }
+        futures::future::join_all(
+            self.runners
+                .iter()
+                .map(|(_, addr)| addr.send(runner::StopRunner)),
+        )
+        .await;
     }
 }
 

@@ -181,12 +181,6 @@ fn analyze_sql(projection: Projection) -> String {
 fn failed(projection: Projection, e: ApplyError) -> ProjectionError {
     match e {
         ApplyError::Connection(e) => ProjectionError::Database(e),
-        // Table projections write only to the database.
-        ApplyError::Sink(e) => ProjectionError::ReplayFailed {
-            name: projection.name().to_owned(),
-            position: 0,
-            error: e.to_string(),
-        },
         ApplyError::Event { position, error } => ProjectionError::ReplayFailed {
             name: projection.name().to_owned(),
             position: position.global_position,

@@ -26,13 +26,22 @@
 //! - Each batch takes the projection's pause lock shared: a replay takes it
 //!   exclusively to swap its rebuilt tables in; the runner then resumes from
 //!   the replay's checkpoint.
+//! - A stop ([`StopRunner`]) is graceful: the worker is told, lets the batch
+//!   in progress commit (a reply batch already published is checkpointed,
+//!   not sent again), closes its connection (releasing the lock) and ends.
+//!   Only a worker still busy after [`RunnerOptions::stop_timeout`] is
+//!   aborted, its batch rolled back for the next runner to apply.
 //!
 //! The work runs in a task on the tokio runtime, never on the actor's thread.
 
+use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use actix::{Actor, ActorContext, Context, Handler, Message, MessageResult};
+use actix::{
+    Actor, ActorContext, ActorFutureExt, Context, Handler, Message, MessageResult,
+    ResponseActFuture, WrapFuture,
+};
 use async_trait::async_trait;
 use deadpool_postgres::{ClientWrapper, Transaction};
 use serde::Serialize;
@@ -55,6 +64,10 @@ pub struct RunnerOptions {
     pub lock_retry: Duration,
     /// How often a failed or paused runner re-checks whether it may go on.
     pub idle_check: Duration,
+    /// How long a stop waits for the batch in progress to commit before it
+    /// aborts the worker (the batch then rolls back and is applied again by
+    /// the next runner).
+    pub stop_timeout: Duration,
 }
 
 impl Default for RunnerOptions {
@@ -64,6 +77,7 @@ impl Default for RunnerOptions {
             poll_interval: Duration::from_millis(500),
             lock_retry: Duration::from_secs(1),
             idle_check: Duration::from_secs(1),
+            stop_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -84,6 +98,19 @@ pub enum RunnerState {
     Failed,
     /// The actor was stopped.
     Stopped,
+}
+
+/// Why a [`BatchApplier`] did not open or apply a batch.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ApplierError {
+    /// What applying to tables fails with: a poison event, or the database
+    /// connection.
+    #[error(transparent)]
+    Apply(#[from] ApplyError),
+    /// What a sink publishes to is unreachable or refused the batch: retry
+    /// on new connections (the checkpoint has not moved).
+    #[error(transparent)]
+    Sink(Box<dyn std::error::Error + Send + Sync>),
 }
 
 /// What a runner keeps up to date with the log, one batch at a time.
@@ -112,22 +139,24 @@ pub(crate) trait BatchApplier: Send + Sync + 'static {
 
     /// Opens what applying needs besides the database, once the lock is
     /// held. An error counts as a lost connection.
-    async fn open(&mut self) -> Result<(), ApplyError> {
+    async fn open(&mut self) -> Result<(), ApplierError> {
         Ok(())
     }
 
     /// Whether what [`Self::open`] opened still works; asked before each batch.
-    fn check(&self) -> Result<(), ApplyError> {
+    fn check(&self) -> Result<(), ApplierError> {
         Ok(())
     }
 
     /// Applies `events` (in log order, at least one) inside `tx`, which the
-    /// runner then uses to advance the checkpoint and commits.
+    /// runner then uses to advance the checkpoint and commits. Given by
+    /// value, so that an applier working from its own form of the events
+    /// can drop the raw ones first (a batch is then never held twice).
     async fn apply(
         &mut self,
         tx: &Transaction<'_>,
-        events: &[RecordedEvent],
-    ) -> Result<(), ApplyError>;
+        events: Vec<RecordedEvent>,
+    ) -> Result<(), ApplierError>;
 
     /// Told of each change of the runner's state.
     fn state_changed(&self, _state: RunnerState) {}
@@ -141,19 +170,24 @@ pub(crate) trait BatchApplier: Send + Sync + 'static {
 #[rtype(result = "RunnerState")]
 pub(crate) struct GetRunnerState;
 
-/// Stops a runner: its worker ends and its lock is released at once.
+/// Stops a runner: its worker finishes the batch in progress, releases its
+/// lock and ends (aborted after [`RunnerOptions::stop_timeout`]); answered
+/// once it has.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub(crate) struct StopRunner;
 
 /// The actor of one projection's runner.
 pub struct ProjectionRunner {
+    name: &'static str,
     /// Moved into the worker when the actor starts.
     applier: Option<Box<dyn BatchApplier>>,
     store: EventStore,
     wakeups: watch::Receiver<u64>,
     options: RunnerOptions,
     state: Arc<Mutex<RunnerState>>,
+    /// Turned true to tell the worker to stop between batches.
+    stop: watch::Sender<bool>,
     worker: Option<tokio::task::JoinHandle<()>>,
 }
 
@@ -168,11 +202,13 @@ impl ProjectionRunner {
         options: RunnerOptions,
     ) -> Self {
         Self {
+            name: applier.name(),
             applier: Some(applier),
             store,
             wakeups,
             options,
             state: Arc::new(Mutex::new(RunnerState::Starting)),
+            stop: watch::channel(false).0,
             worker: None,
         }
     }
@@ -196,6 +232,7 @@ impl Actor for ProjectionRunner {
             ),
             options: self.options,
             state: self.state.clone(),
+            stop: self.stop.subscribe(),
         };
         // An actor first polled while its runtime shuts down has nothing to run.
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
@@ -203,6 +240,8 @@ impl Actor for ProjectionRunner {
         }
     }
 
+    /// Stopped without a [`StopRunner`] (its System is shutting down): no
+    /// time to let a batch finish.
     fn stopped(&mut self, _ctx: &mut Context<Self>) {
         if let Some(w) = self.worker.take() {
             w.abort();
@@ -220,14 +259,30 @@ impl Handler<GetRunnerState> for ProjectionRunner {
 }
 
 impl Handler<StopRunner> for ProjectionRunner {
-    type Result = ();
+    /// Waits for the worker in a future of the actor's, so that the actor
+    /// keeps answering (its state) meanwhile.
+    type Result = ResponseActFuture<Self, ()>;
 
-    fn handle(&mut self, _: StopRunner, ctx: &mut Context<Self>) {
-        if let Some(w) = self.worker.take() {
-            w.abort();
-        }
-        *self.state.lock().expect("state lock") = RunnerState::Stopped;
-        ctx.stop();
+    fn handle(&mut self, _: StopRunner, _: &mut Context<Self>) -> Self::Result {
+        self.stop.send_replace(true);
+        let worker = self.worker.take();
+        let (name, timeout) = (self.name, self.options.stop_timeout);
+        let ended = async move {
+            let Some(worker) = worker else { return };
+            let abort = worker.abort_handle();
+            if tokio::time::timeout(timeout, worker).await.is_err() {
+                tracing::warn!(
+                    projection = name,
+                    ?timeout,
+                    "projection runner did not stop in time; aborted (its batch rolls back)"
+                );
+                abort.abort();
+            }
+        };
+        Box::pin(ended.into_actor(self).map(|(), runner, ctx| {
+            *runner.state.lock().expect("state lock") = RunnerState::Stopped;
+            ctx.stop();
+        }))
     }
 }
 
@@ -287,6 +342,27 @@ impl From<tokio_postgres::Error> for BatchError {
     }
 }
 
+/// Why a session ended.
+enum SessionEnd {
+    /// Told to stop: between batches, or while waiting.
+    Stopped,
+    /// A connection failed (why): reconnect.
+    Lost(String),
+}
+
+/// `work`, unless a stop comes first (`None` then).
+async fn unless_stopped<T>(
+    stop: &mut watch::Receiver<bool>,
+    work: impl Future<Output = T>,
+) -> Option<T> {
+    tokio::select! {
+        biased;
+        // An error: the actor (the sender) is gone; so is the reason to go on.
+        _ = stop.wait_for(|stop| *stop) => None,
+        out = work => Some(out),
+    }
+}
+
 struct Worker {
     applier: Box<dyn BatchApplier>,
     store: EventStore,
@@ -295,6 +371,8 @@ struct Worker {
     state: Arc<Mutex<RunnerState>>,
     /// Delays between reconnects; reset once running.
     backoff: Backoff,
+    /// True once the runner is told to stop.
+    stop: watch::Receiver<bool>,
 }
 
 impl Worker {
@@ -316,34 +394,54 @@ impl Worker {
         let name = format!("coursegen-projection-{}", self.applier.name());
         loop {
             self.set(RunnerState::Starting);
-            let error = self.session(&name).await;
+            let error = match self.session(&name).await {
+                SessionEnd::Stopped => break,
+                SessionEnd::Lost(error) => error,
+            };
             tracing::warn!(projection = self.applier.name(), %error,
                 "projection connection lost; reconnecting");
             self.applier.connection_lost(&error);
-            tokio::time::sleep(self.backoff.next_delay()).await;
+            let delay = self.backoff.next_delay();
+            if unless_stopped(&mut self.stop, tokio::time::sleep(delay))
+                .await
+                .is_none()
+            {
+                break;
+            }
         }
+        self.set(RunnerState::Stopped);
     }
 
     /// Connects, takes the lock (standing by until then), opens the applier
-    /// and applies batches until a connection fails; returns why.
-    async fn session(&mut self, application_name: &str) -> String {
-        let mut conn = match dedicated_connection(&self.store, application_name).await {
-            Ok(c) => c,
-            Err(e) => return format!("cannot connect: {e}"),
+    /// and applies batches until a connection fails or a stop; the lock goes
+    /// with the connection when this returns.
+    async fn session(&mut self, application_name: &str) -> SessionEnd {
+        let connecting = dedicated_connection(&self.store, application_name);
+        let mut conn = match unless_stopped(&mut self.stop, connecting).await {
+            None => return SessionEnd::Stopped,
+            Some(Ok(c)) => c,
+            Some(Err(e)) => return SessionEnd::Lost(format!("cannot connect: {e}")),
         };
-        if let Err(e) = self.acquire(&conn).await {
-            return format!("lost the connection while standing by: {e}");
+        match self.acquire(&conn).await {
+            Ok(true) => {}
+            Ok(false) => return SessionEnd::Stopped,
+            Err(e) => {
+                return SessionEnd::Lost(format!("lost the connection while standing by: {e}"))
+            }
         }
-        if let Err(e) = self.applier.open().await {
-            return e.to_string();
+        match unless_stopped(&mut self.stop, self.applier.open()).await {
+            None => return SessionEnd::Stopped,
+            Some(Err(e)) => return SessionEnd::Lost(e.to_string()),
+            Some(Ok(())) => {}
         }
         self.set(RunnerState::Running);
         self.backoff.reset();
         self.work(&mut conn).await
     }
 
-    /// Waits until this worker holds the projection's session lock.
-    async fn acquire(&self, conn: &ClientWrapper) -> Result<(), tokio_postgres::Error> {
+    /// Waits until this worker holds the projection's session lock (`true`)
+    /// or is told to stop (`false`).
+    async fn acquire(&mut self, conn: &ClientWrapper) -> Result<bool, tokio_postgres::Error> {
         let key = self.applier.lock_key();
         loop {
             let got: bool = conn
@@ -356,20 +454,27 @@ impl Worker {
                     &[&self.applier.name()],
                 )
                 .await?;
-                return Ok(());
+                return Ok(true);
             }
             self.set(RunnerState::Standby);
-            tokio::time::sleep(self.options.lock_retry).await;
+            let retry = tokio::time::sleep(self.options.lock_retry);
+            if unless_stopped(&mut self.stop, retry).await.is_none() {
+                return Ok(false);
+            }
         }
     }
 
-    /// Applies batches until a connection fails.
-    async fn work(&mut self, conn: &mut ClientWrapper) -> String {
+    /// Applies batches until a connection fails or a stop (checked between
+    /// batches and while waiting: a batch begun is committed).
+    async fn work(&mut self, conn: &mut ClientWrapper) -> SessionEnd {
         // After a failing batch: one event per batch up to its end, to find the poison.
         let mut single_step_until: Option<Position> = None;
         loop {
+            if *self.stop.borrow() {
+                return SessionEnd::Stopped;
+            }
             if let Err(e) = self.applier.check() {
-                return e.to_string();
+                return SessionEnd::Lost(e.to_string());
             }
             self.waiter.reading();
             let limit = if single_step_until.is_some() {
@@ -389,18 +494,19 @@ impl Worker {
                 Ok(BatchOutcome::Empty) => {
                     self.set(RunnerState::Running);
                     single_step_until = None;
-                    self.waiter.wait().await;
+                    unless_stopped(&mut self.stop, self.waiter.wait()).await;
                 }
                 Ok(BatchOutcome::Paused) => {
                     self.set(RunnerState::Paused);
-                    tokio::time::sleep(self.options.idle_check.min(Duration::from_millis(200)))
-                        .await;
+                    let recheck = self.options.idle_check.min(Duration::from_millis(200));
+                    unless_stopped(&mut self.stop, tokio::time::sleep(recheck)).await;
                 }
                 Ok(BatchOutcome::Failed) => {
                     self.set(RunnerState::Failed);
-                    tokio::time::sleep(self.options.idle_check).await;
+                    let recheck = tokio::time::sleep(self.options.idle_check);
+                    unless_stopped(&mut self.stop, recheck).await;
                 }
-                Err(BatchError::Connection(e)) => return e,
+                Err(BatchError::Connection(e)) => return SessionEnd::Lost(e),
                 Err(BatchError::Event {
                     position,
                     error,
@@ -416,7 +522,7 @@ impl Worker {
                     tracing::error!(projection = self.applier.name(), ?position, %error,
                         "poison event: projection stopped");
                     if let Err(e) = self.record_failure(conn, position, &error).await {
-                        return e.to_string();
+                        return SessionEnd::Lost(e.to_string());
                     }
                     single_step_until = None;
                     self.set(RunnerState::Failed);
@@ -464,14 +570,15 @@ impl Worker {
             tx.rollback().await?;
             return Ok(BatchOutcome::Empty);
         };
-        if let Err(e) = self.applier.apply(&tx, &events).await {
+        let count = events.len();
+        if let Err(e) = self.applier.apply(&tx, events).await {
             return Err(match e {
-                ApplyError::Event { position, error } => {
+                ApplierError::Apply(ApplyError::Event { position, error }) => {
                     let _ = tx.rollback().await;
                     BatchError::Event {
                         position,
                         error,
-                        batch_len: events.len(),
+                        batch_len: count,
                         last,
                     }
                 }
@@ -488,10 +595,7 @@ impl Worker {
         tx.execute(&stmt, &[&name, &last.transaction_id, &last.global_position])
             .await?;
         tx.commit().await?;
-        Ok(BatchOutcome::Applied {
-            count: events.len(),
-            last,
-        })
+        Ok(BatchOutcome::Applied { count, last })
     }
 
     async fn record_failure(

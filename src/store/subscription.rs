@@ -99,14 +99,18 @@ async fn listen_once(
 ///
 /// A wake-up may come before its event is readable (its transaction is
 /// not past the read horizon yet, or a slower one holds the horizon back):
-/// after a wake-up the waiter looks again soon (`first_retry`, doubling up
-/// to the poll interval) rather than waiting a full poll interval.
+/// after a wake-up the waiter looks again soon (a [`Backoff`] from
+/// `first_retry`, doubling up to the poll interval) rather than waiting a
+/// full poll interval.
 #[derive(Debug)]
 pub(crate) struct Waiter {
     wakeups: watch::Receiver<u64>,
     poll_interval: Duration,
-    first_retry: Duration,
-    retry_soon: Option<Duration>,
+    /// The quick looks after a wake-up.
+    retry: Backoff,
+    /// Whether the reads since the last wake-up found nothing yet (the
+    /// waits then come from `retry`).
+    retrying: bool,
 }
 
 impl Waiter {
@@ -119,8 +123,8 @@ impl Waiter {
         Self {
             wakeups,
             poll_interval,
-            first_retry,
-            retry_soon: None,
+            retry: Backoff::new(first_retry, poll_interval),
+            retrying: false,
         }
     }
 
@@ -131,28 +135,34 @@ impl Waiter {
 
     /// The read found events: the next empty one waits a full interval again.
     pub(crate) fn found(&mut self) {
-        self.retry_soon = None;
+        self.retrying = false;
     }
 
     /// The read found nothing: waits for a wake-up or the current interval,
-    /// whichever comes first. With the notifier gone it keeps polling.
+    /// whichever comes first. With the notifier gone (no wake-up will come,
+    /// and its channel answers at once) it sleeps the poll interval.
     pub(crate) async fn wait(&mut self) {
-        let wait = self.retry_soon.unwrap_or(self.poll_interval);
+        let poll = self.poll_interval;
+        let wait = if self.retrying {
+            self.retry.next_delay()
+        } else {
+            poll
+        };
         let woken = tokio::select! {
             changed = self.wakeups.changed() => match changed {
                 Ok(()) => true,
                 Err(_) => {
-                    tokio::time::sleep(wait).await;
+                    self.retrying = false;
+                    tokio::time::sleep(poll).await;
                     false
                 }
             },
             () = tokio::time::sleep(wait) => false,
         };
-        self.retry_soon = match (woken, self.retry_soon) {
-            (true, _) => Some(self.first_retry),
-            (false, Some(d)) if d < self.poll_interval => Some(d * 2),
-            _ => None,
-        };
+        if woken {
+            self.retrying = true;
+            self.retry.reset();
+        }
     }
 }
 
@@ -274,6 +284,20 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn another_wake_up_starts_the_quick_retries_over() {
+        let (tx, rx) = watch::channel(0u64);
+        let mut waiter = Waiter::new(rx, 40 * MS, 5 * MS);
+        waiter.reading();
+        tx.send_modify(|n| *n += 1);
+        assert_eq!(timed(&mut waiter).await, Duration::ZERO);
+        assert_eq!(timed(&mut waiter).await, 5 * MS);
+        assert_eq!(timed(&mut waiter).await, 10 * MS);
+        tx.send_modify(|n| *n += 1);
+        assert_eq!(timed(&mut waiter).await, Duration::ZERO);
+        assert_eq!(timed(&mut waiter).await, 5 * MS);
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn found_events_end_the_quick_retries() {
         let (tx, rx) = watch::channel(0u64);
         let mut waiter = Waiter::new(rx, 40 * MS, 5 * MS);
@@ -300,6 +324,19 @@ mod tests {
         let mut waiter = Waiter::new(rx, 40 * MS, 5 * MS);
         drop(tx);
         waiter.reading();
+        assert_eq!(timed(&mut waiter).await, 40 * MS);
+        assert_eq!(timed(&mut waiter).await, 40 * MS);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn with_the_notifier_gone_after_a_wake_up_it_polls_at_once() {
+        let (tx, rx) = watch::channel(0u64);
+        let mut waiter = Waiter::new(rx, 40 * MS, 5 * MS);
+        waiter.reading();
+        tx.send_modify(|n| *n += 1);
+        drop(tx);
+        assert_eq!(timed(&mut waiter).await, Duration::ZERO);
+        // No quick looks for wake-ups that can no longer come.
         assert_eq!(timed(&mut waiter).await, 40 * MS);
         assert_eq!(timed(&mut waiter).await, 40 * MS);
     }

@@ -30,6 +30,7 @@ fn options() -> RunnerOptions {
         poll_interval: Duration::from_millis(200),
         lock_retry: Duration::from_millis(200),
         idle_check: Duration::from_millis(200),
+        stop_timeout: WAIT,
     }
 }
 
@@ -449,6 +450,102 @@ async fn a_runner_whose_connection_dies_mid_batch_applies_no_event_twice() {
         assert!(s.error.is_none(), "{s:?}");
     }
     running.stop().await;
+}
+
+/// Takes `courses` exclusively in an open transaction, and waits until the
+/// courses runner's batch waits for it inside its own transaction.
+async fn hold_up_the_courses_batch<'a>(
+    db: &TestDb,
+    blocker: &'a mut deadpool_postgres::Object,
+) -> deadpool_postgres::Transaction<'a> {
+    let tx = blocker.transaction().await.unwrap();
+    tx.batch_execute("LOCK TABLE courses IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let client = db.client().await;
+    eventually("the courses batch to wait for its table", WAIT, || async {
+        client
+            .query_opt(
+                "SELECT 1 FROM pg_stat_activity
+                 WHERE datname = current_database()
+                   AND application_name = 'coursegen-projection-courses'
+                   AND wait_event_type = 'Lock'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .map(|_| ())
+    })
+    .await;
+    tx
+}
+
+#[actix::test]
+async fn a_clean_stop_commits_the_batch_in_progress_before_it_ends() {
+    let db = TestDb::new().await;
+    let last = write_courses(&db, 5).await;
+    let mut blocker = db.client().await;
+    let running = start(&db, options()).await;
+    let held = hold_up_the_courses_batch(&db, &mut blocker).await;
+    let mut stopping = std::pin::pin!(running.stop());
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), &mut stopping)
+            .await
+            .is_err(),
+        "the stop waits for the batch in progress"
+    );
+    held.rollback().await.unwrap();
+    stopping.await;
+    for s in running.status().await {
+        assert_eq!(s.state, RunnerState::Stopped, "{s:?}");
+    }
+    let cp = projections::checkpoint(&db.store, "courses")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        cp.position, last,
+        "the batch begun before the stop is committed"
+    );
+    // The lock went with the stopped runner: the next one takes over at once
+    // and finds nothing left to apply.
+    let next = start(&db, options()).await;
+    wait_all(&db, last).await;
+    assert_matches_log(&db).await;
+    next.stop().await;
+}
+
+#[actix::test]
+async fn a_stop_aborts_a_batch_that_does_not_commit_in_time() {
+    let db = TestDb::new().await;
+    let last = write_courses(&db, 5).await;
+    let mut blocker = db.client().await;
+    let running = start(
+        &db,
+        RunnerOptions {
+            stop_timeout: Duration::from_millis(300),
+            ..options()
+        },
+    )
+    .await;
+    let held = hold_up_the_courses_batch(&db, &mut blocker).await;
+    tokio::time::timeout(WAIT, running.stop())
+        .await
+        .expect("the stop is bounded by its timeout");
+    let cp = projections::checkpoint(&db.store, "courses")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        cp.position,
+        Position::START,
+        "the aborted batch rolled back"
+    );
+    held.rollback().await.unwrap();
+    let next = start(&db, options()).await;
+    wait_all(&db, last).await;
+    assert_matches_log(&db).await;
+    next.stop().await;
 }
 
 #[actix::test]

@@ -308,8 +308,11 @@ impl AmqpService {
     }
 
     /// Stops consuming (requests being recorded finish and are acked; the
-    /// broker redelivers any others), then the publisher (a batch it had not
-    /// checkpointed yet is sent again by the next publisher).
+    /// broker redelivers any others), then the publisher: the reply batch
+    /// it is publishing is confirmed and checkpointed first, so a clean stop
+    /// sends no reply twice (only a batch still unconfirmed after the
+    /// runner's stop timeout is rolled back and sent again by the next
+    /// publisher).
     pub async fn stop(self) {
         let _ = self.stop.send(true);
         let abort = self.consumer.abort_handle();

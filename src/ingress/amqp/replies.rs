@@ -39,7 +39,7 @@ use super::wire::{Reply, ReplyStatus};
 use super::{connect, declare_response_queue, reconnect_backoff, AmqpError, AmqpSettings};
 use crate::domain::CourseEvent;
 use crate::projections::runner::{ProjectionRunner, RunnerOptions, RunnerState};
-use crate::projections::{ApplyError, BatchApplier};
+use crate::projections::{ApplierError, ApplyError, BatchApplier};
 use crate::retry::Backoff;
 use crate::store::{EventStore, Metadata, RecordedEvent};
 
@@ -85,8 +85,8 @@ struct Publisher {
     broker: Option<Broker>,
 }
 
-fn sink(e: AmqpError) -> ApplyError {
-    ApplyError::Sink(Box::new(e))
+fn sink(e: AmqpError) -> ApplierError {
+    ApplierError::Sink(Box::new(e))
 }
 
 #[async_trait]
@@ -103,7 +103,7 @@ impl BatchApplier for Publisher {
         reconnect_backoff()
     }
 
-    async fn open(&mut self) -> Result<(), ApplyError> {
+    async fn open(&mut self) -> Result<(), ApplierError> {
         self.broker = None;
         let connection = connect(&self.url, "coursegen replies")
             .await
@@ -127,7 +127,7 @@ impl BatchApplier for Publisher {
         Ok(())
     }
 
-    fn check(&self) -> Result<(), ApplyError> {
+    fn check(&self) -> Result<(), ApplierError> {
         match &self.broker {
             Some(b) if b.connection.status().connected() => Ok(()),
             Some(b) => Err(sink(AmqpError::Broker(
@@ -142,9 +142,10 @@ impl BatchApplier for Publisher {
     async fn apply(
         &mut self,
         tx: &Transaction<'_>,
-        events: &[RecordedEvent],
-    ) -> Result<(), ApplyError> {
-        let replies = replies_for(tx, events).await?;
+        events: Vec<RecordedEvent>,
+    ) -> Result<(), ApplierError> {
+        let replies = replies_for(tx, &events).await?;
+        drop(events);
         let Some(broker) = &self.broker else {
             return Err(sink(AmqpError::Lost(
                 "the reply publisher's broker connection",

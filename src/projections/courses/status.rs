@@ -3,13 +3,10 @@
 //! their PostgreSQL conversions (here, so that the domain stays free of
 //! I/O crates).
 
-use std::error::Error;
-
-use bytes::BytesMut;
 use serde::Serialize;
-use tokio_postgres::types::{to_sql_checked, FromSql, IsNull, ToSql, Type};
 
 use crate::domain::CourseStatus;
+use crate::projections::text_sql::text_sql;
 
 /// Whether a lesson's content is there yet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -52,43 +49,14 @@ impl std::str::FromStr for LessonStatus {
     }
 }
 
-/// Stores a status as its name in a `text` column (and parameter), and
-/// reads it back by parsing the name.
-macro_rules! text_sql {
-    ($status:ty) => {
-        impl ToSql for $status {
-            fn to_sql(
-                &self,
-                ty: &Type,
-                out: &mut BytesMut,
-            ) -> Result<IsNull, Box<dyn Error + Sync + Send>> {
-                self.as_str().to_sql(ty, out)
-            }
-
-            fn accepts(ty: &Type) -> bool {
-                <&str as ToSql>::accepts(ty)
-            }
-
-            to_sql_checked!();
-        }
-
-        impl<'a> FromSql<'a> for $status {
-            fn from_sql(ty: &Type, raw: &'a [u8]) -> Result<Self, Box<dyn Error + Sync + Send>> {
-                Ok(<&str as FromSql>::from_sql(ty, raw)?.parse::<$status>()?)
-            }
-
-            fn accepts(ty: &Type) -> bool {
-                <&str as FromSql>::accepts(ty)
-            }
-        }
-    };
-}
-
 text_sql!(CourseStatus);
 text_sql!(LessonStatus);
 
 #[cfg(test)]
 mod tests {
+    use bytes::BytesMut;
+    use tokio_postgres::types::{FromSql, ToSql, Type};
+
     use super::*;
 
     fn round_trip<T>(value: T) -> T
