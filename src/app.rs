@@ -161,6 +161,14 @@ impl Application {
         Ok(addr)
     }
 
+    /// How many course actors this process runs now (0: it drives no course).
+    pub async fn active_courses(&self) -> usize {
+        self.scheduler
+            .send(scheduler::ActiveCourses)
+            .await
+            .unwrap_or(0)
+    }
+
     /// The RabbitMQ connection state, when AMQP is on.
     pub fn amqp_status(&self) -> Option<AmqpStatus> {
         self.amqp.as_ref().map(AmqpService::status)

@@ -109,7 +109,7 @@ pub enum Via {
 pub struct RetryArgs {
     /// The course id.
     pub course_id: Uuid,
-    /// Why (kept in the history).
+    /// Why (kept in the history): at most 500 characters, no control characters.
     #[arg(long)]
     pub reason: Option<String>,
     /// Wait until the course is READY or FAILED again, showing progress.

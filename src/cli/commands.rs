@@ -14,7 +14,7 @@ use super::args::{
 use super::output::{self, CourseProgress, ReplyProgress};
 use crate::config::DatabaseSettings;
 use crate::database::Database;
-use crate::domain::{course_id, Command, CourseRequest, DomainError, RawCourseRequest};
+use crate::domain::{course_id, Command, CourseRequest, DomainError, RawCourseRequest, Reason};
 use crate::ingress::amqp::{self, client, AmqpError, AmqpSettings};
 use crate::projections::{replay, CheckpointState, Projection};
 use crate::store::courses::{self, CommandError, Submitted};
@@ -126,10 +126,10 @@ async fn submit_via_amqp(
 }
 
 async fn retry(settings: &DatabaseSettings, args: RetryArgs) -> anyhow::Result<ExitCode> {
+    let reason =
+        Reason::parse(args.reason).map_err(|e| anyhow::anyhow!("invalid --reason: {e}"))?;
     let db = Database::open(settings).await?;
-    let command = Command::Retry {
-        reason: args.reason,
-    };
+    let command = Command::Retry { reason };
     match courses::execute(
         &db.store,
         args.course_id,

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use serde::Serialize;
 
 use super::events::*;
-use super::request::CourseRequest;
+use super::request::{CourseRequest, Reason};
 
 /// Where a course is in its life. Its names (`QUEUED`, ...) are what the
 /// read tables store and the API shows.
@@ -108,6 +108,20 @@ impl Course {
         }
     }
 
+    /// Lessons of the plan not generated yet. Counted over the plan, so a
+    /// lesson recorded outside it (an upcast old stream may hold one) is
+    /// not counted as done.
+    pub(crate) fn missing_lessons(&self) -> u32 {
+        match &self.outline {
+            Some(o) => o
+                .lessons
+                .iter()
+                .filter(|l| !self.lessons_done.contains(&l.number))
+                .count() as u32,
+            None => self.planned_lessons(),
+        }
+    }
+
     /// The first lesson of the plan not generated yet.
     pub(crate) fn next_missing_lesson(&self) -> Option<u32> {
         let outline = self.outline.as_ref()?;
@@ -119,7 +133,12 @@ impl Course {
     }
 
     /// The next step generation has to take, if any (for the course actor).
+    /// A deleted course takes none: its generation waits, where it stopped,
+    /// until it is restored.
     pub(crate) fn next_step(&self) -> NextStep {
+        if self.deleted {
+            return NextStep::Nothing;
+        }
         match self.status {
             None | Some(CourseStatus::Ready) | Some(CourseStatus::Failed) => NextStep::Nothing,
             Some(CourseStatus::Queued) => NextStep::Start,
@@ -151,8 +170,8 @@ pub enum Command {
     RecordLesson(LessonGenerated),
     Complete,
     Fail(CourseFailed),
-    Retry { reason: Option<String> },
-    Delete { reason: Option<String> },
+    Retry { reason: Option<Reason> },
+    Delete { reason: Option<Reason> },
     Restore,
 }
 
@@ -199,6 +218,12 @@ pub enum DomainError {
 ///
 /// Returns the events to append (empty when the command is an idempotent
 /// repeat, such as the same request submitted twice).
+///
+/// A deleted course is not advanced: starting and completing it are
+/// refused. The answer of a model call that was already in flight when it
+/// was deleted (an outline, a lesson, or the call's failure) is still
+/// recorded, since its tokens are paid: a restored course then resumes after
+/// it instead of asking again.
 ///
 /// # Errors
 /// [`DomainError`] when the course's rules forbid the command now.
@@ -286,7 +311,10 @@ pub fn decide(course: &Course, command: Command) -> Result<Vec<CourseEvent>, Dom
             if course.outline.is_none() {
                 return Err(DomainError::NoOutline);
             }
-            let missing = course.planned_lessons() - course.lessons_done.len() as u32;
+            if course.deleted {
+                return Err(DomainError::Deleted);
+            }
+            let missing = course.missing_lessons();
             if missing > 0 {
                 return Err(DomainError::LessonsMissing(missing));
             }
@@ -305,7 +333,10 @@ pub fn decide(course: &Course, command: Command) -> Result<Vec<CourseEvent>, Dom
                 if course.deleted {
                     return Err(DomainError::Deleted);
                 }
-                Ok(vec![GenerationRetried { reason }.into()])
+                Ok(vec![GenerationRetried {
+                    reason: reason.map(Reason::into_inner),
+                }
+                .into()])
             }
             _ => refuse("retry"),
         },
@@ -313,7 +344,10 @@ pub fn decide(course: &Course, command: Command) -> Result<Vec<CourseEvent>, Dom
             if course.deleted {
                 return Err(DomainError::Deleted);
             }
-            Ok(vec![CourseDeleted { reason }.into()])
+            Ok(vec![CourseDeleted {
+                reason: reason.map(Reason::into_inner),
+            }
+            .into()])
         }
         Command::Restore => {
             if !course.deleted {

@@ -20,4 +20,4 @@ pub use events::{
     OutlineGenerated, QuizQuestion, SourceRef, TokenUsage, UpcastError,
 };
 pub use ids::course_id;
-pub use request::{CourseRequest, RawCourseRequest, ValidationError, DEFAULT_NUM_LESSONS};
+pub use request::{CourseRequest, RawCourseRequest, Reason, ValidationError, DEFAULT_NUM_LESSONS};

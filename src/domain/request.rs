@@ -1,4 +1,5 @@
-//! Validation of a course request, shared by every ingress (CLI, HTTP, AMQP).
+//! Validation of a course request, shared by every ingress (CLI, HTTP, AMQP),
+//! and of the other free texts users send (a delete or retry [`Reason`]).
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -11,6 +12,7 @@ const MAX_TOPIC_CHARS: usize = 200;
 const MAX_GRADE_CHARS: usize = 50;
 const MAX_SOURCE_FILTER_CHARS: usize = 200;
 const MAX_LESSONS: i64 = 20;
+const MAX_REASON_CHARS: usize = 500;
 
 /// A request as it arrives on the wire, before validation.
 ///
@@ -46,6 +48,8 @@ pub enum ValidationError {
     SourceFilter(&'static str),
     #[error("{field} must not contain control characters")]
     ControlCharacters { field: &'static str },
+    #[error("reason must be at most {MAX_REASON_CHARS} characters, got {0}")]
+    ReasonLength(usize),
 }
 
 /// A validated course request. Construct it with [`CourseRequest::parse`].
@@ -128,6 +132,34 @@ impl CourseRequest {
     }
 }
 
+/// Why a course is deleted or retried, kept in its history: a checked text
+/// like every other a user sends. Construct it with [`Reason::parse`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reason(String);
+
+impl Reason {
+    /// A reason from what the user typed: trimmed, blank means none.
+    ///
+    /// # Errors
+    /// More than 500 characters, or control characters (NUL included).
+    pub fn parse(text: Option<String>) -> Result<Option<Self>, ValidationError> {
+        let Some(text) = non_blank(text) else {
+            return Ok(None);
+        };
+        let n = text.chars().count();
+        if n > MAX_REASON_CHARS {
+            return Err(ValidationError::ReasonLength(n));
+        }
+        reject_control("reason", &text)?;
+        Ok(Some(Self(text)))
+    }
+
+    /// The text, as the event stores it.
+    pub fn into_inner(self) -> String {
+        self.0
+    }
+}
+
 fn parse_uuid(field: &'static str, value: Option<String>) -> Result<Uuid, ValidationError> {
     let value = value.ok_or(ValidationError::Missing { field })?;
     let trimmed = value.trim();
@@ -178,4 +210,29 @@ fn check_source_filter(filter: &str) -> Result<(), ValidationError> {
         return Err(ValidationError::SourceFilter("\"..\" is not allowed"));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reason_is_trimmed_bounded_and_free_of_control_characters() {
+        assert_eq!(Reason::parse(None), Ok(None));
+        assert_eq!(Reason::parse(Some("   ".into())), Ok(None));
+        let reason = Reason::parse(Some("  spam ".into())).unwrap().unwrap();
+        assert_eq!(reason.into_inner(), "spam");
+        assert!(Reason::parse(Some("é".repeat(500))).unwrap().is_some());
+        assert_eq!(
+            Reason::parse(Some("é".repeat(501))),
+            Err(ValidationError::ReasonLength(501))
+        );
+        for bad in ["a\u{0}b", "line\nbreak", "esc\u{1b}[31m"] {
+            assert_eq!(
+                Reason::parse(Some(bad.into())),
+                Err(ValidationError::ControlCharacters { field: "reason" }),
+                "{bad:?}"
+            );
+        }
+    }
 }

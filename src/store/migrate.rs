@@ -76,6 +76,10 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "projections/0006_amqp_replies_checkpoint.sql",
         sql: include_str!("../../projections/0006_amqp_replies_checkpoint.sql"),
     },
+    Migration {
+        name: "schema/0004_course_work_deleted.sql",
+        sql: include_str!("../../schema/0004_course_work_deleted.sql"),
+    },
 ];
 
 /// Arbitrary key of the migration advisory lock.

@@ -4,7 +4,7 @@
 //! answer, after an optional delay, unless a scripted failure comes first.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -37,6 +37,77 @@ pub struct Script {
     pub slow_lessons: HashMap<u32, Duration>,
     /// Lesson numbers that always get this response instead of an answer.
     pub failing_lessons: HashMap<u32, ResponseTemplate>,
+    /// Holds the first request for one lesson until the test opens it.
+    pub gate: Option<Gate>,
+}
+
+/// Holds the first request for lesson `lesson` in flight until [`Gate::open`]:
+/// a test acts while a model call is certainly under way, with no timing.
+/// The fake answers nothing else meanwhile (wiremock serves from one
+/// thread), which is what a test of one course wants.
+#[derive(Clone)]
+pub struct Gate {
+    lesson: u32,
+    state: Arc<(Mutex<GateState>, Condvar)>,
+}
+
+#[derive(Default)]
+struct GateState {
+    /// The gated request has arrived and waits.
+    held: bool,
+    open: bool,
+}
+
+/// How long a gated request waits at most: a failing test must not leave the
+/// fake's thread blocked for good.
+const GATE_LIMIT: Duration = Duration::from_secs(120);
+
+impl Gate {
+    /// A closed gate on lesson `lesson`.
+    pub fn on_lesson(lesson: u32) -> Self {
+        Self {
+            lesson,
+            state: Arc::default(),
+        }
+    }
+
+    /// Whether the gated request has arrived (and waits for [`Gate::open`]).
+    pub fn held(&self) -> bool {
+        self.state.0.lock().unwrap().held
+    }
+
+    /// Lets the gated request (and every later one) through.
+    pub fn open(&self) {
+        self.state.0.lock().unwrap().open = true;
+        self.state.1.notify_all();
+    }
+
+    /// Blocks a request for `number` until the gate opens.
+    fn pass(&self, number: u32) {
+        if number != self.lesson {
+            return;
+        }
+        let (lock, opened) = &*self.state;
+        let mut state = lock.lock().unwrap();
+        if state.open {
+            return;
+        }
+        state.held = true;
+        let (mut state, _) = opened
+            .wait_timeout_while(state, GATE_LIMIT, |s| !s.open)
+            .unwrap();
+        state.held = false;
+        state.open = true;
+    }
+}
+
+impl Drop for FakeLlm {
+    /// Frees a request still held, so the server can shut down.
+    fn drop(&mut self) {
+        if let Some(gate) = &self.gate {
+            gate.open();
+        }
+    }
 }
 
 struct Responder {
@@ -48,6 +119,7 @@ struct Responder {
 pub struct FakeLlm {
     pub server: MockServer,
     pub seen: Arc<Mutex<Seen>>,
+    gate: Option<Gate>,
 }
 
 impl FakeLlm {
@@ -55,6 +127,7 @@ impl FakeLlm {
     pub async fn start(script: Script) -> Self {
         let server = MockServer::start().await;
         let seen = Arc::new(Mutex::new(Seen::default()));
+        let gate = script.gate.clone();
         Mock::given(method("POST"))
             .and(path("/v1/chat/completions"))
             .respond_with(Responder {
@@ -63,7 +136,7 @@ impl FakeLlm {
             })
             .mount(&server)
             .await;
-        Self { server, seen }
+        Self { server, seen, gate }
     }
 
     /// Base URL to configure as OPENAI_BASE_URL.
@@ -117,6 +190,9 @@ impl Respond for Responder {
                 (outline_answer(topic, lesson_count(&body)), Duration::ZERO)
             }
             Asked::Lesson { number, .. } => {
+                if let Some(gate) = &self.script.gate {
+                    gate.pass(*number);
+                }
                 if let Some(r) = self.script.failing_lessons.get(number) {
                     return r.clone();
                 }

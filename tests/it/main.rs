@@ -2,6 +2,7 @@
 
 mod amqp;
 mod app;
+mod deletion;
 mod fake_llm;
 mod generation;
 mod helpers;

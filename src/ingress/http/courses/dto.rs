@@ -252,7 +252,8 @@ impl From<RecordedEvent> for EventView {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub(crate) struct ReasonParams {
-    /// Kept in the history.
+    /// Kept in the history: at most 500 characters, no control characters
+    /// (otherwise 400).
     pub reason: Option<String>,
 }
 

@@ -13,7 +13,7 @@ use super::dto::{
     CoursePage, CourseView, EventView, GenerateRequest, LessonSummary, LessonView, ListParams,
     ReasonParams,
 };
-use crate::domain::{Command, CourseRequest, CourseStatus, DomainError, RawCourseRequest};
+use crate::domain::{Command, CourseRequest, CourseStatus, DomainError, RawCourseRequest, Reason};
 use crate::ingress::http::error::{ApiError, ErrorBody};
 use crate::ingress::http::{ApiState, User};
 use crate::projections::courses::queries;
@@ -312,6 +312,14 @@ async fn command(
     find_course(state, user, id).await
 }
 
+/// The checked `reason` of a delete or retry.
+///
+/// # Errors
+/// 400 for a reason too long or with control characters.
+fn reason(params: ReasonParams) -> Result<Option<Reason>, ApiError> {
+    Reason::parse(params.reason).map_err(|e| ApiError::bad_request("invalid_query", e.to_string()))
+}
+
 /// Soft-delete a course: gone from lists and reads, kept in its history
 /// (`CourseDeleted`); `restore` undoes it.
 #[utoipa::path(
@@ -330,7 +338,7 @@ pub(crate) async fn delete(
     id: web::Path<Uuid>,
     params: web::Query<ReasonParams>,
 ) -> Result<HttpResponse, ApiError> {
-    let reason = params.into_inner().reason;
+    let reason = reason(params.into_inner())?;
     let view = command(&state, &user, id.into_inner(), || Command::Delete {
         reason: reason.clone(),
     })
@@ -377,7 +385,7 @@ pub(crate) async fn retry(
     params: web::Query<ReasonParams>,
 ) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
-    let reason = params.into_inner().reason;
+    let reason = reason(params.into_inner())?;
     let view = command(&state, &user, id, || Command::Retry {
         reason: reason.clone(),
     })

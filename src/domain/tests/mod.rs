@@ -4,7 +4,9 @@ use uuid::Uuid;
 
 use super::*;
 
-fn request(lessons: u8) -> CourseRequest {
+mod deletion;
+
+pub(super) fn request(lessons: u8) -> CourseRequest {
     CourseRequest::parse(RawCourseRequest {
         request_id: Some(Uuid::from_u128(1).to_string()),
         user_id: Some(Uuid::from_u128(2).to_string()),
@@ -15,11 +17,11 @@ fn request(lessons: u8) -> CourseRequest {
     .unwrap()
 }
 
-fn requested(lessons: u8) -> CourseEvent {
+pub(super) fn requested(lessons: u8) -> CourseEvent {
     request(lessons).into_event().into()
 }
 
-fn started(attempt: u32) -> CourseEvent {
+pub(super) fn started(attempt: u32) -> CourseEvent {
     GenerationStarted {
         attempt,
         model: "offline".into(),
@@ -27,7 +29,7 @@ fn started(attempt: u32) -> CourseEvent {
     .into()
 }
 
-fn outline(lessons: u32) -> OutlineGenerated {
+pub(super) fn outline(lessons: u32) -> OutlineGenerated {
     OutlineGenerated {
         title: "Cells".into(),
         description: "All about cells".into(),
@@ -48,7 +50,7 @@ fn outline(lessons: u32) -> OutlineGenerated {
     }
 }
 
-fn lesson(number: u32) -> LessonGenerated {
+pub(super) fn lesson(number: u32) -> LessonGenerated {
     LessonGenerated {
         number,
         title: format!("Lesson {number}"),
@@ -70,7 +72,7 @@ fn lesson(number: u32) -> LessonGenerated {
     }
 }
 
-fn failed() -> CourseEvent {
+pub(super) fn failed() -> CourseEvent {
     CourseFailed {
         step: "lesson 1".into(),
         error: "boom".into(),
@@ -80,11 +82,14 @@ fn failed() -> CourseEvent {
 }
 
 /// Given these events, when this command: the decision.
-fn given_when(given: &[CourseEvent], when: Command) -> Result<Vec<CourseEvent>, DomainError> {
+pub(super) fn given_when(
+    given: &[CourseEvent],
+    when: Command,
+) -> Result<Vec<CourseEvent>, DomainError> {
     decide(&Course::from_events(given), when)
 }
 
-fn generating(lessons: u32) -> Vec<CourseEvent> {
+pub(super) fn generating(lessons: u32) -> Vec<CourseEvent> {
     vec![
         requested(lessons as u8),
         started(1),
@@ -92,7 +97,7 @@ fn generating(lessons: u32) -> Vec<CourseEvent> {
     ]
 }
 
-fn complete_course(lessons: u32) -> Vec<CourseEvent> {
+pub(super) fn complete_course(lessons: u32) -> Vec<CourseEvent> {
     let mut events = generating(lessons);
     events.extend((1..=lessons).map(|n| lesson(n).into()));
     events.push(given_when(&events, Command::Complete).unwrap().remove(0));
@@ -386,7 +391,7 @@ fn anything_after_failed_except_a_retry_is_refused() {
         given_when(
             &given,
             Command::Retry {
-                reason: Some("flaky".into())
+                reason: Reason::parse(Some("flaky".into())).unwrap()
             }
         ),
         Ok(vec![GenerationRetried {
