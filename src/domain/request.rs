@@ -1,7 +1,13 @@
 //! Validation of a course request, shared by every ingress (CLI, HTTP, AMQP),
 //! and of the other free texts users send (a delete or retry [`Reason`]).
+//!
+//! A request has one JSON shape everywhere: [`RawCourseRequest::from_json`]
+//! reads it and [`CourseRequest::parse`] checks it, so the AMQP consumer and
+//! `POST /courses/generate` refuse the same body with the same message.
 
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::events::CourseRequested;
@@ -14,24 +20,70 @@ const MAX_SOURCE_FILTER_CHARS: usize = 200;
 const MAX_LESSONS: i64 = 20;
 const MAX_REASON_CHARS: usize = 500;
 
-/// A request as it arrives on the wire, before validation.
+/// A request as it arrives on the wire (the AMQP message, the body of
+/// `POST /courses/generate`), before validation.
 ///
 /// Loose on purpose: numbers are `i64` and strings optional so that a bad
-/// value yields a precise [`ValidationError`] instead of a generic decode error.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+/// value yields a precise [`ValidationError`] instead of a generic decode
+/// error. Fields it does not know are refused, on every ingress alike.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = GenerateRequest)]
 pub struct RawCourseRequest {
+    /// Idempotency key (UUID): the same user and request id always mean the
+    /// same course. Required over AMQP; generated over HTTP and the CLI when
+    /// absent.
     pub request_id: Option<String>,
+    /// The owner (UUID). Over HTTP an admin may name any user; anyone else
+    /// only themselves (another id is 403). Absent over HTTP: the caller.
     pub user_id: Option<String>,
+    /// What the course teaches (1 to 200 characters).
     pub topic: Option<String>,
+    /// Audience, e.g. "Grade 8" (at most 50 characters).
     pub grade_level: Option<String>,
+    /// 1 to 20 (default 4).
     pub num_lessons: Option<i64>,
+    /// BCP-47 tag (default "en").
     pub language: Option<String>,
+    /// Relative path prefix restricting the sources.
     pub source_filter: Option<String>,
+}
+
+impl RawCourseRequest {
+    /// Reads a request from its JSON value, as every ingress does.
+    ///
+    /// # Errors
+    /// [`ValidationError::NotAnObject`] for anything but an object,
+    /// [`ValidationError::Shape`] for a field of the wrong type or an
+    /// unknown field (serde's message, which names the field).
+    pub fn from_json(value: Value) -> Result<Self, ValidationError> {
+        if !value.is_object() {
+            return Err(ValidationError::NotAnObject(json_kind(&value)));
+        }
+        serde_json::from_value(value).map_err(|e| ValidationError::Shape(e.to_string()))
+    }
+}
+
+/// `a string`, `an array`, ...: what a JSON value is, for error messages.
+fn json_kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
 }
 
 /// Why a request was refused; the message is meant for the requester.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ValidationError {
+    #[error("a request must be a JSON object, got {0}")]
+    NotAnObject(&'static str),
+    /// A field of the wrong type or an unknown field, in serde's words.
+    #[error("{0}")]
+    Shape(String),
     #[error("{field} is required")]
     Missing { field: &'static str },
     #[error("{field} must be a UUID, got {value:?}")]
@@ -214,7 +266,30 @@ fn check_source_filter(filter: &str) -> Result<(), ValidationError> {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
+
+    #[test]
+    fn unknown_fields_and_wrong_types_are_refused_naming_the_field() {
+        let err = RawCourseRequest::from_json(json!({"topic": "x", "author": "me"})).unwrap_err();
+        assert!(err.to_string().contains("unknown field `author`"), "{err}");
+        let err = RawCourseRequest::from_json(json!({"num_lessons": "four"})).unwrap_err();
+        assert!(err.to_string().contains("invalid type"), "{err}");
+        let err = RawCourseRequest::from_json(json!([1])).unwrap_err();
+        assert_eq!(err, ValidationError::NotAnObject("an array"));
+    }
+
+    #[test]
+    fn every_field_of_the_amqp_request_is_read() {
+        let raw = RawCourseRequest::from_json(json!({
+            "request_id": "r", "user_id": "u", "topic": "t", "grade_level": "g",
+            "num_lessons": 3, "source_filter": "s/", "language": "de"
+        }))
+        .unwrap();
+        assert_eq!(raw.user_id.as_deref(), Some("u"));
+        assert_eq!(raw.num_lessons, Some(3));
+    }
 
     #[test]
     fn a_reason_is_trimmed_bounded_and_free_of_control_characters() {

@@ -10,4 +10,5 @@ mod http;
 mod llm;
 mod projections;
 mod queues;
+mod requests;
 mod store;

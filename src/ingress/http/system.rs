@@ -156,7 +156,7 @@ impl Modify for BearerAuth {
         jobs::list, jobs::get, health, metrics, openapi,
     ),
     components(schemas(
-        ErrorBody, ComponentHealth, courses::GenerateRequest, courses::CourseView,
+        ErrorBody, ComponentHealth, crate::domain::RawCourseRequest, courses::CourseView,
         courses::CoursePage, courses::LessonSummary, courses::LessonView, courses::EventView,
         courses::Progress, courses::Tokens, jobs::JobView, jobs::JobPage, HealthReport,
         DatabaseHealth,

@@ -13,26 +13,6 @@ use crate::projections::courses::queries::{CourseList, CourseOrder, CourseRecord
 use crate::projections::courses::LessonStatus;
 use crate::store::RecordedEvent;
 
-/// The body of `POST /courses/generate`: the AMQP request without `user_id`
-/// (the caller is the user).
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct GenerateRequest {
-    /// Idempotency key (UUID): the same user and request id always mean the
-    /// same course. Generated when absent.
-    pub request_id: Option<String>,
-    /// What the course teaches (1 to 200 characters).
-    pub topic: Option<String>,
-    /// Audience, e.g. "Grade 8".
-    pub grade_level: Option<String>,
-    /// 1 to 20 (default 4).
-    pub num_lessons: Option<i64>,
-    /// BCP-47 tag (default "en").
-    pub language: Option<String>,
-    /// Relative path prefix restricting the sources.
-    pub source_filter: Option<String>,
-}
-
 /// Token totals of a course.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub(crate) struct Tokens {

@@ -12,7 +12,6 @@ pub(crate) mod handlers;
 pub(crate) mod progress;
 
 pub(crate) use dto::{
-    CoursePage, CourseView, EventView, GenerateRequest, LessonSummary, LessonView, ListParams,
-    Tokens,
+    CoursePage, CourseView, EventView, LessonSummary, LessonView, ListParams, Tokens,
 };
 pub(crate) use progress::Progress;
