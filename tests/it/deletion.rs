@@ -300,3 +300,36 @@ async fn a_reason_too_long_or_with_control_characters_is_refused_everywhere() {
     assert!(kinds.is_empty(), "{kinds:?}");
     app.stop().await;
 }
+
+#[actix_rt::test]
+async fn the_migration_takes_courses_deleted_before_it_off_the_work_queue() {
+    let app = TestApp::new(Overrides::default()).await;
+    let store = app.db.store.clone();
+    let deleted = submit_and_delete(&store, Uuid::new_v4(), "Deleted long ago").await;
+    let restored = submit_and_delete(&store, Uuid::new_v4(), "Deleted, then restored").await;
+    courses::execute(
+        &store,
+        restored,
+        coursegen::domain::Command::Restore,
+        &coursegen::store::Metadata::producer("test"),
+    )
+    .await
+    .unwrap();
+    // As an older trigger left them: both still queued.
+    let client = app.db.client().await;
+    client
+        .execute(
+            "INSERT INTO course_work (course_id) VALUES ($1) ON CONFLICT DO NOTHING",
+            &[&deleted],
+        )
+        .await
+        .unwrap();
+    assert_eq!(work_rows(&store, restored).await, 1);
+
+    client
+        .batch_execute(include_str!("../../schema/0004_course_work_deleted.sql"))
+        .await
+        .unwrap();
+    assert_eq!(work_rows(&store, deleted).await, 0);
+    assert_eq!(work_rows(&store, restored).await, 1);
+}

@@ -270,6 +270,11 @@ mod tests {
                 "{body}"
             );
         }
+        let mut not_utf8 = br#"{"request_id": "r2", "topic": ""#.to_vec();
+        not_utf8.extend([0xff, 0xfe, b'"', b'}']);
+        let refusal = parse_request(&not_utf8).unwrap_err();
+        assert!(refusal.reason.contains("UTF-8"), "{}", refusal.reason);
+        assert_eq!(refusal.request_id.as_deref(), Some("r2"));
         let huge = format!(
             r#"{{"request_id":"r","t":"{}"}}"#,
             "x".repeat(MAX_PROBED_BYTES)
