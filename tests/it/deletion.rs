@@ -333,3 +333,49 @@ async fn the_migration_takes_courses_deleted_before_it_off_the_work_queue() {
     assert_eq!(work_rows(&store, deleted).await, 0);
     assert_eq!(work_rows(&store, restored).await, 1);
 }
+
+#[actix_rt::test]
+async fn a_course_deleted_between_two_steps_makes_no_further_model_call() {
+    let app = TestApp::new(Overrides::default().fake_llm(Script::default())).await;
+    let store = app.db.store.clone();
+    // The delete lands in the very transaction that records lesson 1: after
+    // that step, before the next model call, whatever the timing.
+    app.db
+        .client()
+        .await
+        .batch_execute(
+            r#"CREATE FUNCTION test_delete_after_lesson_1() RETURNS trigger
+               LANGUAGE plpgsql AS $$
+               BEGIN
+                   INSERT INTO events (stream_id, stream_version, event_type, event_version, payload, metadata)
+                   VALUES (NEW.stream_id, NEW.stream_version + 1, 'CourseDeleted', 1,
+                           '{"reason": "between steps"}', '{"producer": "test"}');
+                   RETURN NULL;
+               END
+               $$;
+               CREATE TRIGGER test_delete_after_lesson_1 AFTER INSERT ON events
+                   FOR EACH ROW
+                   WHEN (NEW.event_type = 'LessonGenerated' AND NEW.payload->>'number' = '1')
+                   EXECUTE FUNCTION test_delete_after_lesson_1();"#,
+        )
+        .await
+        .unwrap();
+    let mut app = app;
+    app.start().await;
+    let owner = token(Uuid::new_v4());
+    let id = app.request_course(&owner, "Between steps", 3).await;
+
+    eventually("the actor to stop", Duration::from_secs(60), || async {
+        let deleted = store
+            .read_stream(id)
+            .await
+            .unwrap()
+            .iter()
+            .any(|e| e.event_type == "CourseDeleted");
+        (deleted && app.application().active_courses().await == 0).then_some(())
+    })
+    .await;
+    app.stop().await;
+    assert_eq!(lessons_recorded(&events(&store, id).await), [1]);
+    assert_eq!(app.llm().requests(), 2, "the outline and lesson 1 only");
+}
