@@ -219,11 +219,11 @@ pub enum DomainError {
 /// Returns the events to append (empty when the command is an idempotent
 /// repeat, such as the same request submitted twice).
 ///
-/// A deleted course is not advanced: starting and completing it are
-/// refused. The answer of a model call that was already in flight when it
-/// was deleted (an outline, a lesson, or the call's failure) is still
-/// recorded, since its tokens are paid: a restored course then resumes after
-/// it instead of asking again.
+/// A deleted course is not advanced: starting, completing and failing it are
+/// refused (a restored course retries the step that failed). The answer of
+/// a model call that was already in flight when it was deleted (an outline,
+/// a lesson) is still recorded, since its tokens are paid: a restored course
+/// then resumes after it instead of asking again.
 ///
 /// # Errors
 /// [`DomainError`] when the course's rules forbid the command now.
@@ -325,6 +325,8 @@ pub fn decide(course: &Course, command: Command) -> Result<Vec<CourseEvent>, Dom
             .into()])
         }
         Command::Fail(failed) => match status {
+            // Restoring retries the step; a failure would stop it instead.
+            Some(Queued | Generating) if course.deleted => Err(DomainError::Deleted),
             Some(Queued | Generating) => Ok(vec![failed.into()]),
             _ => refuse("fail"),
         },

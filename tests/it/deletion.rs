@@ -379,3 +379,47 @@ async fn a_course_deleted_between_two_steps_makes_no_further_model_call() {
     assert_eq!(lessons_recorded(&events(&store, id).await), [1]);
     assert_eq!(app.llm().requests(), 2, "the outline and lesson 1 only");
 }
+
+#[actix_rt::test]
+async fn a_call_failing_after_the_delete_does_not_fail_the_course_and_restore_retries_it() {
+    let gate = Gate::on_lesson(2);
+    let mut failing_lessons = std::collections::HashMap::new();
+    failing_lessons.insert(2, crate::fake_llm::error(400, "invalid_request_error"));
+    let mut app = TestApp::spawn(
+        Overrides::default()
+            .fake_llm(Script {
+                gate: Some(gate.clone()),
+                failing_lessons,
+                ..Script::default()
+            })
+            .set("--llm-timeout-secs", 300),
+    )
+    .await;
+    let store = app.db.store.clone();
+    let owner = token(Uuid::new_v4());
+    let id = app.request_course(&owner, "Failing late", 2).await;
+    eventually("lesson 2 in flight", Duration::from_secs(60), || async {
+        gate.held().then_some(())
+    })
+    .await;
+    app.delete_or_restore(&owner, id, false).await;
+    gate.open();
+    eventually("the actor to stop", Duration::from_secs(60), || async {
+        (app.application().active_courses().await == 0).then_some(())
+    })
+    .await;
+    assert_eq!(status(&store, id).await, Some(CourseStatus::Generating));
+
+    // Restored, the step is taken again (and fails again, for real now).
+    app.delete_or_restore(&owner, id, true).await;
+    eventually("the course to fail", Duration::from_secs(60), || async {
+        (status(&store, id).await == Some(CourseStatus::Failed)).then_some(())
+    })
+    .await;
+    app.stop().await;
+    let lesson_2 = Asked::Lesson {
+        topic: "Failing late".into(),
+        number: 2,
+    };
+    assert_eq!(app.llm().counts().get(&lesson_2), Some(&2));
+}

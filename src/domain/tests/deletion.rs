@@ -42,6 +42,19 @@ fn a_deleted_course_is_neither_started_nor_completed() {
 }
 
 #[test]
+fn a_failure_in_flight_when_the_course_was_deleted_is_not_recorded() {
+    let mut given = generating(2);
+    given.push(deleted());
+    let CourseEvent::CourseFailed(failure) = failed() else {
+        unreachable!()
+    };
+    assert_eq!(
+        given_when(&given, Command::Fail(failure)),
+        Err(DomainError::Deleted)
+    );
+}
+
+#[test]
 fn an_answer_in_flight_when_the_course_was_deleted_is_still_recorded() {
     let mut given = generating(2);
     given.push(deleted());
