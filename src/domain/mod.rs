@@ -9,11 +9,12 @@ mod course;
 mod events;
 mod ids;
 mod request;
+mod status;
 #[cfg(test)]
 mod tests;
 
-pub use course::{decide, evolve, Command, Course, CourseStatus, DomainError, UnknownStatus};
-pub(crate) use course::{one_of, NextStep};
+pub(crate) use course::NextStep;
+pub use course::{decide, evolve, Command, Course, DomainError};
 pub use events::{
     CourseCompleted, CourseDeleted, CourseEvent, CourseFailed, CourseRequested, CourseRestored,
     GenerationRetried, GenerationStarted, LessonGenerated, LessonPlan, LessonSection,
@@ -21,3 +22,5 @@ pub use events::{
 };
 pub use ids::course_id;
 pub use request::{CourseRequest, RawCourseRequest, Reason, ValidationError, DEFAULT_NUM_LESSONS};
+pub(crate) use status::one_of;
+pub use status::{CourseStatus, UnknownStatus};
