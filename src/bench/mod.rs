@@ -27,7 +27,7 @@ use clap::Subcommand;
 use uuid::Uuid;
 
 use crate::config::DatabaseSettings;
-use crate::database::Database;
+use crate::database::{ClusterHold, Database};
 use crate::domain::{
     CourseEvent, LessonGenerated, LessonSection, QuizQuestion, SourceRef, TokenUsage,
 };
@@ -71,10 +71,11 @@ pub enum BenchCommand {
 /// Database errors; the scratch database is dropped in any case.
 pub(crate) async fn run(
     settings: &DatabaseSettings,
+    cluster: &ClusterHold,
     cmd: BenchCommand,
 ) -> anyhow::Result<ExitCode> {
     // Only the scratch database is migrated: the configured one is left as it is.
-    let db = Database::connect(settings).await?;
+    let db = Database::connect(settings, cluster).await?;
     let scratch = ScratchDatabase::create(&db.store).await?;
     let result = match cmd {
         BenchCommand::Append(args) => append::run(&scratch, &args).await,

@@ -28,6 +28,16 @@ pub struct Cli {
     pub command: Commands,
 }
 
+impl Cli {
+    /// The log filter when RUST_LOG is unset: `serve` logs INFO; the short
+    /// commands only warnings and errors, so that what they print is their
+    /// result; `-v` adds a level.
+    pub fn default_log_filter(&self) -> &'static str {
+        self.log
+            .default_filter(!matches!(self.command, Commands::Serve(_)))
+    }
+}
+
 /// What to do.
 #[derive(Debug, Subcommand)]
 pub enum Commands {

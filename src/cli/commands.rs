@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
+use tokio::signal::unix::{signal, Signal, SignalKind};
 use uuid::Uuid;
 
 use super::args::{
@@ -13,7 +14,7 @@ use super::args::{
 };
 use super::output::{self, CourseProgress, ReplyProgress};
 use crate::config::DatabaseSettings;
-use crate::database::Database;
+use crate::database::{ClusterHold, Database};
 use crate::domain::{course_id, Command, CourseRequest, DomainError, RawCourseRequest, Reason};
 use crate::ingress::amqp::{self, client, AmqpError, AmqpSettings};
 use crate::projections::{replay, CheckpointState, Projection};
@@ -21,35 +22,103 @@ use crate::store::courses::{self, CommandError, Submitted};
 use crate::store::subscription::{Notifier, Waiter};
 use crate::store::{EventStore, Metadata};
 
-/// Runs the parsed command.
+/// Runs the parsed command, then gives up this process's hold on the
+/// private cluster (stopping it if no other process holds it), however the
+/// command ended: done, failed, or interrupted by SIGINT/SIGTERM.
 ///
 /// # Errors
 /// Whatever stopped the command; `main` prints it on one line.
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    match cli.command {
-        Commands::Serve(args) => {
-            let db = Database::open(&cli.database).await?;
-            let mut app = crate::app::Application::build(db.store.clone(), &args)?;
-            app.start_http(&args.http).await?;
-            tracing::info!("coursegen is running; stop it with Ctrl-C or SIGTERM");
-            app.run_until_stopped().await?;
-            Ok(ExitCode::SUCCESS)
-        }
-        Commands::Retry(args) => retry(&cli.database, args).await,
+    let cluster = ClusterHold::default();
+    let mut interrupt = Interrupt::listen()?;
+    let result = match cli.command {
+        Commands::Serve(args) => serve(&cli.database, &cluster, args, &mut interrupt).await,
+        command => tokio::select! {
+            result = dispatch(&cli.database, &cluster, command) => result,
+            code = interrupt.recv() => Ok(code),
+        },
+    };
+    cluster.release().await;
+    result
+}
+
+/// `serve`: starts everything, runs until SIGINT/SIGTERM, stops cleanly.
+/// A signal during the start ends it at once.
+async fn serve(
+    settings: &DatabaseSettings,
+    cluster: &ClusterHold,
+    args: crate::app::ServeArgs,
+    interrupt: &mut Interrupt,
+) -> anyhow::Result<ExitCode> {
+    let started = async {
+        let db = Database::open(settings, cluster).await?;
+        let mut app = crate::app::Application::build(db.store.clone(), &args)?;
+        app.start_http(&args.http).await?;
+        anyhow::Ok((db, app))
+    };
+    let (_db, app) = tokio::select! {
+        started = started => started?,
+        code = interrupt.recv() => return Ok(code),
+    };
+    tracing::info!("coursegen is running; stop it with Ctrl-C or SIGTERM");
+    app.run_until_stopped().await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn dispatch(
+    settings: &DatabaseSettings,
+    cluster: &ClusterHold,
+    command: Commands,
+) -> anyhow::Result<ExitCode> {
+    match command {
+        Commands::Serve(_) => unreachable!("run starts serve itself"),
+        Commands::Retry(args) => retry(settings, cluster, args).await,
         Commands::Migrate => {
-            Database::open(&cli.database).await?;
+            Database::open(settings, cluster).await?;
             eprintln!("database schema is up to date");
             Ok(ExitCode::SUCCESS)
         }
-        Commands::Submit(args) => submit(&cli.database, args).await,
-        Commands::Events(args) => events(&cli.database, args).await,
-        Commands::Replay(args) => replay(&cli.database, args).await,
-        Commands::Projections(args) => projections_command(&cli.database, args).await,
-        Commands::Bench(cmd) => crate::bench::run(&cli.database, cmd).await,
+        Commands::Submit(args) => submit(settings, cluster, args).await,
+        Commands::Events(args) => events(settings, cluster, args).await,
+        Commands::Replay(args) => replay(settings, cluster, args).await,
+        Commands::Projections(args) => projections_command(settings, cluster, args).await,
+        Commands::Bench(cmd) => crate::bench::run(settings, cluster, cmd).await,
     }
 }
 
-async fn submit(settings: &DatabaseSettings, args: SubmitArgs) -> anyhow::Result<ExitCode> {
+/// SIGINT or SIGTERM. Listening starts when it is made, so a short command
+/// interrupted at any moment still releases the private cluster rather than
+/// dying with it running.
+struct Interrupt {
+    int: Signal,
+    term: Signal,
+}
+
+impl Interrupt {
+    fn listen() -> anyhow::Result<Self> {
+        let listen = |kind| signal(kind).context("installing the SIGINT/SIGTERM handlers");
+        Ok(Self {
+            int: listen(SignalKind::interrupt())?,
+            term: listen(SignalKind::terminate())?,
+        })
+    }
+
+    /// Waits for a signal; the exit code says which (128 + its number).
+    async fn recv(&mut self) -> ExitCode {
+        let (name, number) = tokio::select! {
+            _ = self.int.recv() => ("SIGINT", libc::SIGINT),
+            _ = self.term.recv() => ("SIGTERM", libc::SIGTERM),
+        };
+        eprintln!("{name}: stopped");
+        ExitCode::from(128 + number as u8)
+    }
+}
+
+async fn submit(
+    settings: &DatabaseSettings,
+    cluster: &ClusterHold,
+    args: SubmitArgs,
+) -> anyhow::Result<ExitCode> {
     let request = CourseRequest::parse(RawCourseRequest {
         request_id: Some(
             args.request_id
@@ -66,7 +135,7 @@ async fn submit(settings: &DatabaseSettings, args: SubmitArgs) -> anyhow::Result
     if args.via == Via::Amqp {
         return submit_via_amqp(&args.amqp, &request, args.wait).await;
     }
-    let db = Database::open(settings).await?;
+    let db = Database::open(settings, cluster).await?;
     let (id, outcome) = courses::submit(&db.store, request, Metadata::producer("cli")).await?;
     match outcome {
         Submitted::Created(_) => eprintln!("course requested"),
@@ -125,10 +194,14 @@ async fn submit_via_amqp(
     Ok(code)
 }
 
-async fn retry(settings: &DatabaseSettings, args: RetryArgs) -> anyhow::Result<ExitCode> {
+async fn retry(
+    settings: &DatabaseSettings,
+    cluster: &ClusterHold,
+    args: RetryArgs,
+) -> anyhow::Result<ExitCode> {
     let reason =
         Reason::parse(args.reason).map_err(|e| anyhow::anyhow!("invalid --reason: {e}"))?;
-    let db = Database::open(settings).await?;
+    let db = Database::open(settings, cluster).await?;
     let command = Command::Retry { reason };
     match courses::execute(
         &db.store,
@@ -182,8 +255,12 @@ async fn wait_for_course(store: &EventStore, id: Uuid) -> anyhow::Result<ExitCod
     }
 }
 
-async fn events(settings: &DatabaseSettings, args: EventsArgs) -> anyhow::Result<ExitCode> {
-    let db = Database::open(settings).await?;
+async fn events(
+    settings: &DatabaseSettings,
+    cluster: &ClusterHold,
+    args: EventsArgs,
+) -> anyhow::Result<ExitCode> {
+    let db = Database::open(settings, cluster).await?;
     let events = db.store.read_stream(args.course_id).await?;
     if events.is_empty() {
         anyhow::bail!("no course with id {}", args.course_id);
@@ -192,13 +269,17 @@ async fn events(settings: &DatabaseSettings, args: EventsArgs) -> anyhow::Result
     Ok(ExitCode::SUCCESS)
 }
 
-async fn replay(settings: &DatabaseSettings, args: ReplayArgs) -> anyhow::Result<ExitCode> {
+async fn replay(
+    settings: &DatabaseSettings,
+    cluster: &ClusterHold,
+    args: ReplayArgs,
+) -> anyhow::Result<ExitCode> {
     let projections = match (&args.projection, args.all) {
         (Some(name), false) => vec![Projection::parse(name)?],
         // `--all`, or no projection named (clap refuses both together).
         _ => Projection::ALL.to_vec(),
     };
-    let db = Database::open(settings).await?;
+    let db = Database::open(settings, cluster).await?;
     let reports = replay::replay_all(&db.store, &projections, true)
         .await
         .context("replaying the log")?;
@@ -218,9 +299,10 @@ async fn replay(settings: &DatabaseSettings, args: ReplayArgs) -> anyhow::Result
 
 async fn projections_command(
     settings: &DatabaseSettings,
+    cluster: &ClusterHold,
     args: ProjectionsArgs,
 ) -> anyhow::Result<ExitCode> {
-    let db = Database::open(settings).await?;
+    let db = Database::open(settings, cluster).await?;
     match args.action.unwrap_or(ProjectionsAction::Status) {
         ProjectionsAction::Status => {
             let mut healthy = true;

@@ -2,6 +2,7 @@
 
 mod amqp;
 mod app;
+mod cluster;
 mod deletion;
 mod fake_llm;
 mod generation;
@@ -12,3 +13,4 @@ mod projections;
 mod queues;
 mod requests;
 mod store;
+mod unavailable;
