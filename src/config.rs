@@ -10,7 +10,8 @@ use clap::{Args, ValueEnum};
 pub struct DatabaseSettings {
     /// PostgreSQL connection string. Unset: a private cluster under --data-dir,
     /// made with this machine's PostgreSQL binaries and reachable only through
-    /// a Unix socket.
+    /// a Unix socket, running while any coursegen process uses it (the last
+    /// to exit stops it).
     #[arg(long, env = "DATABASE_URL", global = true, hide_env_values = true)]
     pub database_url: Option<String>,
 

@@ -8,8 +8,15 @@ use crate::config::{DatabaseSettings, LogSettings};
 /// Turn a topic into a complete online course with a language model.
 ///
 /// Every step of every course is an event in PostgreSQL. With no
-/// DATABASE_URL, coursegen starts a private PostgreSQL cluster under
-/// .coursegen/pg using this machine's PostgreSQL binaries.
+/// DATABASE_URL, coursegen uses a private PostgreSQL cluster under
+/// .coursegen/pg, made with this machine's PostgreSQL binaries. Every
+/// coursegen process on it holds it while it runs: the first one starts
+/// it, and the last one to exit stops it, so `submit` or `events` never
+/// stop it under a running `serve`, and nothing is left running after the
+/// last exits.
+///
+/// `serve` logs INFO lines; the other commands only warnings and errors
+/// (`-v` for more, or RUST_LOG).
 #[derive(Debug, Parser)]
 #[command(
     name = "coursegen",

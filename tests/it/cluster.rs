@@ -39,7 +39,8 @@ impl DataDir {
     }
 
     /// `coursegen <args>` on this directory's cluster: the embedded
-    /// defaults (no DATABASE_URL, AMQP or API key), warnings only.
+    /// defaults (no DATABASE_URL, AMQP or API key), warnings only, and its
+    /// messages (`course requested`, ...) not shown.
     fn coursegen<I, S>(&self, args: I) -> Command
     where
         I: IntoIterator<Item = S>,
@@ -57,7 +58,7 @@ impl DataDir {
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit());
+            .stderr(Stdio::null());
         cmd
     }
 
