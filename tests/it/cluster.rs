@@ -65,7 +65,7 @@ impl DataDir {
     /// `coursegen submit ... [--wait]`, started; returns the process and
     /// the course id it printed (the request is recorded by then, so the
     /// cluster is up).
-    fn submit(&self, topic: &str, wait: bool) -> (Child, Uuid) {
+    fn submit(&self, topic: &str, wait: bool) -> (Process, Uuid) {
         let mut args = vec!["submit", "--user", USER, "--topic", topic, "--lessons", "2"];
         if wait {
             args.push("--wait");
@@ -79,7 +79,7 @@ impl DataDir {
             .trim()
             .parse()
             .unwrap_or_else(|_| panic!("submit printed a course id, not {line:?}"));
-        (child, id)
+        (Process(Some(child)), id)
     }
 
     /// The postmaster's pid while the cluster runs (from `postmaster.pid`).
@@ -164,16 +164,37 @@ fn alive(pid: i32) -> bool {
     }
 }
 
-fn signal(child: &Child, signal: i32) {
-    // SAFETY: signalling our own child by its pid.
-    unsafe { libc::kill(child.id() as i32, signal) };
+/// A `coursegen` process of the test, SIGKILLed if dropped before it was
+/// waited for, so that a failed assertion leaves nothing running.
+struct Process(Option<Child>);
+
+impl Process {
+    fn spawn(mut command: Command) -> Self {
+        Self(Some(command.spawn().unwrap()))
+    }
+
+    fn signal(&self, signal: i32) {
+        let child = self.0.as_ref().expect("not waited for yet");
+        // SAFETY: signalling our own child by its pid.
+        unsafe { libc::kill(child.id() as i32, signal) };
+    }
+
+    /// Waits for the exit, off the runtime's threads.
+    async fn exit(mut self) -> ExitStatus {
+        let mut child = self.0.take().expect("not waited for yet");
+        tokio::task::spawn_blocking(move || child.wait().unwrap())
+            .await
+            .unwrap()
+    }
 }
 
-/// Waits for `child` off the runtime's threads.
-async fn exit_of(mut child: Child) -> ExitStatus {
-    tokio::task::spawn_blocking(move || child.wait().unwrap())
-        .await
-        .unwrap()
+impl Drop for Process {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
 }
 
 /// Courses of `ids` whose stream has `CourseCompleted` (READY).
@@ -214,22 +235,21 @@ async fn the_cluster_outlives_every_client_and_stops_after_the_last() {
     let (first, first_id) = dir.submit("Photosynthesis", true);
     let postmaster = dir.postmaster().expect("submit started the cluster");
     let log = dir.root.join("serve.log");
-    let serve = dir
-        .coursegen([
-            "serve",
-            "--http-addr",
-            "127.0.0.1:0",
-            "--scheduler-poll-secs",
-            "0.2",
-        ])
+    let mut serve = dir.coursegen([
+        "serve",
+        "--http-addr",
+        "127.0.0.1:0",
+        "--scheduler-poll-secs",
+        "0.2",
+    ]);
+    serve
         .arg("--log-file")
         .arg(&log)
-        .env("OFFLINE_LATENCY_MS", "50")
-        .spawn()
-        .unwrap();
+        .env("OFFLINE_LATENCY_MS", "50");
+    let serve = Process::spawn(serve);
 
     let mut courses = vec![first_id];
-    let mut running: Vec<(Client, Child)> = vec![(Client::SubmitAndWait, first)];
+    let mut running: Vec<(Client, Process)> = vec![(Client::SubmitAndWait, first)];
     for i in 0..16 {
         tokio::time::sleep(Duration::from_millis(rng.gen_range(0..300))).await;
         let kind = [
@@ -248,16 +268,16 @@ async fn the_cluster_outlives_every_client_and_stops_after_the_last() {
             }
             Client::Events => {
                 let id = courses[rng.gen_range(0..courses.len())].to_string();
-                dir.coursegen(["events", &id]).spawn().unwrap()
+                Process::spawn(dir.coursegen(["events", &id]))
             }
-            Client::Projections => dir.coursegen(["projections"]).spawn().unwrap(),
-            Client::Migrate => dir.coursegen(["migrate"]).spawn().unwrap(),
+            Client::Projections => Process::spawn(dir.coursegen(["projections"])),
+            Client::Migrate => Process::spawn(dir.coursegen(["migrate"])),
         };
         running.push((kind, child));
         // Now and then a client dies without a word: its hold goes with it.
         if rng.gen_bool(0.15) {
             let victim = rng.gen_range(0..running.len());
-            signal(&running[victim].1, libc::SIGKILL);
+            running[victim].1.signal(libc::SIGKILL);
         }
         assert_eq!(
             dir.postmaster(),
@@ -266,7 +286,7 @@ async fn the_cluster_outlives_every_client_and_stops_after_the_last() {
         );
     }
     for (kind, child) in running {
-        let status = exit_of(child).await;
+        let status = child.exit().await;
         assert!(
             status.success() || status.code().is_none(),
             "{kind:?} failed: {status}"
@@ -288,8 +308,8 @@ async fn the_cluster_outlives_every_client_and_stops_after_the_last() {
     drop(client);
     assert_eq!(dir.postmaster(), Some(postmaster));
 
-    signal(&serve, libc::SIGTERM);
-    let status = exit_of(serve).await;
+    serve.signal(libc::SIGTERM);
+    let status = serve.exit().await;
     assert!(status.success(), "serve exited with {status}");
     dir.assert_no_postgres_left();
     assert!(
@@ -303,8 +323,8 @@ async fn a_cluster_left_by_a_killed_last_holder_is_stopped_by_the_next_one() {
     let dir = DataDir::new();
     // No `serve`: the course stays QUEUED and `submit --wait` waits.
     let (waiting, id) = dir.submit("Orphans", true);
-    signal(&waiting, libc::SIGKILL);
-    exit_of(waiting).await;
+    waiting.signal(libc::SIGKILL);
+    waiting.exit().await;
     let postmaster = dir.postmaster().expect("a killed holder stops nothing");
 
     let events = dir.coursegen(["events", &id.to_string()]).status().unwrap();
@@ -318,8 +338,8 @@ async fn an_interrupted_command_still_stops_the_cluster_it_held_last() {
     let dir = DataDir::new();
     let (waiting, _) = dir.submit("Interrupted", true);
     assert!(dir.postmaster().is_some());
-    signal(&waiting, libc::SIGINT);
-    let status = exit_of(waiting).await;
+    waiting.signal(libc::SIGINT);
+    let status = waiting.exit().await;
     assert_eq!(status.code(), Some(130), "128 + SIGINT");
     dir.assert_no_postgres_left();
 }
