@@ -1,6 +1,6 @@
 //! The running service: `Application::build` starts everything `coursegen
 //! serve` runs (store subscription, scheduler and course actors);
-//! `run_until_stopped` waits for SIGINT/SIGTERM and shuts down cleanly.
+//! `Application::stop` shuts it down cleanly (the CLI calls it on a signal).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -178,20 +178,6 @@ impl Application {
     /// probe for `/health`.
     pub fn health_hooks(&self) -> HealthHooks {
         self.health.clone()
-    }
-
-    /// Runs until SIGINT or SIGTERM, then stops cleanly.
-    ///
-    /// # Errors
-    /// Signal handlers that cannot be installed.
-    pub(crate) async fn run_until_stopped(self) -> anyhow::Result<()> {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
-            _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
-        }
-        self.stop().await;
-        Ok(())
     }
 
     /// Stops taking work, lets in-flight steps finish (within the grace

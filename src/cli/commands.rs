@@ -35,15 +35,18 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Commands::Serve(args) => serve(&cli.database, &cluster, args, &mut interrupt).await,
         command => tokio::select! {
             result = dispatch(&cli.database, &cluster, command) => result,
-            code = interrupt.recv() => Ok(code),
+            signal = interrupt.recv() => {
+                eprintln!("{}: stopped", signal.name);
+                Ok(signal.exit_code())
+            }
         },
     };
     cluster.release().await;
     result
 }
 
-/// `serve`: starts everything, runs until SIGINT/SIGTERM, stops cleanly.
-/// A signal during the start ends it at once.
+/// `serve`: starts everything, runs until SIGINT, SIGTERM or SIGHUP, stops
+/// cleanly. A signal during the start ends it at once.
 async fn serve(
     settings: &DatabaseSettings,
     cluster: &ClusterHold,
@@ -58,10 +61,12 @@ async fn serve(
     };
     let (_db, app) = tokio::select! {
         started = started => started?,
-        code = interrupt.recv() => return Ok(code),
+        signal = interrupt.recv() => return Ok(signal.exit_code()),
     };
     tracing::info!("coursegen is running; stop it with Ctrl-C or SIGTERM");
-    app.run_until_stopped().await?;
+    let signal = interrupt.recv().await;
+    tracing::info!("{}: shutting down", signal.name);
+    app.stop().await;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -86,31 +91,46 @@ async fn dispatch(
     }
 }
 
-/// SIGINT or SIGTERM. Listening starts when it is made, so a short command
-/// interrupted at any moment still releases the private cluster rather than
-/// dying with it running.
+/// SIGINT (Ctrl-C), SIGTERM or SIGHUP (the terminal closed). Listening
+/// starts when it is made, so a command stopped at any moment still
+/// releases the private cluster rather than dying with it running.
 struct Interrupt {
     int: Signal,
     term: Signal,
+    hup: Signal,
+}
+
+/// The signal an [`Interrupt`] received.
+struct Received {
+    name: &'static str,
+    number: i32,
+}
+
+impl Received {
+    /// 128 + the signal's number, as a shell reports a command it ended.
+    fn exit_code(&self) -> ExitCode {
+        ExitCode::from(128 + self.number as u8)
+    }
 }
 
 impl Interrupt {
     fn listen() -> anyhow::Result<Self> {
-        let listen = |kind| signal(kind).context("installing the SIGINT/SIGTERM handlers");
+        let listen = |kind| signal(kind).context("installing the signal handlers");
         Ok(Self {
             int: listen(SignalKind::interrupt())?,
             term: listen(SignalKind::terminate())?,
+            hup: listen(SignalKind::hangup())?,
         })
     }
 
-    /// Waits for a signal; the exit code says which (128 + its number).
-    async fn recv(&mut self) -> ExitCode {
+    /// Waits for one of the signals.
+    async fn recv(&mut self) -> Received {
         let (name, number) = tokio::select! {
             _ = self.int.recv() => ("SIGINT", libc::SIGINT),
             _ = self.term.recv() => ("SIGTERM", libc::SIGTERM),
+            _ = self.hup.recv() => ("SIGHUP", libc::SIGHUP),
         };
-        eprintln!("{name}: stopped");
-        ExitCode::from(128 + number as u8)
+        Received { name, number }
     }
 }
 

@@ -207,7 +207,10 @@ impl Cluster {
         Ok(())
     }
 
-    /// Stops the server (its last holder is leaving, under the start lock).
+    /// Stops the server (its last holder is leaving, under the start lock):
+    /// first waiting a moment for sessions to end (the leaving process's
+    /// own connections close as its pool is dropped, an instant), then
+    /// ending whatever sessions are left.
     fn stop(&self) {
         if !self.is_running() {
             return;
@@ -215,16 +218,22 @@ impl Cluster {
         tracing::info!(
             "stopping the private PostgreSQL cluster: no other coursegen process uses it"
         );
-        let stopped = self.run(
-            "pg_ctl",
-            [
-                OsStr::new("stop"),
-                OsStr::new("-m"),
-                OsStr::new("fast"),
-                OsStr::new("-D"),
-                self.data_dir.as_os_str(),
-            ],
-        );
+        let stop = |mode: &str, seconds: &str| {
+            self.run(
+                "pg_ctl",
+                [
+                    OsStr::new("stop"),
+                    OsStr::new("-w"),
+                    OsStr::new("-t"),
+                    OsStr::new(seconds),
+                    OsStr::new("-m"),
+                    OsStr::new(mode),
+                    OsStr::new("-D"),
+                    self.data_dir.as_os_str(),
+                ],
+            )
+        };
+        let stopped = stop("smart", "2").or_else(|_| stop("fast", "60"));
         if let Err(e) = stopped {
             tracing::warn!(error = %e, "could not stop the private PostgreSQL cluster");
         }

@@ -335,12 +335,39 @@ async fn a_cluster_left_by_a_killed_last_holder_is_stopped_by_the_next_one() {
 
 #[tokio::test]
 async fn an_interrupted_command_still_stops_the_cluster_it_held_last() {
+    // Ctrl-C, kill, and the terminal closing.
+    for (signal, code) in [
+        (libc::SIGINT, 130),
+        (libc::SIGTERM, 143),
+        (libc::SIGHUP, 129),
+    ] {
+        let dir = DataDir::new();
+        let (waiting, _) = dir.submit("Interrupted", true);
+        assert!(dir.postmaster().is_some());
+        waiting.signal(signal);
+        let status = waiting.exit().await;
+        assert_eq!(status.code(), Some(code), "128 + signal {signal}");
+        dir.assert_no_postgres_left();
+    }
+}
+
+#[tokio::test]
+async fn serve_stops_cleanly_when_its_terminal_closes_and_takes_the_cluster_along() {
     let dir = DataDir::new();
-    let (waiting, _) = dir.submit("Interrupted", true);
-    assert!(dir.postmaster().is_some());
-    waiting.signal(libc::SIGINT);
-    let status = waiting.exit().await;
-    assert_eq!(status.code(), Some(130), "128 + SIGINT");
+    let serve = Process::spawn(dir.coursegen(["serve", "--http-addr", "127.0.0.1:0"]));
+    eventually(
+        "the cluster started by serve",
+        Duration::from_secs(60),
+        || async { dir.postmaster() },
+    )
+    .await;
+    serve.signal(libc::SIGHUP);
+    let status = serve.exit().await;
+    assert!(
+        status.success(),
+        "serve exited with {status}; its log:\n{}",
+        std::fs::read_to_string(&log).unwrap()
+    );
     dir.assert_no_postgres_left();
 }
 
