@@ -354,13 +354,17 @@ async fn an_interrupted_command_still_stops_the_cluster_it_held_last() {
 #[tokio::test]
 async fn serve_stops_cleanly_when_its_terminal_closes_and_takes_the_cluster_along() {
     let dir = DataDir::new();
-    let serve = Process::spawn(dir.coursegen(["serve", "--http-addr", "127.0.0.1:0"]));
-    eventually(
-        "the cluster started by serve",
-        Duration::from_secs(60),
-        || async { dir.postmaster() },
-    )
+    let log = dir.root.join("serve.log");
+    let mut serve = dir.coursegen(["serve", "--http-addr", "127.0.0.1:0"]);
+    serve.arg("--log-file").arg(&log).env("RUST_LOG", "info");
+    let serve = Process::spawn(serve);
+    // A signal during the start ends serve at once (exit 129): wait until it runs.
+    eventually("serve running", Duration::from_secs(60), || async {
+        let log = std::fs::read_to_string(&log).unwrap_or_default();
+        log.contains("coursegen is running").then_some(())
+    })
     .await;
+    assert!(dir.postmaster().is_some());
     serve.signal(libc::SIGHUP);
     let status = serve.exit().await;
     assert!(
@@ -369,6 +373,32 @@ async fn serve_stops_cleanly_when_its_terminal_closes_and_takes_the_cluster_alon
         std::fs::read_to_string(&log).unwrap()
     );
     dir.assert_no_postgres_left();
+}
+
+#[test]
+fn short_commands_log_the_cluster_only_when_asked_with_v() {
+    let dir = DataDir::new();
+    let stderr = |args: &[&str]| {
+        let out = dir
+            .coursegen(args)
+            .env_remove("RUST_LOG")
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {}", out.status);
+        String::from_utf8(out.stderr).unwrap()
+    };
+    let quiet = stderr(&["migrate"]);
+    assert_eq!(quiet, "database schema is up to date\n");
+    let verbose = stderr(&["-v", "migrate"]);
+    assert!(
+        verbose.contains("starting the private PostgreSQL cluster"),
+        "{verbose}"
+    );
+    assert!(
+        verbose.contains("stopping the private PostgreSQL cluster"),
+        "{verbose}"
+    );
 }
 
 #[test]
