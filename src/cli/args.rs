@@ -49,8 +49,8 @@ impl Cli {
 #[derive(Debug, Subcommand)]
 pub enum Commands {
     /// Run the service: generate every queued course (and resume any left
-    /// half-done) until SIGINT, SIGTERM or SIGHUP. Several `serve` processes on one
-    /// database share the work.
+    /// half-done) until SIGINT, SIGTERM or SIGHUP. Several `serve`
+    /// processes on one database share the work.
     Serve(crate::app::ServeArgs),
     /// Create or update the database schema (every other command does this too).
     Migrate,
