@@ -28,6 +28,11 @@ log=.coursegen/serve.log
 mkdir -p .coursegen
 
 echo "==> starting coursegen serve on $api (its log: $log)"
+if [ -e .coursegen/pg/PG_VERSION ]; then
+  echo "    its database: the private PostgreSQL cluster in .coursegen/pg, reused"
+else
+  echo "    its database: a private PostgreSQL cluster, made now in .coursegen/pg"
+fi
 "$bin" serve --log-file "$log" "$@" &
 serve=$!
 stop_serve() {
