@@ -17,7 +17,7 @@ cd "$(dirname "$0")/.."
 
 command -v cargo >/dev/null 2>&1 || { echo "cargo not found: install Rust (https://rustup.rs) first" >&2; exit 1; }
 scripts/services.sh postgres-binaries
-unset DATABASE_URL AMQP_URL OPENAI_API_KEY LLM_PROVIDER LOG_FILE
+unset DATABASE_URL COURSEGEN_DATA_DIR AMQP_URL OPENAI_API_KEY LLM_PROVIDER LOG_FILE
 
 echo "==> building coursegen (cargo build --release)"
 cargo build --release --quiet
