@@ -108,6 +108,9 @@ impl Application {
         max_active: usize,
         grace: Duration,
     ) -> Self {
+        // The NOTIFY sender lives on this (the System's) runtime, which lasts
+        // as long as the service, not on an HTTP worker's.
+        store.send_notifications_on(tokio::runtime::Handle::current());
         let notifier = Arc::new(Notifier::start(store.config().clone()));
         let scheduler = Scheduler::new(
             store.clone(),

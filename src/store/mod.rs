@@ -11,16 +11,16 @@
 
 pub mod courses;
 pub mod migrate;
+mod notify;
 pub mod subscription;
 pub(crate) mod work;
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use tokio::sync::mpsc;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{NoTls, Row};
 use uuid::Uuid;
@@ -195,8 +195,8 @@ const COLUMNS: &str = "global_position, transaction_id::text::bigint, stream_id,
 pub struct EventStore {
     pool: Pool,
     config: tokio_postgres::Config,
-    /// Signals this store's NOTIFY task; created on the first append.
-    wake: Arc<OnceLock<mpsc::Sender<()>>>,
+    /// This store's NOTIFY task (see [`notify`]).
+    notify: Arc<notify::NotifySender>,
 }
 
 impl EventStore {
@@ -229,8 +229,8 @@ impl EventStore {
             .expect("a runtime and a manager are set");
         Self {
             pool,
+            notify: Arc::new(notify::NotifySender::new(config.clone())),
             config,
-            wake: Arc::default(),
         }
     }
 
@@ -337,13 +337,15 @@ impl EventStore {
     /// serializing every append (measured: half the throughput at 8 writers).
     /// A lost wake-up only delays readers: they poll as well.
     fn wake_readers(&self) {
-        let sender = self.wake.get_or_init(|| {
-            let (tx, rx) = mpsc::channel(1);
-            tokio::spawn(notify_appended(self.config.clone(), rx));
-            tx
-        });
-        // Full: a wake-up is already pending and will cover this append too.
-        let _ = sender.try_send(());
+        self.notify.signal();
+    }
+
+    /// Runs this store's NOTIFY task on `runtime` (the application's own),
+    /// not on whichever runtime appends first: that one may end (an HTTP
+    /// worker's) while the service goes on. A task found gone is restarted
+    /// either way.
+    pub fn send_notifications_on(&self, runtime: tokio::runtime::Handle) {
+        self.notify.run_on(runtime);
     }
 
     /// Every event of one stream, in stream order.
@@ -380,41 +382,6 @@ impl EventStore {
     ) -> Result<Vec<RecordedEvent>, StoreError> {
         let client = self.pool.get().await?;
         read_all_after_with(&client, checkpoint, limit).await
-    }
-}
-
-/// Sends one NOTIFY per batch of signalled appends, until the store is
-/// dropped, on a connection of its own (so it never takes a pooled
-/// connection from an appender), and at most one per millisecond: under a
-/// heavy append rate many appends share one wake-up, at a light one each
-/// gets its own at once.
-async fn notify_appended(config: tokio_postgres::Config, mut signals: mpsc::Receiver<()>) {
-    let mut client: Option<tokio_postgres::Client> = None;
-    while signals.recv().await.is_some() {
-        if client
-            .as_ref()
-            .is_none_or(tokio_postgres::Client::is_closed)
-        {
-            client = match config.connect(NoTls).await {
-                Ok((c, connection)) => {
-                    tokio::spawn(connection);
-                    Some(c)
-                }
-                Err(e) => {
-                    tracing::debug!(error = %e, "could not connect to NOTIFY subscribers; they will poll");
-                    None
-                }
-            };
-        }
-        if let Some(c) = &client {
-            if let Err(e) = c
-                .execute("SELECT pg_notify($1, '')", &[&NOTIFY_CHANNEL])
-                .await
-            {
-                tracing::debug!(error = %e, "could not NOTIFY subscribers; they will poll");
-            }
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
     }
 }
 
