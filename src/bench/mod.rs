@@ -119,6 +119,20 @@ impl ScratchDatabase {
         Ok(scratch)
     }
 
+    /// A scratch database on the tests' server (`COURSEGEN_TEST_DATABASE_URL`),
+    /// for the crate's own tests that need one, and a store on it.
+    #[cfg(test)]
+    pub(crate) async fn for_tests() -> (Self, EventStore) {
+        let url = std::env::var("COURSEGEN_TEST_DATABASE_URL")
+            .unwrap_or_else(|_| "host=127.0.0.1 port=5432 user=postgres dbname=postgres".into());
+        let admin = EventStore::connect(&url, 1).expect("a valid COURSEGEN_TEST_DATABASE_URL");
+        let db = Self::create(&admin)
+            .await
+            .expect("PostgreSQL for tests is reachable");
+        let store = db.store(4);
+        (db, store)
+    }
+
     /// A store on the scratch database with a pool of `connections`.
     pub(crate) fn store(&self, connections: usize) -> EventStore {
         EventStore::from_config(self.config.clone(), connections)
