@@ -353,14 +353,54 @@ impl EventStore {
     /// # Errors
     /// Database errors only; an unknown stream is empty.
     pub async fn read_stream(&self, stream_id: Uuid) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.read_stream_from(stream_id, 0).await
+    }
+
+    /// The events of one stream from `version` on, in stream order: what a
+    /// reader that folded the first `version` events has not seen yet.
+    ///
+    /// # Errors
+    /// Database errors only.
+    pub async fn read_stream_from(
+        &self,
+        stream_id: Uuid,
+        version: u32,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
         let client = self.pool.get().await?;
         let stmt = client
             .prepare_cached(&format!(
-                "SELECT {COLUMNS} FROM events WHERE stream_id = $1 ORDER BY stream_version"
+                "SELECT {COLUMNS} FROM events WHERE stream_id = $1 AND stream_version >= $2
+                 ORDER BY stream_version"
             ))
             .await?;
-        let rows = client.query(&stmt, &[&stream_id]).await?;
+        let version = i32::try_from(version).unwrap_or(i32::MAX);
+        let rows = client.query(&stmt, &[&stream_id, &version]).await?;
         Ok(rows.iter().map(RecordedEvent::from_row).collect())
+    }
+
+    /// How many events each of `streams` holds (its next version), in one
+    /// query; streams without events are left out. A stream's versions
+    /// commit in order (an append needs the version before it), so this is
+    /// also how far a reader of it can read.
+    ///
+    /// # Errors
+    /// Database errors only.
+    pub async fn stream_versions(
+        &self,
+        streams: &[Uuid],
+    ) -> Result<std::collections::HashMap<Uuid, u32>, StoreError> {
+        let client = self.pool.get().await?;
+        let stmt = client
+            .prepare_cached(
+                "SELECT stream_id, max(stream_version) + 1 FROM events
+                 WHERE stream_id = ANY($1) GROUP BY stream_id",
+            )
+            .await?;
+        let rows = client.query(&stmt, &[&streams]).await?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.get(0), u32::try_from(r.get::<_, i32>(1)).unwrap_or(0)))
+            .collect())
     }
 
     /// Up to `limit` events after `checkpoint` in the global order
