@@ -1066,7 +1066,18 @@ async fn a_failed_replay_names_the_event_the_database_refused_not_its_batch() {
         .await
         .unwrap()
         .position;
-    write_courses(&db, 2).await;
+    let last = write_courses(&db, 2).await;
+    // The read horizon is cluster-wide: other tests' open transactions may
+    // hold the log back from the replay's reader a while.
+    eventually("the whole log to be readable", WAIT, || async {
+        let events = db
+            .store
+            .read_all_after(Position::START, 10_000)
+            .await
+            .unwrap();
+        events.last().filter(|e| e.position() >= last).map(|_| ())
+    })
+    .await;
 
     let err = replay::replay(&db.store, Projection::Courses, false)
         .await

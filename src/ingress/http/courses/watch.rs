@@ -69,7 +69,10 @@ impl CourseWatch {
         if let Some(tx) = self.lock().get(&id) {
             return Ok(tx.subscribe());
         }
-        let (course, _) = courses::load(&self.inner.store, id).await?;
+        let (course, events) = courses::load(&self.inner.store, id).await?;
+        if let Some(last) = events.last() {
+            show_after_projection(&self.inner.store, last.position()).await;
+        }
         let mut followed = self.lock();
         let tx = followed
             .entry(id)
@@ -116,12 +119,7 @@ impl Inner {
         if updated.is_empty() {
             return Ok(false);
         }
-        // What a stream shows, `GET /courses/{id}` shows too: the read model
-        // is given (bounded) time to apply these events first. A slow or
-        // stopped projection only delays the streams.
-        if let Err(e) = wait_for_position(&self.store, "courses", last, READ_YOUR_WRITES).await {
-            tracing::debug!(error = %e, "showing progress the courses projection does not show yet");
-        }
+        show_after_projection(&self.store, last).await;
         let followed = self.followed.lock().expect("followed courses lock");
         for (id, course) in updated {
             if let Some(tx) = followed.get(&id) {
@@ -151,6 +149,15 @@ impl Inner {
     fn held(&self, id: Uuid) -> Option<Course> {
         let followed = self.followed.lock().expect("followed courses lock");
         followed.get(&id).map(|tx| tx.borrow().clone())
+    }
+}
+
+/// What a stream shows, `GET /courses/{id}` shows too: the read model is
+/// given (bounded) time to apply the events up to `position` first. A slow
+/// or stopped projection only delays the streams.
+async fn show_after_projection(store: &EventStore, position: Position) {
+    if let Err(e) = wait_for_position(store, "courses", position, READ_YOUR_WRITES).await {
+        tracing::debug!(error = %e, "showing progress the courses projection does not show yet");
     }
 }
 
