@@ -146,7 +146,9 @@ pub(crate) async fn run(scratch: &ScratchDatabase, args: &SseArgs) -> anyhow::Re
             while let Ok(Some(_)) = response.chunk().await {}
         }));
     }
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Opening them ran queries (each stream's access check, each course's
+    // first read): let their statistics reach the shared counters first.
+    tokio::time::sleep(Duration::from_secs(5)).await;
     let open = rate(&probe, args.seconds).await?;
     let ended = streams.iter().filter(|s| s.is_finished()).count();
     for s in &streams {
