@@ -10,6 +10,7 @@ use clap::Args;
 
 use crate::actors::scheduler::{self, Scheduler, SchedulerSettings};
 use crate::ingress::amqp::{replies, AmqpService, AmqpSettings, AmqpStatus};
+use crate::ingress::http::courses::watch::CourseWatch;
 use crate::ingress::http::{
     self as http_api, ApiState, Auth, ComponentHealth, HealthHooks, HttpSettings,
 };
@@ -108,6 +109,9 @@ impl Application {
         max_active: usize,
         grace: Duration,
     ) -> Self {
+        // The NOTIFY sender lives on this (the System's) runtime, which lasts
+        // as long as the service, not on an HTTP worker's.
+        store.send_notifications_on(tokio::runtime::Handle::current());
         let notifier = Arc::new(Notifier::start(store.config().clone()));
         let scheduler = Scheduler::new(
             store.clone(),
@@ -153,6 +157,8 @@ impl Application {
             self.projections = Some(Arc::new(runners));
         }
         let mut state = ApiState::new(self.store.clone(), auth);
+        // Progress streams are woken by appends, on this (the System's) runtime.
+        state.watch = CourseWatch::start(self.store.clone(), Some(self._notifier.wakeups()));
         state.projections = self.projections.clone();
         state.health = self.health.clone();
         let (server, addr) = http_api::serve(state, listener, settings)?;

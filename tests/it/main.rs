@@ -9,6 +9,7 @@ mod generation;
 mod helpers;
 mod http;
 mod llm;
+mod progress;
 mod projections;
 mod queues;
 mod requests;

@@ -1037,3 +1037,58 @@ async fn runners_apply_an_append_long_before_their_poll_interval() {
     }
     running.stop().await;
 }
+
+#[actix::test]
+async fn a_failed_replay_names_the_event_the_database_refused_not_its_batch() {
+    let db = TestDb::new().await;
+    write_courses(&db, 3).await;
+    // A description whose search vector is over PostgreSQL's 1 MB limit:
+    // it decodes, but the database refuses the row it makes.
+    let user = Uuid::new_v4();
+    let mut story = course_story(&mut rand::thread_rng(), user, "Too long");
+    story.truncate(2);
+    let (stream, _) = write_course(&db, story).await;
+    let description: String = (0..150_000).map(|n| format!("w{n} ")).collect();
+    let poison = db
+        .store
+        .append(
+            stream,
+            2,
+            &[NewEvent::from(&CourseEvent::from(OutlineGenerated {
+                title: "Too long".into(),
+                description,
+                lessons: vec![],
+                model: "offline".into(),
+                usage: TokenUsage::default(),
+            }))],
+            &Metadata::producer("test"),
+        )
+        .await
+        .unwrap()
+        .position;
+    let last = write_courses(&db, 2).await;
+    // The read horizon is cluster-wide: other tests' open transactions may
+    // hold the log back from the replay's reader a while.
+    eventually("the whole log to be readable", WAIT, || async {
+        let events = db
+            .store
+            .read_all_after(Position::START, 10_000)
+            .await
+            .unwrap();
+        events.last().filter(|e| e.position() >= last).map(|_| ())
+    })
+    .await;
+
+    let err = replay::replay(&db.store, Projection::Courses, false)
+        .await
+        .unwrap_err();
+    match err {
+        ProjectionError::ReplayFailed {
+            position, error, ..
+        } => {
+            assert_eq!(position, poison.global_position, "{error}");
+            assert!(error.contains("tsvector"), "{error}");
+        }
+        other => panic!("expected ReplayFailed, got {other}"),
+    }
+}

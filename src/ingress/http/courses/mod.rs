@@ -6,10 +6,12 @@
 //! - [`handlers`]: the endpoints (queries come from the read model,
 //!   `projections::courses::queries`).
 //! - [`progress`]: the Server-Sent Events stream of a course's progress.
+//! - [`watch`]: the one watcher of the log those streams share.
 
 pub(crate) mod dto;
 pub(crate) mod handlers;
 pub(crate) mod progress;
+pub(crate) mod watch;
 
 pub(crate) use dto::{
     CoursePage, CourseView, EventView, LessonSummary, LessonView, ListParams, Tokens,
