@@ -125,7 +125,7 @@ impl Handler<Reload> for CourseActor {
 /// What a step came to.
 enum StepOutcome {
     /// The step is recorded; here is the new state.
-    Recorded(Course),
+    Recorded(Box<Course>),
     /// Nothing left to do: READY, FAILED, or gone.
     Done,
     /// Another writer got in first: reload, then decide `pending` again.
@@ -153,7 +153,7 @@ impl Handler<TakeNextStep> for CourseActor {
             |outcome, act, ctx| match outcome {
                 StepOutcome::Recorded(course) => {
                     act.backoff.reset();
-                    act.course = course;
+                    act.course = *course;
                     ctx.notify(TakeNextStep);
                 }
                 StepOutcome::Done => ctx.stop(),
@@ -226,7 +226,7 @@ async fn take_step(
         Ok((events, _)) => {
             let course = events.iter().fold(course, evolve);
             log_progress(id, &course);
-            StepOutcome::Recorded(course)
+            StepOutcome::Recorded(Box::new(course))
         }
         Err(CommandError::Store(StoreError::Conflict { .. })) => StepOutcome::Stale(Some(command)),
         Err(CommandError::Store(e)) => {

@@ -213,6 +213,7 @@ pub fn realistic_lesson(number: u32) -> CourseEvent {
             completion_tokens: 1300,
             total_tokens: 2200,
         },
+        ..Default::default()
     }
     .into()
 }

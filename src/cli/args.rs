@@ -61,6 +61,9 @@ pub enum Commands {
     Submit(SubmitArgs),
     /// Show a course's history: every event of its stream, oldest first.
     Events(EventsArgs),
+    /// Work with one course: edit its metadata.
+    #[command(subcommand)]
+    Courses(CoursesAction),
     /// Re-open a FAILED course: generation resumes at the first missing step
     /// (steps already recorded are kept, their tokens not paid again).
     Retry(RetryArgs),
@@ -100,6 +103,8 @@ pub struct SubmitArgs {
     /// Restrict sources to this relative path prefix, e.g. "microbiology/".
     #[arg(long)]
     pub source_filter: Option<String>,
+    #[command(flatten)]
+    pub metadata: MetadataArgs,
     /// Wait until the course is READY (exit 0) or FAILED (exit 1), showing
     /// progress. A running `coursegen serve` does the generating.
     #[arg(long)]
@@ -110,6 +115,49 @@ pub struct SubmitArgs {
     pub via: Via,
     #[command(flatten)]
     pub amqp: crate::ingress::amqp::AmqpSettings,
+}
+
+/// Course metadata, as `submit` and `courses edit` take it.
+#[derive(Debug, Args, Default)]
+pub struct MetadataArgs {
+    /// Who the course is credited to (at most 100 characters).
+    #[arg(long)]
+    pub author: Option<String>,
+    /// A tag (repeat for more, at most 20); normalised to lower case.
+    #[arg(long = "tag")]
+    pub tags: Vec<String>,
+    /// beginner, intermediate or advanced.
+    #[arg(long)]
+    pub difficulty: Option<String>,
+    /// Something learners should know first (repeat for more).
+    #[arg(long = "prerequisite")]
+    pub prerequisites: Vec<String>,
+    /// Something learners can do afterwards (repeat for more).
+    #[arg(long = "outcome")]
+    pub learning_outcomes: Vec<String>,
+}
+
+/// `coursegen courses` actions.
+#[derive(Debug, Subcommand)]
+pub enum CoursesAction {
+    /// Change a course's metadata (records CourseMetadataChanged; the
+    /// history shows who changed what). Lists given replace the old ones.
+    Edit(EditArgs),
+}
+
+/// A metadata edit.
+#[derive(Debug, Args)]
+pub struct EditArgs {
+    /// The course id.
+    pub course_id: Uuid,
+    #[command(flatten)]
+    pub metadata: MetadataArgs,
+    /// The course's language as a BCP-47 tag.
+    #[arg(long)]
+    pub language: Option<String>,
+    /// Who is editing (a user id, kept in the history).
+    #[arg(long)]
+    pub user: Option<Uuid>,
 }
 
 /// The way `submit` sends a request.

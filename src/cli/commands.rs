@@ -9,13 +9,16 @@ use tokio::signal::unix::{signal, Signal, SignalKind};
 use uuid::Uuid;
 
 use super::args::{
-    Cli, Commands, EventsArgs, ProjectionsAction, ProjectionsArgs, ReplayArgs, RetryArgs,
-    SubmitArgs, Via,
+    Cli, Commands, CoursesAction, EditArgs, EventsArgs, ProjectionsAction, ProjectionsArgs,
+    ReplayArgs, RetryArgs, SubmitArgs, Via,
 };
 use super::output::{self, CourseProgress, ReplyProgress};
 use crate::config::DatabaseSettings;
 use crate::database::{ClusterHold, Database};
-use crate::domain::{course_id, Command, CourseRequest, DomainError, RawCourseRequest, Reason};
+use crate::domain::{
+    course_id, Command, CourseRequest, DomainError, MetadataChange, RawCourseRequest,
+    RawMetadataChange, Reason,
+};
 use crate::ingress::amqp::{self, client, AmqpError, AmqpSettings};
 use crate::projections::{replay, CheckpointState, Projection};
 use crate::store::courses::{self, CommandError, Submitted};
@@ -85,6 +88,7 @@ async fn dispatch(
         }
         Commands::Submit(args) => submit(settings, cluster, args).await,
         Commands::Events(args) => events(settings, cluster, args).await,
+        Commands::Courses(CoursesAction::Edit(args)) => edit(settings, cluster, args).await,
         Commands::Replay(args) => replay(settings, cluster, args).await,
         Commands::Projections(args) => projections_command(settings, cluster, args).await,
         Commands::Bench(cmd) => crate::bench::run(settings, cluster, cmd).await,
@@ -150,6 +154,11 @@ async fn submit(
         num_lessons: Some(args.lessons),
         language: Some(args.language),
         source_filter: args.source_filter,
+        author: args.metadata.author,
+        tags: non_empty(args.metadata.tags),
+        difficulty: args.metadata.difficulty,
+        prerequisites: non_empty(args.metadata.prerequisites),
+        learning_outcomes: non_empty(args.metadata.learning_outcomes),
     })
     .map_err(|e| anyhow::anyhow!("invalid request: {e}"))?;
     if args.via == Via::Amqp {
@@ -212,6 +221,45 @@ async fn submit_via_amqp(
     };
     let _ = connection.close(200, "done").await;
     Ok(code)
+}
+
+/// A repeated flag given at least once.
+fn non_empty(items: Vec<String>) -> Option<Vec<String>> {
+    (!items.is_empty()).then_some(items)
+}
+
+/// `courses edit`: records the metadata change (nothing when it repeats the
+/// current values).
+async fn edit(
+    settings: &DatabaseSettings,
+    cluster: &ClusterHold,
+    args: EditArgs,
+) -> anyhow::Result<ExitCode> {
+    let change = MetadataChange::parse(RawMetadataChange {
+        author: args.metadata.author,
+        tags: non_empty(args.metadata.tags),
+        language: args.language,
+        difficulty: args.metadata.difficulty,
+        prerequisites: non_empty(args.metadata.prerequisites),
+        learning_outcomes: non_empty(args.metadata.learning_outcomes),
+    })
+    .map_err(|e| anyhow::anyhow!("invalid edit: {e}"))?;
+    let db = Database::open(settings, cluster).await?;
+    let mut metadata = Metadata::producer("cli");
+    metadata.user_id = args.user;
+    let id = args.course_id;
+    match courses::execute(&db.store, id, Command::ChangeMetadata(change), &metadata).await {
+        Ok((events, _)) if events.is_empty() => {
+            eprintln!("course {id} already has this metadata; nothing recorded")
+        }
+        Ok(_) => eprintln!("course {id} metadata changed"),
+        Err(CommandError::Rejected(DomainError::NotFound)) => {
+            anyhow::bail!("no course with id {id}")
+        }
+        Err(CommandError::Rejected(e)) => anyhow::bail!("cannot edit course {id}: {e}"),
+        Err(e) => return Err(e.into()),
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn retry(

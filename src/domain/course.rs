@@ -3,6 +3,7 @@
 use std::collections::BTreeSet;
 
 use super::events::*;
+use super::metadata::{CourseMetadata, MetadataChange};
 use super::request::{CourseRequest, Reason};
 use super::status::CourseStatus;
 
@@ -21,6 +22,12 @@ pub struct Course {
     pub usage: TokenUsage,
     pub failure: Option<CourseFailed>,
     pub deleted: bool,
+    /// The metadata in effect: edits over the request over the outline's proposal.
+    pub metadata: CourseMetadata,
+    /// The language in effect (the request's until an edit changes it).
+    pub language: String,
+    /// Sum of the generated lessons' estimated minutes.
+    pub estimated_minutes: u32,
 }
 
 impl Course {
@@ -82,6 +89,24 @@ impl Course {
     }
 }
 
+impl Course {
+    /// The part of `change` that changes something: fields equal to the
+    /// current values are dropped (an edit repeating them records nothing).
+    fn effective_change(&self, change: MetadataChange) -> MetadataChange {
+        let m = &self.metadata;
+        MetadataChange {
+            author: change.author.filter(|a| m.author.as_ref() != Some(a)),
+            tags: change.tags.filter(|t| *t != m.tags),
+            language: change.language.filter(|l| *l != self.language),
+            difficulty: change.difficulty.filter(|d| m.difficulty != Some(*d)),
+            prerequisites: change.prerequisites.filter(|p| *p != m.prerequisites),
+            learning_outcomes: change
+                .learning_outcomes
+                .filter(|o| *o != m.learning_outcomes),
+        }
+    }
+}
+
 /// What generation of a course needs next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum NextStep {
@@ -104,6 +129,7 @@ pub enum Command {
     Retry { reason: Option<Reason> },
     Delete { reason: Option<Reason> },
     Restore,
+    ChangeMetadata(MetadataChange),
 }
 
 /// A command that the course's rules forbid in its current state.
@@ -288,6 +314,16 @@ pub fn decide(course: &Course, command: Command) -> Result<Vec<CourseEvent>, Dom
             }
             Ok(vec![CourseRestored {}.into()])
         }
+        Command::ChangeMetadata(change) => {
+            if course.deleted {
+                return Err(DomainError::Deleted);
+            }
+            let change = course.effective_change(change);
+            if change.is_empty() {
+                return Ok(vec![]);
+            }
+            Ok(vec![CourseMetadataChanged { change }.into()])
+        }
     }
 }
 
@@ -299,6 +335,8 @@ pub fn evolve(mut course: Course, event: &CourseEvent) -> Course {
         CourseEvent::CourseRequested(e) => {
             course.request = Some(e.clone());
             course.status = Some(CourseStatus::Queued);
+            course.metadata = e.metadata.clone();
+            course.language = e.language.clone();
         }
         CourseEvent::GenerationStarted(e) => {
             course.attempt = e.attempt;
@@ -307,10 +345,12 @@ pub fn evolve(mut course: Course, event: &CourseEvent) -> Course {
         }
         CourseEvent::OutlineGenerated(e) => {
             course.usage = course.usage + e.usage;
+            course.metadata.fill_from_outline(e);
             course.outline = Some(e.clone());
         }
         CourseEvent::LessonGenerated(e) => {
             course.usage = course.usage + e.usage;
+            course.estimated_minutes += e.estimated_minutes;
             course.lessons_done.insert(e.number);
         }
         CourseEvent::CourseCompleted(_) => course.status = Some(CourseStatus::Ready),
@@ -321,6 +361,12 @@ pub fn evolve(mut course: Course, event: &CourseEvent) -> Course {
         CourseEvent::GenerationRetried(_) => course.status = Some(CourseStatus::Queued),
         CourseEvent::CourseDeleted(_) => course.deleted = true,
         CourseEvent::CourseRestored(_) => course.deleted = false,
+        CourseEvent::CourseMetadataChanged(e) => {
+            if let Some(language) = &e.change.language {
+                course.language = language.clone();
+            }
+            course.metadata.apply(&e.change);
+        }
     }
     course
 }

@@ -5,6 +5,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
+use super::metadata::{CourseMetadata, Difficulty, MetadataChange};
+
 /// Tokens an LLM call (or a sum of calls) used.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TokenUsage {
@@ -25,7 +27,7 @@ impl std::ops::Add for TokenUsage {
 }
 
 /// A course was asked for. Status after: QUEUED.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CourseRequested {
     pub request_id: Uuid,
     pub user_id: Uuid,
@@ -34,6 +36,9 @@ pub struct CourseRequested {
     pub num_lessons: u8,
     pub language: String,
     pub source_filter: Option<String>,
+    /// Metadata the request gave (absent fields are not stored).
+    #[serde(flatten)]
+    pub metadata: CourseMetadata,
 }
 
 /// A worker began (or resumed) generating. Status after: GENERATING.
@@ -56,7 +61,7 @@ pub struct LessonPlan {
 }
 
 /// The course outline came back from the model.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OutlineGenerated {
     pub title: String,
     pub description: String,
@@ -64,6 +69,16 @@ pub struct OutlineGenerated {
     pub model: String,
     #[serde(default)]
     pub usage: TokenUsage,
+    /// Proposed tags, normalised; used where the request gave none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+    /// Proposed difficulty; used where the request gave none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub difficulty: Option<Difficulty>,
+    /// Proposed learning outcomes of the whole course; used where the
+    /// request gave none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub learning_outcomes: Vec<String>,
 }
 
 /// A titled section of a lesson, the structured twin of its markdown.
@@ -92,7 +107,7 @@ pub struct SourceRef {
 }
 
 /// One lesson came back from the model.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LessonGenerated {
     pub number: u32,
     pub title: String,
@@ -106,6 +121,10 @@ pub struct LessonGenerated {
     pub model: String,
     #[serde(default)]
     pub usage: TokenUsage,
+    /// Reading plus exercise time (see `lesson_minutes`); 0 in lessons
+    /// recorded before it was estimated.
+    #[serde(default)]
+    pub estimated_minutes: u32,
 }
 
 /// Every lesson is in. Status after: READY.
@@ -140,6 +159,14 @@ pub struct CourseDeleted {
     pub reason: Option<String>,
 }
 
+/// Someone edited the course's metadata: the fields present are the new
+/// values (the event's metadata says who).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct CourseMetadataChanged {
+    #[serde(flatten)]
+    pub change: MetadataChange,
+}
+
 /// Undo of a soft delete.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct CourseRestored {}
@@ -156,6 +183,7 @@ pub enum CourseEvent {
     GenerationRetried(GenerationRetried),
     CourseDeleted(CourseDeleted),
     CourseRestored(CourseRestored),
+    CourseMetadataChanged(CourseMetadataChanged),
 }
 
 /// A stored event could not be read as a [`CourseEvent`].
@@ -225,6 +253,7 @@ event_kinds! {
     GenerationRetried => 1,
     CourseDeleted => 1,
     CourseRestored => 1,
+    CourseMetadataChanged => 1,
 }
 
 /// Maps an older payload to the current shape of its event type, one version
@@ -280,5 +309,6 @@ from_payload!(
     CourseFailed,
     GenerationRetried,
     CourseDeleted,
-    CourseRestored
+    CourseRestored,
+    CourseMetadataChanged
 );

@@ -8,6 +8,7 @@
 mod course;
 mod events;
 mod ids;
+pub mod metadata;
 mod request;
 mod status;
 #[cfg(test)]
@@ -16,11 +17,12 @@ mod tests;
 pub(crate) use course::NextStep;
 pub use course::{decide, evolve, Command, Course, DomainError};
 pub use events::{
-    CourseCompleted, CourseDeleted, CourseEvent, CourseFailed, CourseRequested, CourseRestored,
-    GenerationRetried, GenerationStarted, LessonGenerated, LessonPlan, LessonSection,
-    OutlineGenerated, QuizQuestion, SourceRef, TokenUsage, UpcastError,
+    CourseCompleted, CourseDeleted, CourseEvent, CourseFailed, CourseMetadataChanged,
+    CourseRequested, CourseRestored, GenerationRetried, GenerationStarted, LessonGenerated,
+    LessonPlan, LessonSection, OutlineGenerated, QuizQuestion, SourceRef, TokenUsage, UpcastError,
 };
 pub use ids::course_id;
+pub use metadata::{CourseMetadata, Difficulty, MetadataChange, RawMetadataChange};
 pub use request::{CourseRequest, RawCourseRequest, Reason, ValidationError, DEFAULT_NUM_LESSONS};
 pub(crate) use status::one_of;
 pub use status::{CourseStatus, UnknownStatus};

@@ -11,6 +11,10 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::events::CourseRequested;
+use super::metadata::{
+    parse_author, parse_difficulty, parse_list, parse_tags, CourseMetadata, MAX_LIST_ITEMS,
+    MAX_TAGS, MAX_TAG_CHARS,
+};
 
 /// Lessons in a course when the request does not say.
 pub const DEFAULT_NUM_LESSONS: u8 = 4;
@@ -47,6 +51,18 @@ pub struct RawCourseRequest {
     pub language: Option<String>,
     /// Relative path prefix restricting the sources.
     pub source_filter: Option<String>,
+    /// Who the course is credited to (at most 100 characters).
+    pub author: Option<String>,
+    /// At most 20 tags of at most 40 characters, normalised (lower case,
+    /// spaces become `-`). Absent: the outline proposes some.
+    pub tags: Option<Vec<String>>,
+    /// beginner, intermediate or advanced. Absent: the outline proposes one.
+    pub difficulty: Option<String>,
+    /// What learners should know first (at most 20 items).
+    pub prerequisites: Option<Vec<String>>,
+    /// What learners can do afterwards (at most 20 items). Absent: the
+    /// outline proposes them.
+    pub learning_outcomes: Option<Vec<String>>,
 }
 
 impl RawCourseRequest {
@@ -102,6 +118,22 @@ pub enum ValidationError {
     ControlCharacters { field: &'static str },
     #[error("reason must be at most {MAX_REASON_CHARS} characters, got {0}")]
     ReasonLength(usize),
+    #[error("author must be at most 100 characters, got {0}")]
+    AuthorLength(usize),
+    #[error("at most {MAX_TAGS} tags are allowed, got {0}")]
+    TooManyTags(usize),
+    #[error("a tag must be at most {MAX_TAG_CHARS} characters, got {0:?}")]
+    TagLength(String),
+    #[error("difficulty must be beginner, intermediate or advanced, got {0:?}")]
+    Difficulty(String),
+    #[error("{field} may list at most {MAX_LIST_ITEMS} items, got {got}")]
+    ListLength { field: &'static str, got: usize },
+    #[error("each item of {field} must be at most 300 characters")]
+    ItemLength { field: &'static str },
+    #[error("{field} must not be empty: give the new list")]
+    EmptyList { field: &'static str },
+    #[error("name at least one field to change: author, tags, language, difficulty, prerequisites or learning_outcomes")]
+    NothingToChange,
 }
 
 /// A validated course request. Construct it with [`CourseRequest::parse`].
@@ -114,6 +146,8 @@ pub struct CourseRequest {
     pub num_lessons: u8,
     pub language: String,
     pub source_filter: Option<String>,
+    /// Author, tags, difficulty, prerequisites, outcomes as requested.
+    pub metadata: CourseMetadata,
 }
 
 impl CourseRequest {
@@ -159,6 +193,19 @@ impl CourseRequest {
             check_source_filter(filter)?;
         }
 
+        let metadata = CourseMetadata {
+            author: parse_author(raw.author)?,
+            tags: parse_tags(raw.tags.unwrap_or_default())?,
+            difficulty: non_blank(raw.difficulty)
+                .map(|d| parse_difficulty(&d))
+                .transpose()?,
+            prerequisites: parse_list("prerequisites", raw.prerequisites.unwrap_or_default())?,
+            learning_outcomes: parse_list(
+                "learning_outcomes",
+                raw.learning_outcomes.unwrap_or_default(),
+            )?,
+        };
+
         Ok(Self {
             request_id,
             user_id,
@@ -167,6 +214,7 @@ impl CourseRequest {
             num_lessons: num_lessons as u8,
             language,
             source_filter,
+            metadata,
         })
     }
 
@@ -180,6 +228,7 @@ impl CourseRequest {
             num_lessons: self.num_lessons,
             language: self.language,
             source_filter: self.source_filter,
+            metadata: self.metadata,
         }
     }
 }
@@ -228,7 +277,7 @@ fn non_blank(value: Option<String>) -> Option<String> {
     value.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
 }
 
-fn reject_control(field: &'static str, value: &str) -> Result<(), ValidationError> {
+pub(super) fn reject_control(field: &'static str, value: &str) -> Result<(), ValidationError> {
     if value.chars().any(char::is_control) {
         return Err(ValidationError::ControlCharacters { field });
     }
@@ -236,7 +285,7 @@ fn reject_control(field: &'static str, value: &str) -> Result<(), ValidationErro
 }
 
 /// Canonical form of a BCP-47 tag (`pt-br` becomes `pt-BR`).
-fn parse_language(tag: &str) -> Result<String, ValidationError> {
+pub(super) fn parse_language(tag: &str) -> Result<String, ValidationError> {
     let bad = || ValidationError::Language(tag.chars().take(40).collect());
     if tag.len() > 35 {
         return Err(bad());
@@ -272,8 +321,8 @@ mod tests {
 
     #[test]
     fn unknown_fields_and_wrong_types_are_refused_naming_the_field() {
-        let err = RawCourseRequest::from_json(json!({"topic": "x", "author": "me"})).unwrap_err();
-        assert!(err.to_string().contains("unknown field `author`"), "{err}");
+        let err = RawCourseRequest::from_json(json!({"topic": "x", "owner": "me"})).unwrap_err();
+        assert!(err.to_string().contains("unknown field `owner`"), "{err}");
         let err = RawCourseRequest::from_json(json!({"num_lessons": "four"})).unwrap_err();
         assert!(err.to_string().contains("invalid type"), "{err}");
         let err = RawCourseRequest::from_json(json!([1])).unwrap_err();
@@ -284,11 +333,15 @@ mod tests {
     fn every_field_of_the_amqp_request_is_read() {
         let raw = RawCourseRequest::from_json(json!({
             "request_id": "r", "user_id": "u", "topic": "t", "grade_level": "g",
-            "num_lessons": 3, "source_filter": "s/", "language": "de"
+            "num_lessons": 3, "source_filter": "s/", "language": "de", "author": "Ada",
+            "tags": ["X"], "difficulty": "advanced", "prerequisites": ["p"],
+            "learning_outcomes": ["o"]
         }))
         .unwrap();
         assert_eq!(raw.user_id.as_deref(), Some("u"));
         assert_eq!(raw.num_lessons, Some(3));
+        assert_eq!(raw.tags, Some(vec!["X".to_owned()]));
+        assert_eq!(raw.learning_outcomes, Some(vec!["o".to_owned()]));
     }
 
     #[test]

@@ -410,6 +410,7 @@ mod tests {
             num_lessons: 1,
             language: "en".into(),
             source_filter: None,
+            ..Default::default()
         };
         let started = std::time::Instant::now();
         let (a, b) = tokio::join!(client.outline(&course), client.outline(&course));

@@ -11,6 +11,7 @@ use std::fmt::Write;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use crate::domain::metadata;
 use crate::domain::{
     CourseRequested, LessonGenerated, LessonPlan, LessonSection, OutlineGenerated, QuizQuestion,
     SourceRef, TokenUsage,
@@ -34,6 +35,13 @@ pub(crate) struct OutlineAnswer {
     pub title: String,
     pub description: String,
     pub lessons: Vec<LessonPlan>,
+    /// Proposals (a server without strict schemas may leave them out).
+    #[serde(default)]
+    pub tags: Vec<String>,
+    #[serde(default)]
+    pub difficulty: Option<String>,
+    #[serde(default)]
+    pub learning_outcomes: Vec<String>,
 }
 
 impl OutlineAnswer {
@@ -45,6 +53,10 @@ impl OutlineAnswer {
             lessons: self.lessons,
             model: model.to_owned(),
             usage,
+            tags: metadata::proposed_tags(self.tags.iter().map(String::as_str)),
+            // A difficulty outside the three is no reason to re-ask.
+            difficulty: self.difficulty.and_then(|d| d.parse().ok()),
+            learning_outcomes: metadata::proposed_items(&self.learning_outcomes),
         }
     }
 }
@@ -63,6 +75,7 @@ pub(crate) struct LessonAnswer {
 impl LessonAnswer {
     /// The event recording this answer.
     pub(crate) fn into_event(self, model: &str, usage: TokenUsage) -> LessonGenerated {
+        let estimated_minutes = metadata::lesson_minutes(&self.content_md, self.quiz.len(), 0);
         LessonGenerated {
             number: self.number,
             title: self.title.trim().to_owned(),
@@ -79,6 +92,7 @@ impl LessonAnswer {
                 .collect(),
             model: model.to_owned(),
             usage,
+            estimated_minutes,
         }
     }
 }
@@ -134,7 +148,11 @@ pub fn outline(course: &CourseRequested) -> Prompt {
            learners will be able to do afterwards;\n\
          - lessons: exactly {n} lessons numbered 1 to {n} in order, each with a \
            concise title, 2-5 key concepts it introduces, and 2-4 learning objectives \
-           phrased as observable outcomes (\"Explain ...\", \"Calculate ...\", \"Write ...\").\n\
+           phrased as observable outcomes (\"Explain ...\", \"Calculate ...\", \"Write ...\");\n\
+         - tags: 3-8 short lower-case keywords a learner would search for (at most 40 \
+           characters each);\n\
+         - difficulty: beginner, intermediate or advanced, for this audience;\n\
+         - learning_outcomes: 3-6 outcomes of the whole course, phrased like the objectives.\n\
          Pitch vocabulary, examples and depth at the audience. Do not repeat a lesson; \
          progress from foundations to application, and end with a lesson that \
          brings everything together."
@@ -241,7 +259,10 @@ pub(crate) fn outline_schema() -> Value {
                 "concepts": strings(),
                 "objectives": strings()
             }))
-        }
+        },
+        "tags": strings(),
+        "difficulty": { "type": "string", "enum": ["beginner", "intermediate", "advanced"] },
+        "learning_outcomes": strings()
     }))
 }
 

@@ -80,6 +80,10 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "schema/0004_course_work_deleted.sql",
         sql: include_str!("../../schema/0004_course_work_deleted.sql"),
     },
+    Migration {
+        name: "projections/0007_courses_metadata.sql",
+        sql: include_str!("../../projections/0007_courses_metadata.sql"),
+    },
 ];
 
 /// Arbitrary key of the migration advisory lock.

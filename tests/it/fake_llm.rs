@@ -279,7 +279,10 @@ fn outline_answer(topic: &str, lessons: u32) -> String {
             "title": format!("{topic}, part {n}"),
             "concepts": ["first idea", "second idea"],
             "objectives": ["Explain the first idea"]
-        })).collect::<Vec<_>>()
+        })).collect::<Vec<_>>(),
+        "tags": ["Fake Tag", topic],
+        "difficulty": "beginner",
+        "learning_outcomes": ["Use the first idea"]
     })
     .to_string()
 }

@@ -9,6 +9,7 @@ mod generation;
 mod helpers;
 mod http;
 mod llm;
+mod metadata;
 mod progress;
 mod projections;
 mod queues;

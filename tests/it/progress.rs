@@ -142,6 +142,7 @@ async fn a_progress_stream_shows_every_step_in_order_and_ends_at_ready() {
             .collect(),
         model: "test".into(),
         usage: TokenUsage::default(),
+        ..Default::default()
     }
     .into();
     let completed: CourseEvent = CourseCompleted {

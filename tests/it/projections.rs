@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use coursegen::bench::realistic_lesson;
 use coursegen::domain::{
-    CourseCompleted, CourseDeleted, CourseEvent, CourseFailed, CourseRequested, CourseRestored,
-    GenerationRetried, GenerationStarted, LessonPlan, OutlineGenerated, SourceRef, TokenUsage,
+    CourseCompleted, CourseDeleted, CourseEvent, CourseFailed, CourseMetadata,
+    CourseMetadataChanged, CourseRequested, CourseRestored, Difficulty, GenerationRetried,
+    GenerationStarted, LessonPlan, MetadataChange, OutlineGenerated, SourceRef, TokenUsage,
 };
 use coursegen::projections::recount::{difference_sql, recounts};
 use coursegen::projections::{
@@ -53,8 +54,26 @@ fn course_story(rng: &mut impl Rng, user: Uuid, topic: &str) -> Vec<CourseEvent>
         num_lessons: lessons as u8,
         language: "en".into(),
         source_filter: None,
+        metadata: CourseMetadata {
+            author: rng.gen_bool(0.5).then(|| "Ada".to_owned()),
+            tags: if rng.gen_bool(0.5) {
+                vec!["biology".into(), format!("t{}", rng.gen_range(0..3))]
+            } else {
+                vec![]
+            },
+            difficulty: rng.gen_bool(0.3).then_some(Difficulty::Advanced),
+            prerequisites: if rng.gen_bool(0.3) {
+                vec!["reading".into()]
+            } else {
+                vec![]
+            },
+            learning_outcomes: vec![],
+        },
     }
     .into()];
+    if rng.gen_ratio(1, 5) {
+        events.push(edit(rng));
+    }
     let usage = TokenUsage {
         prompt_tokens: 10,
         completion_tokens: 20,
@@ -104,6 +123,9 @@ fn course_story(rng: &mut impl Rng, user: Uuid, topic: &str) -> Vec<CourseEvent>
                 .collect(),
             model: "offline".into(),
             usage,
+            tags: vec!["proposed".into(), "cells".into()],
+            difficulty: rng.gen_bool(0.7).then_some(Difficulty::Beginner),
+            learning_outcomes: vec![format!("understand {topic}")],
         }
         .into(),
     );
@@ -120,7 +142,11 @@ fn course_story(rng: &mut impl Rng, user: Uuid, topic: &str) -> Vec<CourseEvent>
             title: format!("Source {}", rng.gen_range(0..4)),
             url: Some("https://example.org".into()),
         });
+        lesson.estimated_minutes = rng.gen_range(0..30);
         events.push(lesson.into());
+    }
+    if rng.gen_ratio(1, 3) {
+        events.push(edit(rng));
     }
     if done == lessons {
         if rng.gen_ratio(4, 5) {
@@ -149,6 +175,23 @@ fn course_story(rng: &mut impl Rng, user: Uuid, topic: &str) -> Vec<CourseEvent>
         }
     }
     events
+}
+
+/// A metadata edit of some of the fields.
+fn edit(rng: &mut impl Rng) -> CourseEvent {
+    CourseMetadataChanged {
+        change: MetadataChange {
+            author: rng.gen_bool(0.5).then(|| "Grace".to_owned()),
+            tags: rng
+                .gen_bool(0.5)
+                .then(|| vec!["edited".to_owned(), format!("e{}", rng.gen_range(0..3))]),
+            language: rng.gen_bool(0.3).then(|| "fr".to_owned()),
+            difficulty: Some(Difficulty::Intermediate),
+            prerequisites: rng.gen_bool(0.3).then(|| vec!["algebra".to_owned()]),
+            learning_outcomes: rng.gen_bool(0.5).then(|| vec!["do it".to_owned()]),
+        },
+    }
+    .into()
 }
 
 /// Appends a course's events one transaction per step, each held open for a
@@ -728,6 +771,7 @@ async fn a_v1_lesson_payload_is_projected_as_the_current_type() {
                 lessons: vec![],
                 model: "m".into(),
                 usage: TokenUsage::default(),
+                ..Default::default()
             }
             .into(),
         );
@@ -830,6 +874,7 @@ async fn a_course_leaving_a_slug_base_moves_the_later_ones_up() {
             num_lessons: 1,
             language: "en".into(),
             source_filter: None,
+            ..Default::default()
         }
         .into();
         let (stream, position) = write_course(&db, vec![requested]).await;
@@ -854,6 +899,7 @@ async fn a_course_leaving_a_slug_base_moves_the_later_ones_up() {
         }],
         model: "offline".into(),
         usage: TokenUsage::default(),
+        ..Default::default()
     }
     .into();
     let moved = db
@@ -1027,6 +1073,7 @@ async fn runners_apply_an_append_long_before_their_poll_interval() {
         num_lessons: 1,
         language: "en".into(),
         source_filter: None,
+        ..Default::default()
     }
     .into();
     let (_, position) = write_course(&db, vec![requested]).await;
@@ -1060,6 +1107,7 @@ async fn a_failed_replay_names_the_event_the_database_refused_not_its_batch() {
                 lessons: vec![],
                 model: "offline".into(),
                 usage: TokenUsage::default(),
+                ..Default::default()
             }))],
             &Metadata::producer("test"),
         )

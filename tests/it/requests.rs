@@ -118,7 +118,7 @@ async fn unknown_fields_are_still_refused() {
     let mut app = TestApp::spawn(Overrides::default()).await;
     let user = Uuid::new_v4();
     let mut body = amqp_request(user, "Extra");
-    body["author"] = json!("me");
+    body["owner"] = json!("me");
     let (status, error) = generate(&app, Some(&token(user, false)), &body).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{error}");
     assert_eq!(error["error"], "invalid_request");
@@ -126,7 +126,7 @@ async fn unknown_fields_are_still_refused() {
         error["message"]
             .as_str()
             .unwrap()
-            .contains("unknown field `author`"),
+            .contains("unknown field `owner`"),
         "{error}"
     );
     assert_eq!(count_events(&app.db.store, "CourseRequested").await, 0);
@@ -152,7 +152,14 @@ async fn a_bad_request_gets_the_same_message_over_http_and_amqp() {
         with("language", json!("not a language!")),
         with("source_filter", json!("/etc")),
         with("user_id", json!("not-a-uuid")),
-        with("author", json!("me")),
+        with("owner", json!("me")),
+        with("tags", json!("rust")),
+        with(
+            "tags",
+            json!((0..21).map(|i| format!("t{i}")).collect::<Vec<_>>()),
+        ),
+        with("difficulty", json!("easy")),
+        with("author", json!("x".repeat(101))),
     ];
     let queues = app.queues();
     let (reply_to, mut replies) = queues.reply_queue().await;
@@ -232,15 +239,58 @@ async fn the_openapi_document_describes_the_amqp_request_body() {
     assert_eq!(
         fields,
         [
+            "author",
+            "difficulty",
             "grade_level",
             "language",
+            "learning_outcomes",
             "num_lessons",
+            "prerequisites",
             "request_id",
             "source_filter",
+            "tags",
             "topic",
             "user_id"
         ]
     );
     assert_eq!(schema["additionalProperties"], false, "{schema}");
+    let patch = &doc["paths"]["/api/v1/courses/{id}"]["patch"];
+    assert_eq!(
+        patch["requestBody"]["content"]["application/json"]["schema"]["$ref"],
+        "#/components/schemas/MetadataEdit",
+        "{patch}"
+    );
+    app.stop().await;
+}
+
+#[actix_rt::test]
+async fn metadata_sent_over_amqp_is_recorded_like_over_http() {
+    let _shared = BROKER.read().await;
+    let mut app = TestApp::spawn(Overrides::default().amqp()).await;
+    let user = Uuid::new_v4();
+    let mut body = amqp_request(user, "Metadata by message");
+    body["author"] = json!("Ada");
+    body["tags"] = json!(["Ocean Science"]);
+    body["difficulty"] = json!("advanced");
+    body["prerequisites"] = json!(["Swimming"]);
+    let queues = app.queues();
+    let (reply_to, mut replies) = queues.reply_queue().await;
+    queues
+        .publish(&serde_json::to_vec(&body).unwrap(), Some(&reply_to), None)
+        .await;
+    let (reply, _) = next_reply(&mut replies).await;
+    assert_eq!(reply.status, ReplyStatus::Accepted);
+    let id = reply.course_id.unwrap();
+    let course = eventually("the course", Duration::from_secs(30), || async {
+        let (status, course) = app
+            .get_json(&format!("/api/v1/courses/{id}"), &token(user, false))
+            .await;
+        (status == StatusCode::OK).then_some(course)
+    })
+    .await;
+    assert_eq!(course["author"], "Ada");
+    assert_eq!(course["tags"], json!(["ocean-science"]));
+    assert_eq!(course["difficulty"], "advanced");
+    assert_eq!(course["prerequisites"], json!(["Swimming"]));
     app.stop().await;
 }

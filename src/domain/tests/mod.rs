@@ -5,6 +5,7 @@ use uuid::Uuid;
 use super::*;
 
 mod deletion;
+mod metadata;
 
 pub(super) fn request(lessons: u8) -> CourseRequest {
     CourseRequest::parse(RawCourseRequest {
@@ -47,6 +48,7 @@ pub(super) fn outline(lessons: u32) -> OutlineGenerated {
             completion_tokens: 20,
             total_tokens: 30,
         },
+        ..Default::default()
     }
 }
 
@@ -69,6 +71,7 @@ pub(super) fn lesson(number: u32) -> LessonGenerated {
             completion_tokens: 2,
             total_tokens: 3,
         },
+        ..Default::default()
     }
 }
 

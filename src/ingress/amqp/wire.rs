@@ -285,11 +285,11 @@ mod tests {
     #[test]
     fn unknown_fields_are_refused_as_over_http() {
         let body = format!(
-            r#"{{"request_id":"{REQUEST}","user_id":"{USER}","topic":"Cells","author":"me"}}"#
+            r#"{{"request_id":"{REQUEST}","user_id":"{USER}","topic":"Cells","owner":"me"}}"#
         );
         let refusal = parse_request(body.as_bytes()).unwrap_err();
         assert!(
-            refusal.reason.contains("unknown field `author`"),
+            refusal.reason.contains("unknown field `owner`"),
             "{}",
             refusal.reason
         );

@@ -209,7 +209,8 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig, max_body_bytes: usize) {
             .service(
                 resource("/courses/{id}")
                     .get(courses::handlers::get)
-                    .delete(courses::handlers::delete),
+                    .delete(courses::handlers::delete)
+                    .patch(courses::metadata::edit),
             )
             .service(resource("/courses/{id}/lessons/{n}").get(courses::handlers::lesson))
             .service(resource("/courses/{id}/events").get(courses::handlers::events))

@@ -153,10 +153,11 @@ impl Modify for BearerAuth {
         courses::handlers::generate, courses::handlers::list, courses::handlers::get,
         courses::handlers::lesson, courses::handlers::events, courses::progress::progress,
         courses::handlers::delete, courses::handlers::restore, courses::handlers::retry,
-        jobs::list, jobs::get, health, metrics, openapi,
+        courses::metadata::edit, jobs::list, jobs::get, health, metrics, openapi,
     ),
     components(schemas(
-        ErrorBody, ComponentHealth, crate::domain::RawCourseRequest, courses::CourseView,
+        ErrorBody, ComponentHealth, crate::domain::RawCourseRequest,
+        crate::domain::RawMetadataChange, crate::domain::Difficulty, courses::CourseView,
         courses::CoursePage, courses::LessonSummary, courses::LessonView, courses::EventView,
         courses::Progress, courses::Tokens, jobs::JobView, jobs::JobPage, HealthReport,
         DatabaseHealth,

@@ -10,6 +10,7 @@ use reqwest::Url;
 use super::quiz::quiz;
 use super::templates::{Audience, TECHNICAL};
 use super::{capitalize, stable_hash, usage, MODEL};
+use crate::domain::metadata::lesson_minutes;
 use crate::domain::{
     CourseRequested, LessonGenerated, LessonPlan, LessonSection, OutlineGenerated, SourceRef,
 };
@@ -301,6 +302,8 @@ pub fn lesson(
             .iter()
             .map(|q| q.question.len() + q.options.concat().len() + q.explanation.len())
             .sum::<usize>();
+    // One exercise (the "Exercise" section) besides the quiz.
+    let estimated_minutes = lesson_minutes(&content_md, quiz.len(), 1);
     Some(LessonGenerated {
         number,
         title: plan.title.clone(),
@@ -310,6 +313,7 @@ pub fn lesson(
         sources,
         model: MODEL.to_owned(),
         usage: usage(prompt.system.len() + prompt.user.len(), completion_chars),
+        estimated_minutes,
     })
 }
 
@@ -367,6 +371,7 @@ mod tests {
             num_lessons: 3,
             language: "en".into(),
             source_filter: None,
+            ..Default::default()
         }
     }
 

@@ -168,6 +168,12 @@ pub(super) fn fold<'a>(
                     updated_at: at,
                     generated_at: None,
                     deleted_at: None,
+                    author: r.metadata.author.clone(),
+                    tags: r.metadata.tags.clone(),
+                    difficulty: r.metadata.difficulty,
+                    prerequisites: r.metadata.prerequisites.clone(),
+                    learning_outcomes: r.metadata.learning_outcomes.clone(),
+                    estimated_minutes: 0,
                 },
             );
             dirty_courses.insert(id);
@@ -273,6 +279,16 @@ pub(super) fn fold<'a>(
                 c.prompt_tokens += big(o.usage.prompt_tokens);
                 c.completion_tokens += big(o.usage.completion_tokens);
                 c.total_tokens += big(o.usage.total_tokens);
+                // The outline's proposals fill what the request left empty.
+                if c.tags.is_empty() {
+                    c.tags = o.tags.clone();
+                }
+                if c.difficulty.is_none() {
+                    c.difficulty = o.difficulty;
+                }
+                if c.learning_outcomes.is_empty() {
+                    c.learning_outcomes = o.learning_outcomes.clone();
+                }
                 let base = slug_base(&o.title);
                 if base != c.slug_base {
                     c.slug_base = base;
@@ -281,6 +297,7 @@ pub(super) fn fold<'a>(
             }
             CourseEvent::LessonGenerated(l) => {
                 c.lessons_generated += 1;
+                c.estimated_minutes = c.estimated_minutes.saturating_add(int(l.estimated_minutes));
                 c.prompt_tokens += big(l.usage.prompt_tokens);
                 c.completion_tokens += big(l.usage.completion_tokens);
                 c.total_tokens += big(l.usage.total_tokens);
@@ -306,6 +323,27 @@ pub(super) fn fold<'a>(
             }
             CourseEvent::CourseDeleted(_) => c.deleted_at = Some(at),
             CourseEvent::CourseRestored(_) => c.deleted_at = None,
+            CourseEvent::CourseMetadataChanged(m) => {
+                let m = &m.change;
+                if let Some(a) = &m.author {
+                    c.author = Some(a.clone());
+                }
+                if let Some(t) = &m.tags {
+                    c.tags = t.clone();
+                }
+                if let Some(l) = &m.language {
+                    c.language = l.clone();
+                }
+                if let Some(d) = m.difficulty {
+                    c.difficulty = Some(d);
+                }
+                if let Some(p) = &m.prerequisites {
+                    c.prerequisites = p.clone();
+                }
+                if let Some(o) = &m.learning_outcomes {
+                    c.learning_outcomes = o.clone();
+                }
+            }
         }
     }
     Ok(Changes {

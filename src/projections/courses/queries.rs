@@ -13,7 +13,7 @@ use tokio_postgres::Row;
 use uuid::Uuid;
 
 use super::LessonStatus;
-use crate::domain::CourseStatus;
+use crate::domain::{CourseStatus, Difficulty};
 use crate::projections::recount::Recount;
 use crate::store::Position;
 
@@ -25,7 +25,8 @@ macro_rules! course_columns {
         "id, user_id, request_id, title, description, slug, slug_base, slug_transaction_id, \
          slug_position, topic, grade_level, language, source_filter, status, error_message, \
          total_lessons, lessons_generated, sources, prompt_tokens, completion_tokens, \
-         total_tokens, attempt, model, created_at, updated_at, generated_at, deleted_at"
+         total_tokens, attempt, model, created_at, updated_at, generated_at, deleted_at, \
+         author, tags, difficulty, prerequisites, learning_outcomes, estimated_minutes"
     };
 }
 
@@ -34,16 +35,19 @@ pub(crate) const COURSE_COLUMNS: &str = course_columns!();
 
 /// The columns of `courses` that `CourseRequested` sets once and no later
 /// event changes (an upsert leaves them as they are).
-pub(super) const COURSE_FIXED_COLUMNS: [&str; 8] = [
+pub(super) const COURSE_FIXED_COLUMNS: [&str; 7] = [
     "id",
     "user_id",
     "request_id",
     "topic",
     "grade_level",
-    "language",
     "source_filter",
     "created_at",
 ];
+
+/// The `text[]` columns of `courses`: the upsert ships them as `jsonb`
+/// arrays (arrays of arrays must be rectangular in PostgreSQL).
+pub(super) const COURSE_LIST_COLUMNS: [&str; 3] = ["tags", "prerequisites", "learning_outcomes"];
 
 /// The columns of `lessons`, as the projector reads and writes them.
 pub(crate) const LESSON_COLUMNS: &str =
@@ -104,6 +108,14 @@ pub(crate) struct CourseRecord {
     pub updated_at: DateTime<Utc>,
     pub generated_at: Option<DateTime<Utc>>,
     pub deleted_at: Option<DateTime<Utc>>,
+    pub author: Option<String>,
+    /// Normalised tags: an edit's, else the request's, else the outline's.
+    pub tags: Vec<String>,
+    pub difficulty: Option<Difficulty>,
+    pub prerequisites: Vec<String>,
+    pub learning_outcomes: Vec<String>,
+    /// Sum of the generated lessons' estimates (reading plus exercises).
+    pub estimated_minutes: i32,
 }
 
 impl CourseRecord {
@@ -146,6 +158,12 @@ impl CourseRecord {
             updated_at: r.try_get(24)?,
             generated_at: r.try_get(25)?,
             deleted_at: r.try_get(26)?,
+            author: r.try_get(27)?,
+            tags: r.try_get(28)?,
+            difficulty: r.try_get(29)?,
+            prerequisites: r.try_get(30)?,
+            learning_outcomes: r.try_get(31)?,
+            estimated_minutes: r.try_get(32)?,
         })
     }
 }
@@ -319,8 +337,15 @@ pub(crate) struct CourseList {
     pub status: Option<CourseStatus>,
     /// Only courses requested after this instant.
     pub created_after: Option<DateTime<Utc>>,
-    /// Full-text search over title, topic and description (web search syntax).
+    /// Full-text search over title, tags, topic and description (web search syntax).
     pub search: Option<String>,
+    /// Only courses with this (normalised) tag.
+    pub tag: Option<String>,
+    /// Only courses by this author (any case).
+    pub author: Option<String>,
+    /// Only courses in this (canonical BCP-47) language.
+    pub language: Option<String>,
+    pub difficulty: Option<Difficulty>,
     pub order: CourseOrder,
     pub limit: i64,
     pub offset: i64,
@@ -354,6 +379,18 @@ impl CourseList {
         }
         if let Some(t) = &self.created_after {
             conditions.push(format!("created_at > ${}", param(t)));
+        }
+        if let Some(t) = &self.tag {
+            conditions.push(format!("tags @> ARRAY[${}::text]", param(t)));
+        }
+        if let Some(a) = &self.author {
+            conditions.push(format!("lower(author) = lower(${}::text)", param(a)));
+        }
+        if let Some(l) = &self.language {
+            conditions.push(format!("language = ${}", param(l)));
+        }
+        if let Some(d) = &self.difficulty {
+            conditions.push(format!("difficulty = ${}", param(d)));
         }
         if let Some(q) = &self.search {
             conditions.push(format!(

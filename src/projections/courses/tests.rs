@@ -58,6 +58,7 @@ fn requested() -> CourseEvent {
         num_lessons: 2,
         language: "en".into(),
         source_filter: None,
+        ..Default::default()
     })
 }
 
@@ -82,6 +83,7 @@ fn outline(title: &str) -> CourseEvent {
             .collect(),
         model: "offline".into(),
         usage: usage(10),
+        ..Default::default()
     })
 }
 
@@ -111,6 +113,7 @@ fn lesson(number: u32, questions: usize, sources: &[&str]) -> CourseEvent {
             .collect(),
         model: "offline".into(),
         usage: usage(100),
+        ..Default::default()
     })
 }
 

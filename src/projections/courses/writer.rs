@@ -11,8 +11,8 @@ use uuid::Uuid;
 
 use super::fold::{int, BodyRow, LessonRow, Quiz};
 use super::queries::{
-    CourseRecord, COURSE_COLUMNS, COURSE_FIXED_COLUMNS, LESSON_BODY_COLUMNS, LESSON_CHECK_COLUMNS,
-    LESSON_COLUMNS,
+    CourseRecord, COURSE_COLUMNS, COURSE_FIXED_COLUMNS, COURSE_LIST_COLUMNS, LESSON_BODY_COLUMNS,
+    LESSON_CHECK_COLUMNS, LESSON_COLUMNS,
 };
 use super::slugs::SlugHolder;
 use super::LessonStatus;
@@ -121,23 +121,75 @@ pub(super) async fn rename_slugs(
     Ok(())
 }
 
+/// The array type each column of [`COURSE_COLUMNS`] is shipped as, in order.
+const COURSE_ARRAY_TYPES: [&str; 33] = [
+    "uuid",
+    "uuid",
+    "uuid",
+    "text",
+    "text",
+    "text",
+    "text",
+    "int8",
+    "int8",
+    "text",
+    "text",
+    "text",
+    "text",
+    "text",
+    "text",
+    "int4",
+    "int4",
+    "jsonb",
+    "int8",
+    "int8",
+    "int8",
+    "int4",
+    "text",
+    "timestamptz",
+    "timestamptz",
+    "timestamptz",
+    "timestamptz",
+    "text",
+    "jsonb",
+    "text",
+    "jsonb",
+    "jsonb",
+    "int4",
+];
+
 /// The rows of the upsert of `courses`, after `INSERT INTO courses<suffix>
-/// (<columns>)`: the arrays of [`COURSE_COLUMNS`] in order, then every column
-/// but [`COURSE_FIXED_COLUMNS`] updated.
+/// (<columns>)`: one array per column of [`COURSE_COLUMNS`] in order (the
+/// [`COURSE_LIST_COLUMNS`] as `jsonb`, turned into `text[]`), then every
+/// column but [`COURSE_FIXED_COLUMNS`] updated.
 static COURSES_UPSERT: LazyLock<String> = LazyLock::new(|| {
-    let update: Vec<String> = COURSE_COLUMNS
-        .split(", ")
+    let columns: Vec<&str> = COURSE_COLUMNS.split(", ").collect();
+    let select: Vec<String> = columns
+        .iter()
+        .map(|c| {
+            if COURSE_LIST_COLUMNS.contains(c) {
+                format!("ARRAY(SELECT jsonb_array_elements_text(u.{c}))")
+            } else {
+                format!("u.{c}")
+            }
+        })
+        .collect();
+    let arrays: Vec<String> = COURSE_ARRAY_TYPES
+        .iter()
+        .enumerate()
+        .map(|(i, t)| format!("${}::{t}[]", i + 1))
+        .collect();
+    let update: Vec<String> = columns
+        .iter()
         .filter(|c| !COURSE_FIXED_COLUMNS.contains(c))
         .map(|c| format!("{c} = EXCLUDED.{c}"))
         .collect();
     format!(
-        "SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[],
-                             $6::text[], $7::text[], $8::int8[], $9::int8[], $10::text[],
-                             $11::text[], $12::text[], $13::text[], $14::text[], $15::text[],
-                             $16::int4[], $17::int4[], $18::jsonb[], $19::int8[], $20::int8[],
-                             $21::int8[], $22::int4[], $23::text[], $24::timestamptz[],
-                             $25::timestamptz[], $26::timestamptz[], $27::timestamptz[])
+        "SELECT {} FROM unnest({}) AS u({})
          ON CONFLICT (id) DO UPDATE SET {}",
+        select.join(", "),
+        arrays.join(", "),
+        columns.join(", "),
         update.join(", ")
     )
 });
@@ -189,6 +241,12 @@ pub(super) async fn write_courses(
     let updated_at = col!(|c| c.updated_at);
     let generated_at = col!(|c| c.generated_at);
     let deleted_at = col!(|c| c.deleted_at);
+    let author = col!(|c| c.author.as_deref());
+    let tags = col!(|c| Value::from(c.tags.clone()));
+    let difficulty = col!(|c| c.difficulty);
+    let prerequisites = col!(|c| Value::from(c.prerequisites.clone()));
+    let outcomes = col!(|c| Value::from(c.learning_outcomes.clone()));
+    let minutes = col!(|c| c.estimated_minutes);
     tx.execute(
         &stmt,
         &[
@@ -219,6 +277,12 @@ pub(super) async fn write_courses(
             &updated_at,
             &generated_at,
             &deleted_at,
+            &author,
+            &tags,
+            &difficulty,
+            &prerequisites,
+            &outcomes,
+            &minutes,
         ],
     )
     .await?;
@@ -428,7 +492,8 @@ mod tests {
     fn the_courses_upsert_has_one_array_per_column() {
         let columns = COURSE_COLUMNS.split(", ").count();
         let arrays = COURSES_UPSERT.matches("::").count();
-        assert_eq!(columns, 27);
+        assert_eq!(columns, 33);
+        assert_eq!(COURSE_ARRAY_TYPES.len(), columns);
         assert_eq!(arrays, columns, "{}", *COURSES_UPSERT);
         assert!(COURSES_UPSERT.contains(&format!("${columns}::")));
         assert!(!COURSES_UPSERT.contains(&format!("${}::", columns + 1)));

@@ -294,7 +294,7 @@ pub(crate) async fn events(
 /// Runs a command on a course the caller may see, retrying when a
 /// concurrent writer (the course's actor) got in first, then waits for the
 /// projection and returns the course as it is now.
-async fn command(
+pub(super) async fn command(
     state: &ApiState,
     user: &User,
     id: Uuid,
