@@ -165,6 +165,8 @@ pub enum DomainError {
         index: u32,
         options: usize,
     },
+    #[error("the interactive elements of lesson {lesson} are invalid: {reason}")]
+    InvalidElements { lesson: u32, reason: String },
     #[error("the course is deleted")]
     Deleted,
     #[error("the course is not deleted")]
@@ -259,6 +261,12 @@ pub fn decide(course: &Course, command: Command) -> Result<Vec<CourseEvent>, Dom
                     });
                 }
             }
+            super::elements::validate(&lesson.elements).map_err(|reason| {
+                DomainError::InvalidElements {
+                    lesson: lesson.number,
+                    reason,
+                }
+            })?;
             Ok(vec![lesson.into()])
         }
         Command::Complete => {

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
+use super::elements::InteractiveElement;
 use super::metadata::{CourseMetadata, Difficulty, MetadataChange};
 
 /// Tokens an LLM call (or a sum of calls) used.
@@ -125,6 +126,10 @@ pub struct LessonGenerated {
     /// recorded before it was estimated.
     #[serde(default)]
     pub estimated_minutes: u32,
+    /// Code blocks, exercises and quizzes, structured (v3 on; the upcaster
+    /// gives older lessons none).
+    #[serde(default)]
+    pub elements: Vec<InteractiveElement>,
 }
 
 /// Every lesson is in. Status after: READY.
@@ -247,7 +252,7 @@ event_kinds! {
     CourseRequested => 1,
     GenerationStarted => 1,
     OutlineGenerated => 1,
-    LessonGenerated => 2,
+    LessonGenerated => 3,
     CourseCompleted => 1,
     CourseFailed => 1,
     GenerationRetried => 1,
@@ -288,6 +293,14 @@ fn upcast_step(event_type: &str, version: i16, payload: &mut Value) -> Option<i1
                     .or_insert_with(|| Value::String("unknown".into()));
             }
             Some(2)
+        }
+        // v3 added the interactive elements: a v2 lesson has none.
+        ("LessonGenerated", 2) => {
+            if let Some(obj) = payload.as_object_mut() {
+                obj.entry("elements")
+                    .or_insert_with(|| Value::Array(Vec::new()));
+            }
+            Some(3)
         }
         _ => None,
     }

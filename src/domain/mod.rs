@@ -6,6 +6,7 @@
 //! enters as command data.
 
 mod course;
+pub mod elements;
 mod events;
 mod ids;
 pub mod metadata;
@@ -16,6 +17,7 @@ mod tests;
 
 pub(crate) use course::NextStep;
 pub use course::{decide, evolve, Command, Course, DomainError};
+pub use elements::{ElementBody, InteractiveElement};
 pub use events::{
     CourseCompleted, CourseDeleted, CourseEvent, CourseFailed, CourseMetadataChanged,
     CourseRequested, CourseRestored, GenerationRetried, GenerationStarted, LessonGenerated,

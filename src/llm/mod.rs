@@ -13,6 +13,7 @@
 //! [`LessonGenerated`]), already checked by [`validate`], so the caller only
 //! has to hand them to `decide`.
 
+pub(crate) mod elements;
 pub(crate) mod offline;
 pub(crate) mod openai;
 pub(crate) mod prompts;

@@ -276,7 +276,8 @@ impl LlmClient for OpenAiClient {
                 prompts::LESSON_SCHEMA_NAME,
                 prompts::lesson_schema(),
                 |answer: LessonAnswer| {
-                    let lesson = answer.into_event(&self.model, TokenUsage::default());
+                    let difficulty = prompts::course_difficulty(course, outline);
+                    let lesson = answer.into_event(&self.model, TokenUsage::default(), difficulty);
                     validate::lesson(outline, number, &lesson)?;
                     Ok(lesson)
                 },

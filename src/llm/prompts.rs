@@ -11,7 +11,9 @@ use std::fmt::Write;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use super::elements::{element_properties, into_elements, ElementAnswer};
 use crate::domain::metadata;
+use crate::domain::Difficulty;
 use crate::domain::{
     CourseRequested, LessonGenerated, LessonPlan, LessonSection, OutlineGenerated, QuizQuestion,
     SourceRef, TokenUsage,
@@ -70,12 +72,24 @@ pub(crate) struct LessonAnswer {
     pub sections: Vec<LessonSection>,
     pub quiz: Vec<QuizQuestion>,
     pub sources: Vec<SourceRef>,
+    /// Absent from servers that ignore the schema: then none.
+    #[serde(default)]
+    pub elements: Vec<ElementAnswer>,
 }
 
 impl LessonAnswer {
-    /// The event recording this answer.
-    pub(crate) fn into_event(self, model: &str, usage: TokenUsage) -> LessonGenerated {
-        let estimated_minutes = metadata::lesson_minutes(&self.content_md, self.quiz.len(), 0);
+    /// The event recording this answer; `difficulty` is the course's, for
+    /// exercises the model gave none.
+    pub(crate) fn into_event(
+        self,
+        model: &str,
+        usage: TokenUsage,
+        difficulty: Difficulty,
+    ) -> LessonGenerated {
+        let elements = into_elements(self.elements, self.number, difficulty);
+        let exercises = elements.iter().filter(|e| e.body.is_exercise()).count();
+        let questions = self.quiz.len() + elements.iter().filter(|e| e.body.is_question()).count();
+        let estimated_minutes = metadata::lesson_minutes(&self.content_md, questions, exercises);
         LessonGenerated {
             number: self.number,
             title: self.title.trim().to_owned(),
@@ -93,8 +107,22 @@ impl LessonAnswer {
             model: model.to_owned(),
             usage,
             estimated_minutes,
+            elements,
         }
     }
+}
+
+/// The difficulty of a course as generation sees it: the request's, else
+/// the outline's proposal, else intermediate.
+pub(crate) fn course_difficulty(
+    course: &CourseRequested,
+    outline: &OutlineGenerated,
+) -> Difficulty {
+    course
+        .metadata
+        .difficulty
+        .or(outline.difficulty)
+        .unwrap_or(Difficulty::Intermediate)
 }
 
 fn audience(course: &CourseRequested) -> String {
@@ -215,7 +243,16 @@ pub fn lesson(course: &CourseRequested, outline: &OutlineGenerated, number: u32)
            2-5 plausible options, answer_index (0-based index of the single correct \
            option) and an explanation of why it is right;\n\
          - sources: the references the lesson relies on, each with a title and a url \
-           (or null)."
+           (or null);\n\
+         - elements: the lesson's interactive elements as structured data, each with a \
+           unique id (e.g. \"l{number}-code-1\") and a kind: code_block (language, code, \
+           caption, expected_output or null) for every code example of content_md; one \
+           exercise (prompt, hints, solution, difficulty) for the lesson's exercise; and \
+           2-4 extra questions of the kinds multiple_choice (options, answer_indexes: \
+           every correct option), true_false (question is the statement, answer), \
+           short_answer (accepted_answers) or single_choice (options, answer_indexes with \
+           the one correct index), each with an explanation. Fill only the fields of the \
+           element's kind; leave the others empty (\"\", [] or null)."
     );
     Prompt { system, user }
 }
@@ -294,7 +331,8 @@ pub(crate) fn lesson_schema() -> Value {
                 "title": { "type": "string" },
                 "url": { "type": ["string", "null"] }
             }))
-        }
+        },
+        "elements": { "type": "array", "items": object(element_properties()) }
     }))
 }
 

@@ -95,7 +95,8 @@ pub enum ProjectionError {
 /// A read model built from the log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Projection {
-    /// `courses`, `lessons`, `lesson_bodies`, `lesson_checks` and their views.
+    /// `courses`, `lessons`, `lesson_bodies`, `lesson_checks`,
+    /// `interactive_elements` and their views.
     Courses,
     /// `course_summary`: counts by status, user and day.
     CourseSummary,
@@ -127,7 +128,13 @@ impl Projection {
     /// The tables it writes (swapped together by a replay).
     pub fn tables(self) -> &'static [&'static str] {
         match self {
-            Self::Courses => &["courses", "lessons", "lesson_bodies", "lesson_checks"],
+            Self::Courses => &[
+                "courses",
+                "lessons",
+                "lesson_bodies",
+                "lesson_checks",
+                "interactive_elements",
+            ],
             Self::CourseSummary => &["course_summary", "course_summary_courses"],
         }
     }

@@ -84,6 +84,10 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "projections/0007_courses_metadata.sql",
         sql: include_str!("../../projections/0007_courses_metadata.sql"),
     },
+    Migration {
+        name: "projections/0008_interactive_elements.sql",
+        sql: include_str!("../../projections/0008_interactive_elements.sql"),
+    },
 ];
 
 /// Arbitrary key of the migration advisory lock.

@@ -302,7 +302,15 @@ fn lesson_answer(number: u32) -> String {
         "content_md": format!("# Lesson {number}\n\n## Idea\n\nSome teaching."),
         "sections": [{ "heading": "Idea", "body": "Some teaching." }],
         "quiz": [question("One?"), question("Two?"), question("Three?")],
-        "sources": [{ "title": "A textbook", "url": null }]
+        "sources": [{ "title": "A textbook", "url": null }],
+        "elements": [
+            { "id": format!("l{number}-code"), "kind": "code_block", "language": "python",
+              "code": "print('hi')", "caption": "Say hi", "expected_output": "hi" },
+            { "id": format!("l{number}-exercise"), "kind": "exercise", "prompt": "Do it",
+              "hints": ["Try"], "solution": "Done", "difficulty": null },
+            { "id": format!("l{number}-tf"), "kind": "true_false", "question": "Water is wet",
+              "answer": true, "explanation": "It is." }
+        ]
     })
     .to_string()
 }

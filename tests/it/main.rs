@@ -4,6 +4,7 @@ mod amqp;
 mod app;
 mod cluster;
 mod deletion;
+mod elements;
 mod fake_llm;
 mod generation;
 mod helpers;

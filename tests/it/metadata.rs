@@ -62,8 +62,9 @@ async fn requested_metadata_is_kept_and_the_outline_proposes_the_rest() {
     assert_eq!(course["difficulty"], "beginner");
     assert_eq!(course["learning_outcomes"], json!(["Use the first idea"]));
     assert_eq!(course["prerequisites"], json!(["Reading maps"]));
-    // Two lessons of a few words (1 min each) and three quiz questions each.
-    assert_eq!(course["estimated_minutes"], 2 * (1 + 3), "{course}");
+    // Two lessons of a few words (1 min each), three quiz questions and a
+    // true/false each, and an exercise (10 min) each.
+    assert_eq!(course["estimated_minutes"], 2 * (1 + 4 + 10), "{course}");
 
     // Without request metadata, the outline's proposals, normalised.
     let other = app.course(&token, "Glaciers").await;

@@ -7,8 +7,9 @@ use std::time::Duration;
 use coursegen::bench::realistic_lesson;
 use coursegen::domain::{
     CourseCompleted, CourseDeleted, CourseEvent, CourseFailed, CourseMetadata,
-    CourseMetadataChanged, CourseRequested, CourseRestored, Difficulty, GenerationRetried,
-    GenerationStarted, LessonPlan, MetadataChange, OutlineGenerated, SourceRef, TokenUsage,
+    CourseMetadataChanged, CourseRequested, CourseRestored, Difficulty, ElementBody,
+    GenerationRetried, GenerationStarted, InteractiveElement, LessonPlan, MetadataChange,
+    OutlineGenerated, SourceRef, TokenUsage,
 };
 use coursegen::projections::recount::{difference_sql, recounts};
 use coursegen::projections::{
@@ -143,6 +144,26 @@ fn course_story(rng: &mut impl Rng, user: Uuid, topic: &str) -> Vec<CourseEvent>
             url: Some("https://example.org".into()),
         });
         lesson.estimated_minutes = rng.gen_range(0..30);
+        lesson.elements = (0..rng.gen_range(0..4))
+            .map(|i| InteractiveElement {
+                id: format!("l{n}-{i}"),
+                body: if i % 2 == 0 {
+                    ElementBody::CodeBlock {
+                        language: "rust".into(),
+                        code: format!("fn main() {{ println!(\"{i}\"); }}"),
+                        caption: "A program".into(),
+                        expected_output: (i == 0).then(|| i.to_string()),
+                    }
+                } else {
+                    ElementBody::MultipleChoice {
+                        question: "Which?".into(),
+                        options: vec!["a".into(), "b".into(), "c".into()],
+                        answer_indexes: vec![0, 2],
+                        explanation: String::new(),
+                    }
+                },
+            })
+            .collect();
         events.push(lesson.into());
     }
     if rng.gen_ratio(1, 3) {

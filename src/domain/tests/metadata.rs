@@ -95,3 +95,39 @@ fn an_edited_language_replaces_the_requested_one() {
     ];
     assert_eq!(Course::from_events(&given).language, "fr");
 }
+
+#[test]
+fn a_v2_lesson_payload_reads_as_v3_without_elements() {
+    let v2 = serde_json::json!({
+        "number": 1, "title": "Intro", "content_md": "# Intro", "model": "m",
+        "quiz": [{"question": "?", "options": ["a", "b"], "answer_index": 1, "explanation": ""}]
+    });
+    let CourseEvent::LessonGenerated(l) =
+        CourseEvent::from_stored("LessonGenerated", 2, v2).unwrap()
+    else {
+        panic!("wrong type")
+    };
+    assert!(l.elements.is_empty());
+    assert_eq!(l.estimated_minutes, 0);
+    assert_eq!(CourseEvent::from(l).event_version(), 3);
+}
+
+#[test]
+fn a_lesson_with_invalid_elements_is_refused() {
+    use crate::domain::elements::{ElementBody, InteractiveElement};
+    let mut bad = lesson(1);
+    let code = InteractiveElement {
+        id: "x".into(),
+        body: ElementBody::CodeBlock {
+            language: "".into(),
+            code: "1".into(),
+            caption: String::new(),
+            expected_output: None,
+        },
+    };
+    bad.elements = vec![code];
+    assert!(matches!(
+        given_when(&generating(1), Command::RecordLesson(bad)),
+        Err(DomainError::InvalidElements { lesson: 1, .. })
+    ));
+}

@@ -213,6 +213,9 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig, max_body_bytes: usize) {
                     .patch(courses::metadata::edit),
             )
             .service(resource("/courses/{id}/lessons/{n}").get(courses::handlers::lesson))
+            .service(
+                resource("/courses/{id}/lessons/{n}/elements").get(courses::elements::elements),
+            )
             .service(resource("/courses/{id}/events").get(courses::handlers::events))
             .service(resource("/courses/{id}/progress").get(courses::progress::progress))
             .service(resource("/courses/{id}/restore").post(courses::handlers::restore))

@@ -15,6 +15,7 @@
 //! - this module: the client and the outline; `lesson`: the lessons;
 //!   `quiz`: their quizzes.
 
+mod elements;
 mod lesson;
 mod quiz;
 mod templates;

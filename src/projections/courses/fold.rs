@@ -11,7 +11,7 @@ use uuid::Uuid;
 use super::queries::CourseRecord;
 use super::slugs::slug_base;
 use super::LessonStatus;
-use crate::domain::{CourseEvent, CourseStatus, QuizQuestion, SourceRef};
+use crate::domain::{CourseEvent, CourseStatus, InteractiveElement, QuizQuestion, SourceRef};
 use crate::projections::{ApplyError, Decoded};
 
 /// A row of `lessons` (keyed by course and lesson number).
@@ -66,6 +66,8 @@ pub(super) struct Changes<'a> {
     pub dirty_lessons: BTreeSet<(Uuid, i32)>,
     pub bodies: HashMap<(Uuid, i32), BodyRow>,
     pub checks: HashMap<(Uuid, i32), Quiz<'a>>,
+    /// Each lesson's elements, as its latest `LessonGenerated` in the batch has them.
+    pub elements: HashMap<(Uuid, i32), &'a [InteractiveElement]>,
 }
 
 /// The courses a batch touches: the `courses` rows to load.
@@ -128,6 +130,7 @@ pub(super) fn fold<'a>(
     let mut dirty_lessons: BTreeSet<(Uuid, i32)> = BTreeSet::new();
     let mut bodies: HashMap<(Uuid, i32), BodyRow> = HashMap::new();
     let mut checks: HashMap<(Uuid, i32), Quiz<'a>> = HashMap::new();
+    let mut elements: HashMap<(Uuid, i32), &'a [InteractiveElement]> = HashMap::new();
 
     for &(d, event) in events {
         let id = d.stream_id;
@@ -248,6 +251,7 @@ pub(super) fn fold<'a>(
                         }
                     },
                 );
+                elements.insert(key, &l.elements);
                 checks.insert(
                     key,
                     Quiz {
@@ -353,5 +357,6 @@ pub(super) fn fold<'a>(
         dirty_lessons,
         bodies,
         checks,
+        elements,
     })
 }

@@ -61,6 +61,13 @@ pub(crate) const LESSON_BODY_COLUMNS: &str =
 pub(crate) const LESSON_CHECK_COLUMNS: &str =
     "course_id, lesson_number, question_number, question, options, answer_index, explanation";
 
+/// The columns of `interactive_elements`, as the projector writes them.
+pub(crate) const ELEMENT_COLUMNS: &str =
+    "course_id, lesson_number, position, element_id, kind, body";
+
+/// The elements of lesson `$2` of course `$1`, in order (their JSON).
+pub(crate) const ELEMENTS_OF_LESSON: &str = include_str!("sql/elements_of_lesson.sql");
+
 /// One course by id (`$1`).
 pub(crate) const COURSE_BY_ID: &str =
     concat!("SELECT ", course_columns!(), " FROM courses WHERE id = $1");
@@ -288,6 +295,24 @@ pub(crate) async fn lesson(
         .transpose()
 }
 
+/// The interactive elements of lesson `number` of course `id`, in order.
+///
+/// # Errors
+/// The database failed.
+pub(crate) async fn elements(
+    client: &deadpool_postgres::Client,
+    id: Uuid,
+    number: i32,
+) -> Result<Vec<Value>, tokio_postgres::Error> {
+    let stmt = client.prepare_cached(ELEMENTS_OF_LESSON).await?;
+    client
+        .query(&stmt, &[&id, &number])
+        .await?
+        .iter()
+        .map(|r| r.try_get(0))
+        .collect()
+}
+
 /// When the latest generation attempt of course `id` started.
 ///
 /// # Errors
@@ -469,6 +494,12 @@ pub fn recounts() -> Vec<Recount> {
             columns: LESSON_CHECK_COLUMNS,
             live_filter: "",
             select: include_str!("sql/recount_lesson_checks.sql"),
+        },
+        Recount {
+            table: "interactive_elements",
+            columns: ELEMENT_COLUMNS,
+            live_filter: "",
+            select: include_str!("sql/recount_interactive_elements.sql"),
         },
     ]
 }

@@ -11,11 +11,12 @@ use uuid::Uuid;
 
 use super::fold::{int, BodyRow, LessonRow, Quiz};
 use super::queries::{
-    CourseRecord, COURSE_COLUMNS, COURSE_FIXED_COLUMNS, COURSE_LIST_COLUMNS, LESSON_BODY_COLUMNS,
-    LESSON_CHECK_COLUMNS, LESSON_COLUMNS,
+    CourseRecord, COURSE_COLUMNS, COURSE_FIXED_COLUMNS, COURSE_LIST_COLUMNS, ELEMENT_COLUMNS,
+    LESSON_BODY_COLUMNS, LESSON_CHECK_COLUMNS, LESSON_COLUMNS,
 };
 use super::slugs::SlugHolder;
 use super::LessonStatus;
+use crate::domain::InteractiveElement;
 
 type Tx<'a> = deadpool_postgres::Transaction<'a>;
 
@@ -479,6 +480,56 @@ pub(super) async fn write_checks(
         )
         .await?;
     }
+    Ok(())
+}
+
+/// Writes the lessons' elements: a lesson generated again loses the
+/// elements it had and gets its new ones.
+pub(super) async fn write_elements(
+    tx: &Tx<'_>,
+    s: &str,
+    elements: &HashMap<(Uuid, i32), &[InteractiveElement]>,
+) -> Result<(), tokio_postgres::Error> {
+    if elements.is_empty() {
+        return Ok(());
+    }
+    let lesson_ids: Vec<Uuid> = elements.keys().map(|k| k.0).collect();
+    let lesson_ns: Vec<i32> = elements.keys().map(|k| k.1).collect();
+    let stmt = tx
+        .prepare_cached(&format!(
+            "DELETE FROM interactive_elements{s} AS e
+             USING unnest($1::uuid[], $2::int4[]) AS u(course_id, n)
+             WHERE e.course_id = u.course_id AND e.lesson_number = u.n"
+        ))
+        .await?;
+    tx.execute(&stmt, &[&lesson_ids, &lesson_ns]).await?;
+    let (mut ids, mut ns, mut positions) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut element_ids, mut kinds, mut bodies) = (Vec::new(), Vec::new(), Vec::new());
+    for ((id, n), list) in elements {
+        for (i, e) in list.iter().enumerate() {
+            ids.push(*id);
+            ns.push(*n);
+            positions.push(i32::try_from(i + 1).unwrap_or(i32::MAX));
+            element_ids.push(e.id.as_str());
+            kinds.push(e.body.kind());
+            bodies.push(serde_json::to_value(e).expect("elements serialize"));
+        }
+    }
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let stmt = tx
+        .prepare_cached(&format!(
+            "INSERT INTO interactive_elements{s} ({ELEMENT_COLUMNS})
+             SELECT * FROM unnest($1::uuid[], $2::int4[], $3::int4[], $4::text[], $5::text[],
+                                  $6::jsonb[])"
+        ))
+        .await?;
+    tx.execute(
+        &stmt,
+        &[&ids, &ns, &positions, &element_ids, &kinds, &bodies],
+    )
+    .await?;
     Ok(())
 }
 

@@ -219,6 +219,21 @@ pub(crate) struct LessonView {
     #[schema(value_type = Vec<Object>)]
     pub sources: Value,
     pub model: Option<String>,
+    /// Code blocks, exercises and quizzes (`kind`: code_block, exercise,
+    /// single_choice, multiple_choice, true_false, short_answer), each with
+    /// a stable `id`.
+    #[schema(value_type = Vec<Object>)]
+    pub elements: Value,
+}
+
+/// A lesson's interactive elements.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct ElementsView {
+    pub course_id: Uuid,
+    pub lesson: i32,
+    /// As in [`LessonView::elements`].
+    #[schema(value_type = Vec<Object>)]
+    pub elements: Value,
 }
 
 /// One event of a course's history.

@@ -198,7 +198,7 @@ pub(crate) async fn get(
     Ok(HttpResponse::Ok().json(view))
 }
 
-/// One lesson: JSON (content, sections, quiz, sources), or its markdown
+/// One lesson: JSON (content, sections, quiz, sources, interactive elements), or its markdown
 /// with `Accept: text/markdown`.
 #[utoipa::path(
     get, path = "/api/v1/courses/{id}/lessons/{n}", tag = "courses",
@@ -243,6 +243,7 @@ pub(crate) async fn lesson(
             .content_type("text/markdown; charset=utf-8")
             .body(content));
     }
+    let elements = queries::elements(&client, id, number).await?;
     let entry = lesson.entry;
     Ok(HttpResponse::Ok().json(LessonView {
         course_id: id,
@@ -257,6 +258,7 @@ pub(crate) async fn lesson(
         sources: lesson.sources.unwrap_or(Value::Array(vec![])),
         model: lesson.model,
         quiz: lesson.checks,
+        elements: Value::Array(elements),
     }))
 }
 

@@ -5,11 +5,13 @@
 //! - [`dto`]: request bodies, query parameters and JSON views.
 //! - [`handlers`]: the endpoints (queries come from the read model,
 //!   `projections::courses::queries`).
+//! - [`elements`]: a lesson's interactive elements.
 //! - [`metadata`]: `PATCH`, the metadata edit.
 //! - [`progress`]: the Server-Sent Events stream of a course's progress.
 //! - [`watch`]: the one watcher of the log those streams share.
 
 pub(crate) mod dto;
+pub(crate) mod elements;
 pub(crate) mod handlers;
 pub(crate) mod metadata;
 pub(crate) mod progress;
