@@ -15,7 +15,9 @@ use std::time::Duration;
 use actix::prelude::*;
 use uuid::Uuid;
 
-use crate::domain::{evolve, Command, Course, CourseFailed, NextStep};
+use crate::domain::{
+    evolve, Command, Course, CourseFailed, NextStep, SubtitlesFailed, SubtitlesGenerated,
+};
 use crate::llm::LlmClient;
 use crate::retry::Backoff;
 use crate::store::courses::{self, CommandError};
@@ -199,7 +201,10 @@ async fn take_step(
     let command = match pending {
         Some(command) => command,
         None => {
-            if matches!(course.next_step(), NextStep::Outline | NextStep::Lesson(_)) {
+            if matches!(
+                course.next_step(),
+                NextStep::Outline | NextStep::Lesson(_) | NextStep::Translate(_)
+            ) {
                 // About to pay for a model call: only on the latest state.
                 match courses::version(&store, id).await {
                     Ok(v) if v == course.version => {}
@@ -294,6 +299,30 @@ async fn next_command(llm: &dyn LlmClient, course: &Course) -> Option<Command> {
                 Err(e) => failed(e),
             }
         }
+        NextStep::Subtitles(n) => Command::RecordSubtitles(SubtitlesGenerated {
+            lesson: n,
+            language: course.source_language().to_owned(),
+            cues: course.narration.get(&n)?.clone(),
+            model: None,
+            usage: Default::default(),
+        }),
+        NextStep::Translate(n) => {
+            let language = course.next_translation_language()?.to_owned();
+            let source = course
+                .subtitles
+                .get(&(n, course.source_language().to_owned()))?;
+            match llm.translate(request, n, source, &language).await {
+                Ok(track) => Command::RecordSubtitles(track),
+                // A translation that fails stops its language, not the course.
+                Err(e) => Command::FailSubtitles(SubtitlesFailed {
+                    lesson: n,
+                    language,
+                    error: e.to_string(),
+                    retryable: e.retryable(),
+                }),
+            }
+        }
+        NextStep::FinishSubtitles => Command::FinishSubtitles,
         NextStep::Complete => Command::Complete,
     })
 }
@@ -303,6 +332,9 @@ fn step_name(step: NextStep) -> String {
         NextStep::Start => "start".into(),
         NextStep::Outline => "outline".into(),
         NextStep::Lesson(n) => format!("lesson {n}"),
+        NextStep::Subtitles(n) => format!("subtitles of lesson {n}"),
+        NextStep::Translate(n) => format!("translation of lesson {n}"),
+        NextStep::FinishSubtitles => "subtitles".into(),
         NextStep::Complete => "completion".into(),
         NextStep::Nothing => "none".into(),
     }

@@ -105,6 +105,9 @@ pub struct SubmitArgs {
     pub source_filter: Option<String>,
     #[command(flatten)]
     pub metadata: MetadataArgs,
+    /// Also make subtitles in this language (BCP-47; repeat for more).
+    #[arg(long = "subtitle-language")]
+    pub subtitle_languages: Vec<String>,
     /// Wait until the course is READY (exit 0) or FAILED (exit 1), showing
     /// progress. A running `coursegen serve` does the generating.
     #[arg(long)]
@@ -143,6 +146,28 @@ pub enum CoursesAction {
     /// Change a course's metadata (records CourseMetadataChanged; the
     /// history shows who changed what). Lists given replace the old ones.
     Edit(EditArgs),
+    /// Write a course's subtitles in one language as WebVTT, SRT or JSON:
+    /// one lesson to stdout, or every lesson into a directory.
+    Subtitles(SubtitlesArgs),
+}
+
+/// Which subtitles to write, and how.
+#[derive(Debug, Args)]
+pub struct SubtitlesArgs {
+    /// The course id.
+    pub course_id: Uuid,
+    /// Language (BCP-47); default: the course's.
+    #[arg(long)]
+    pub lang: Option<String>,
+    /// vtt, srt or json.
+    #[arg(long, default_value = "vtt")]
+    pub format: String,
+    /// Only this lesson (to stdout).
+    #[arg(long)]
+    pub lesson: Option<i32>,
+    /// Write every lesson as `lesson-<n>.<lang>.<format>` into this directory.
+    #[arg(long)]
+    pub out_dir: Option<std::path::PathBuf>,
 }
 
 /// A metadata edit.

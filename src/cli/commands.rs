@@ -89,6 +89,9 @@ async fn dispatch(
         Commands::Submit(args) => submit(settings, cluster, args).await,
         Commands::Events(args) => events(settings, cluster, args).await,
         Commands::Courses(CoursesAction::Edit(args)) => edit(settings, cluster, args).await,
+        Commands::Courses(CoursesAction::Subtitles(args)) => {
+            super::subtitles::write(settings, cluster, args).await
+        }
         Commands::Replay(args) => replay(settings, cluster, args).await,
         Commands::Projections(args) => projections_command(settings, cluster, args).await,
         Commands::Bench(cmd) => crate::bench::run(settings, cluster, cmd).await,
@@ -159,6 +162,7 @@ async fn submit(
         difficulty: args.metadata.difficulty,
         prerequisites: non_empty(args.metadata.prerequisites),
         learning_outcomes: non_empty(args.metadata.learning_outcomes),
+        subtitle_languages: non_empty(args.subtitle_languages),
     })
     .map_err(|e| anyhow::anyhow!("invalid request: {e}"))?;
     if args.via == Via::Amqp {

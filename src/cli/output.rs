@@ -115,6 +115,27 @@ fn summary(e: &RecordedEvent) -> String {
                 .unwrap_or_default();
             format!("{}{who}", parts.join("; "))
         }
+        CourseEvent::SubtitlesGenerated(t) => format!(
+            "lesson {} in {}: {} cues, {:.1} s{}",
+            t.lesson,
+            t.language,
+            t.cues.len(),
+            f64::from(t.cues.last().map_or(0, |c| c.end_ms)) / 1000.0,
+            t.model
+                .map(|m| format!(", translated by {m}, {} tokens", t.usage.total_tokens))
+                .unwrap_or_default()
+        ),
+        CourseEvent::SubtitlesRequested(r) => format!("languages {}", r.languages.join(", ")),
+        CourseEvent::SubtitlesFailed(f) => format!(
+            "lesson {} in {}: {}{}",
+            f.lesson,
+            f.language,
+            f.error,
+            if f.retryable { " (retryable)" } else { "" }
+        ),
+        CourseEvent::SubtitlesCompleted(c) => {
+            format!("subtitles done: {}", c.languages.join(", "))
+        }
     }
 }
 

@@ -1,11 +1,12 @@
 //! Course state (a fold of its events) and the decisions taken against it.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::events::*;
 use super::metadata::{CourseMetadata, MetadataChange};
 use super::request::{CourseRequest, Reason};
 use super::status::CourseStatus;
+use super::subtitles::{self, Cue};
 
 /// A course as its events left it. `Course::default()` is "no events yet".
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -28,6 +29,17 @@ pub struct Course {
     pub language: String,
     /// Sum of the generated lessons' estimated minutes.
     pub estimated_minutes: u32,
+    /// Each generated lesson's cues in the course's language, from its
+    /// narration script (what the subtitles step records).
+    pub narration: BTreeMap<u32, Vec<Cue>>,
+    /// Recorded subtitles: (lesson, language) and their cues.
+    pub subtitles: BTreeMap<(u32, String), Vec<Cue>>,
+    /// Languages to translate into, in the order asked.
+    pub subtitle_languages: Vec<String>,
+    /// Languages whose translation failed (until asked for again).
+    pub failed_languages: BTreeSet<String>,
+    /// Subtitles were asked for and the work is not marked done yet.
+    pub subtitles_open: bool,
 }
 
 impl Course {
@@ -78,14 +90,65 @@ impl Course {
             return NextStep::Nothing;
         }
         match self.status {
+            Some(CourseStatus::Ready) if self.subtitles_open => self
+                .next_subtitle_step()
+                .unwrap_or(NextStep::FinishSubtitles),
             None | Some(CourseStatus::Ready) | Some(CourseStatus::Failed) => NextStep::Nothing,
             Some(CourseStatus::Queued) => NextStep::Start,
             Some(CourseStatus::Generating) if self.outline.is_none() => NextStep::Outline,
             Some(CourseStatus::Generating) => match self.next_missing_lesson() {
                 Some(n) => NextStep::Lesson(n),
-                None => NextStep::Complete,
+                None => self.next_subtitle_step().unwrap_or(NextStep::Complete),
             },
         }
+    }
+
+    /// The language the lessons are written in (subtitles are made in it
+    /// first, then translated).
+    pub(crate) fn source_language(&self) -> &str {
+        self.request.as_ref().map_or("en", |r| r.language.as_str())
+    }
+
+    /// The next subtitle step: the course language's track of a lesson that
+    /// has none, then each asked-for language lesson by lesson.
+    fn next_subtitle_step(&self) -> Option<NextStep> {
+        let outline = self.outline.as_ref()?;
+        let source = self.source_language();
+        let lessons = || {
+            outline
+                .lessons
+                .iter()
+                .map(|l| l.number)
+                .filter(|n| self.lessons_done.contains(n))
+        };
+        let has = |n: u32, lang: &str| self.subtitles.contains_key(&(n, lang.to_owned()));
+        if let Some(n) = lessons().find(|n| !has(*n, source) && self.narration.contains_key(n)) {
+            return Some(NextStep::Subtitles(n));
+        }
+        for lang in &self.subtitle_languages {
+            if self.failed_languages.contains(lang) {
+                continue;
+            }
+            if let Some(n) = lessons().find(|n| has(*n, source) && !has(*n, lang)) {
+                return Some(NextStep::Translate(n));
+            }
+        }
+        None
+    }
+
+    /// The language [`NextStep::Translate`] translates into.
+    pub(crate) fn next_translation_language(&self) -> Option<&str> {
+        let source = self.source_language();
+        self.subtitle_languages
+            .iter()
+            .filter(|l| !self.failed_languages.contains(*l))
+            .find(|l| {
+                self.lessons_done.iter().any(|n| {
+                    self.subtitles.contains_key(&(*n, source.to_owned()))
+                        && !self.subtitles.contains_key(&(*n, (*l).clone()))
+                })
+            })
+            .map(String::as_str)
     }
 }
 
@@ -113,6 +176,12 @@ pub(crate) enum NextStep {
     Start,
     Outline,
     Lesson(u32),
+    /// Record lesson n's subtitles in the course's language.
+    Subtitles(u32),
+    /// Translate lesson n's subtitles (into `next_translation_language`).
+    Translate(u32),
+    /// Mark the subtitles asked for after READY as done.
+    FinishSubtitles,
     Complete,
     Nothing,
 }
@@ -130,6 +199,10 @@ pub enum Command {
     Delete { reason: Option<Reason> },
     Restore,
     ChangeMetadata(MetadataChange),
+    RecordSubtitles(SubtitlesGenerated),
+    RequestSubtitles { languages: Vec<String> },
+    FailSubtitles(SubtitlesFailed),
+    FinishSubtitles,
 }
 
 /// A command that the course's rules forbid in its current state.
@@ -167,6 +240,14 @@ pub enum DomainError {
     },
     #[error("the interactive elements of lesson {lesson} are invalid: {reason}")]
     InvalidElements { lesson: u32, reason: String },
+    #[error("lesson {0} is not generated yet")]
+    LessonMissing(u32),
+    #[error("lesson {lesson} already has subtitles in {language}")]
+    SubtitlesExist { lesson: u32, language: String },
+    #[error("the subtitles of lesson {lesson} are invalid: {reason}")]
+    InvalidCues { lesson: u32, reason: String },
+    #[error("subtitles are still missing")]
+    SubtitlesMissing,
     #[error("the course is deleted")]
     Deleted,
     #[error("the course is not deleted")]
@@ -322,6 +403,69 @@ pub fn decide(course: &Course, command: Command) -> Result<Vec<CourseEvent>, Dom
             }
             Ok(vec![CourseRestored {}.into()])
         }
+        Command::RecordSubtitles(track) => {
+            if !matches!(status, Some(Generating | Ready)) {
+                return refuse("record subtitles for");
+            }
+            if !course.lessons_done.contains(&track.lesson) {
+                return Err(DomainError::LessonMissing(track.lesson));
+            }
+            if course
+                .subtitles
+                .contains_key(&(track.lesson, track.language.clone()))
+            {
+                return Err(DomainError::SubtitlesExist {
+                    lesson: track.lesson,
+                    language: track.language,
+                });
+            }
+            subtitles::validate(&track.cues).map_err(|reason| DomainError::InvalidCues {
+                lesson: track.lesson,
+                reason,
+            })?;
+            Ok(vec![track.into()])
+        }
+        Command::RequestSubtitles { languages } => {
+            if status == Some(Failed) {
+                return refuse("add subtitles to");
+            }
+            if course.deleted {
+                return Err(DomainError::Deleted);
+            }
+            let mut new: Vec<String> = Vec::new();
+            for l in languages {
+                let pending =
+                    course.subtitle_languages.contains(&l) && !course.failed_languages.contains(&l);
+                if l != course.source_language() && !pending && !new.contains(&l) {
+                    new.push(l);
+                }
+            }
+            if new.is_empty() {
+                return Ok(vec![]);
+            }
+            Ok(vec![SubtitlesRequested { languages: new }.into()])
+        }
+        Command::FailSubtitles(failed) => match status {
+            Some(Generating | Ready) => Ok(vec![failed.into()]),
+            _ => refuse("fail subtitles of"),
+        },
+        Command::FinishSubtitles => {
+            if status != Some(Ready) || !course.subtitles_open {
+                return refuse("finish subtitles of");
+            }
+            if course.next_subtitle_step().is_some() {
+                return Err(DomainError::SubtitlesMissing);
+            }
+            Ok(vec![SubtitlesCompleted {
+                languages: course
+                    .subtitle_languages
+                    .iter()
+                    .filter(|l| !course.failed_languages.contains(*l))
+                    .cloned()
+                    .collect(),
+            }
+            .into()])
+        }
         Command::ChangeMetadata(change) => {
             if course.deleted {
                 return Err(DomainError::Deleted);
@@ -345,6 +489,7 @@ pub fn evolve(mut course: Course, event: &CourseEvent) -> Course {
             course.status = Some(CourseStatus::Queued);
             course.metadata = e.metadata.clone();
             course.language = e.language.clone();
+            course.subtitle_languages = e.subtitle_languages.clone();
         }
         CourseEvent::GenerationStarted(e) => {
             course.attempt = e.attempt;
@@ -360,8 +505,13 @@ pub fn evolve(mut course: Course, event: &CourseEvent) -> Course {
             course.usage = course.usage + e.usage;
             course.estimated_minutes += e.estimated_minutes;
             course.lessons_done.insert(e.number);
+            let script = subtitles::narration_script(&e.title, &e.content_md);
+            course.narration.insert(e.number, subtitles::cues(&script));
         }
-        CourseEvent::CourseCompleted(_) => course.status = Some(CourseStatus::Ready),
+        CourseEvent::CourseCompleted(_) => {
+            course.status = Some(CourseStatus::Ready);
+            course.subtitles_open = false;
+        }
         CourseEvent::CourseFailed(e) => {
             course.status = Some(CourseStatus::Failed);
             course.failure = Some(e.clone());
@@ -375,6 +525,25 @@ pub fn evolve(mut course: Course, event: &CourseEvent) -> Course {
             }
             course.metadata.apply(&e.change);
         }
+        CourseEvent::SubtitlesGenerated(e) => {
+            course.usage = course.usage + e.usage;
+            course
+                .subtitles
+                .insert((e.lesson, e.language.clone()), e.cues.clone());
+        }
+        CourseEvent::SubtitlesRequested(e) => {
+            for l in &e.languages {
+                course.failed_languages.remove(l);
+                if !course.subtitle_languages.contains(l) {
+                    course.subtitle_languages.push(l.clone());
+                }
+            }
+            course.subtitles_open = true;
+        }
+        CourseEvent::SubtitlesFailed(e) => {
+            course.failed_languages.insert(e.language.clone());
+        }
+        CourseEvent::SubtitlesCompleted(_) => course.subtitles_open = false,
     }
     course
 }

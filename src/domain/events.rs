@@ -7,6 +7,7 @@ use uuid::Uuid;
 
 use super::elements::InteractiveElement;
 use super::metadata::{CourseMetadata, Difficulty, MetadataChange};
+use super::subtitles::Cue;
 
 /// Tokens an LLM call (or a sum of calls) used.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -40,6 +41,9 @@ pub struct CourseRequested {
     /// Metadata the request gave (absent fields are not stored).
     #[serde(flatten)]
     pub metadata: CourseMetadata,
+    /// Languages to translate the subtitles into, besides `language`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub subtitle_languages: Vec<String>,
 }
 
 /// A worker began (or resumed) generating. Status after: GENERATING.
@@ -172,6 +176,46 @@ pub struct CourseMetadataChanged {
     pub change: MetadataChange,
 }
 
+/// A lesson's subtitles in one language: in the course's language from its
+/// narration script (no model call), in another translated by the model cue
+/// by cue with the same timings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct SubtitlesGenerated {
+    pub lesson: u32,
+    pub language: String,
+    pub cues: Vec<Cue>,
+    /// The model that translated them (none for the course's language).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    #[serde(default)]
+    pub usage: TokenUsage,
+}
+
+/// Subtitles in more languages were asked for (the request's
+/// `subtitle_languages` need no such event).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct SubtitlesRequested {
+    pub languages: Vec<String>,
+}
+
+/// Translating a lesson's subtitles into a language failed: that language
+/// stops (the course does not fail); asking for it again resumes it at the
+/// lesson that failed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct SubtitlesFailed {
+    pub lesson: u32,
+    pub language: String,
+    pub error: String,
+    pub retryable: bool,
+}
+
+/// Every subtitle asked for after the course was READY is in (or failed):
+/// the course leaves the work queue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct SubtitlesCompleted {
+    pub languages: Vec<String>,
+}
+
 /// Undo of a soft delete.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct CourseRestored {}
@@ -189,6 +233,10 @@ pub enum CourseEvent {
     CourseDeleted(CourseDeleted),
     CourseRestored(CourseRestored),
     CourseMetadataChanged(CourseMetadataChanged),
+    SubtitlesGenerated(SubtitlesGenerated),
+    SubtitlesRequested(SubtitlesRequested),
+    SubtitlesFailed(SubtitlesFailed),
+    SubtitlesCompleted(SubtitlesCompleted),
 }
 
 /// A stored event could not be read as a [`CourseEvent`].
@@ -259,6 +307,10 @@ event_kinds! {
     CourseDeleted => 1,
     CourseRestored => 1,
     CourseMetadataChanged => 1,
+    SubtitlesGenerated => 1,
+    SubtitlesRequested => 1,
+    SubtitlesFailed => 1,
+    SubtitlesCompleted => 1,
 }
 
 /// Maps an older payload to the current shape of its event type, one version
@@ -323,5 +375,9 @@ from_payload!(
     GenerationRetried,
     CourseDeleted,
     CourseRestored,
-    CourseMetadataChanged
+    CourseMetadataChanged,
+    SubtitlesGenerated,
+    SubtitlesRequested,
+    SubtitlesFailed,
+    SubtitlesCompleted
 );

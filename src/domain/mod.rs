@@ -12,6 +12,7 @@ mod ids;
 pub mod metadata;
 mod request;
 mod status;
+pub mod subtitles;
 #[cfg(test)]
 mod tests;
 
@@ -21,10 +22,13 @@ pub use elements::{ElementBody, InteractiveElement};
 pub use events::{
     CourseCompleted, CourseDeleted, CourseEvent, CourseFailed, CourseMetadataChanged,
     CourseRequested, CourseRestored, GenerationRetried, GenerationStarted, LessonGenerated,
-    LessonPlan, LessonSection, OutlineGenerated, QuizQuestion, SourceRef, TokenUsage, UpcastError,
+    LessonPlan, LessonSection, OutlineGenerated, QuizQuestion, SourceRef, SubtitlesCompleted,
+    SubtitlesFailed, SubtitlesGenerated, SubtitlesRequested, TokenUsage, UpcastError,
 };
 pub use ids::course_id;
 pub use metadata::{CourseMetadata, Difficulty, MetadataChange, RawMetadataChange};
-pub use request::{CourseRequest, RawCourseRequest, Reason, ValidationError, DEFAULT_NUM_LESSONS};
+pub use request::{
+    parse_languages, CourseRequest, RawCourseRequest, Reason, ValidationError, DEFAULT_NUM_LESSONS,
+};
 pub(crate) use status::one_of;
 pub use status::{CourseStatus, UnknownStatus};

@@ -23,6 +23,8 @@ const MAX_GRADE_CHARS: usize = 50;
 const MAX_SOURCE_FILTER_CHARS: usize = 200;
 const MAX_LESSONS: i64 = 20;
 const MAX_REASON_CHARS: usize = 500;
+/// Most subtitle languages one request may ask for.
+pub const MAX_SUBTITLE_LANGUAGES: usize = 10;
 
 /// A request as it arrives on the wire (the AMQP message, the body of
 /// `POST /courses/generate`), before validation.
@@ -63,6 +65,9 @@ pub struct RawCourseRequest {
     /// What learners can do afterwards (at most 20 items). Absent: the
     /// outline proposes them.
     pub learning_outcomes: Option<Vec<String>>,
+    /// BCP-47 tags of languages to translate the subtitles into (at most 10;
+    /// subtitles in `language` are always made).
+    pub subtitle_languages: Option<Vec<String>>,
 }
 
 impl RawCourseRequest {
@@ -132,6 +137,8 @@ pub enum ValidationError {
     ItemLength { field: &'static str },
     #[error("{field} must not be empty: give the new list")]
     EmptyList { field: &'static str },
+    #[error("at most {MAX_SUBTITLE_LANGUAGES} subtitle languages may be asked for, got {0}")]
+    TooManyLanguages(usize),
     #[error("name at least one field to change: author, tags, language, difficulty, prerequisites or learning_outcomes")]
     NothingToChange,
 }
@@ -148,6 +155,8 @@ pub struct CourseRequest {
     pub source_filter: Option<String>,
     /// Author, tags, difficulty, prerequisites, outcomes as requested.
     pub metadata: CourseMetadata,
+    /// Canonical, distinct, without `language`.
+    pub subtitle_languages: Vec<String>,
 }
 
 impl CourseRequest {
@@ -206,6 +215,9 @@ impl CourseRequest {
             )?,
         };
 
+        let subtitle_languages =
+            parse_languages(raw.subtitle_languages.unwrap_or_default(), &language)?;
+
         Ok(Self {
             request_id,
             user_id,
@@ -215,6 +227,7 @@ impl CourseRequest {
             language,
             source_filter,
             metadata,
+            subtitle_languages,
         })
     }
 
@@ -229,6 +242,7 @@ impl CourseRequest {
             language: self.language,
             source_filter: self.source_filter,
             metadata: self.metadata,
+            subtitle_languages: self.subtitle_languages,
         }
     }
 }
@@ -293,6 +307,28 @@ pub(super) fn parse_language(tag: &str) -> Result<String, ValidationError> {
     let parsed = language_tags::LanguageTag::parse(tag).map_err(|_| bad())?;
     parsed.validate().map_err(|_| bad())?;
     Ok(parsed.canonicalize().map_err(|_| bad())?.to_string())
+}
+
+/// Subtitle languages: each a BCP-47 tag, canonical, repeats and `source`
+/// dropped, at most [`MAX_SUBTITLE_LANGUAGES`].
+///
+/// # Errors
+/// A tag that is not BCP-47; too many.
+pub fn parse_languages(tags: Vec<String>, source: &str) -> Result<Vec<String>, ValidationError> {
+    let mut out: Vec<String> = Vec::new();
+    for tag in tags {
+        let Some(tag) = non_blank(Some(tag)) else {
+            continue;
+        };
+        let tag = parse_language(&tag)?;
+        if tag != source && !out.contains(&tag) {
+            out.push(tag);
+        }
+    }
+    if out.len() > MAX_SUBTITLE_LANGUAGES {
+        return Err(ValidationError::TooManyLanguages(out.len()));
+    }
+    Ok(out)
 }
 
 fn check_source_filter(filter: &str) -> Result<(), ValidationError> {

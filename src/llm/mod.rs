@@ -17,6 +17,7 @@ pub(crate) mod elements;
 pub(crate) mod offline;
 pub(crate) mod openai;
 pub(crate) mod prompts;
+pub(crate) mod translation;
 pub mod validate;
 
 use std::sync::Arc;
@@ -26,7 +27,8 @@ use async_trait::async_trait;
 use clap::{Args, ValueEnum};
 use tokio::sync::Semaphore;
 
-use crate::domain::{CourseRequested, LessonGenerated, OutlineGenerated};
+use crate::domain::subtitles::Cue;
+use crate::domain::{CourseRequested, LessonGenerated, OutlineGenerated, SubtitlesGenerated};
 
 pub use offline::OfflineClient;
 pub use openai::{OpenAiClient, OpenAiConfig, RetryPolicy};
@@ -154,6 +156,19 @@ pub trait LlmClient: Send + Sync {
         outline: &OutlineGenerated,
         number: u32,
     ) -> Result<LessonGenerated, LlmError>;
+
+    /// Translates lesson `lesson`'s subtitle `cues` into `language`, cue by
+    /// cue, keeping their timings.
+    ///
+    /// # Errors
+    /// [`LlmError`]; [`LlmError::retryable`] tells whether trying later may help.
+    async fn translate(
+        &self,
+        course: &CourseRequested,
+        lesson: u32,
+        cues: &[Cue],
+        language: &str,
+    ) -> Result<SubtitlesGenerated, LlmError>;
 }
 
 /// Why the model could not deliver. Messages say what to do about it, since
@@ -306,6 +321,19 @@ impl LlmClient for Limited {
         let _permit = self.permits.acquire().await.expect("never closed");
         let result = self.inner.lesson(course, outline, number).await;
         record_call("lesson", result.as_ref().map(|l| l.usage));
+        result
+    }
+
+    async fn translate(
+        &self,
+        course: &CourseRequested,
+        lesson: u32,
+        cues: &[Cue],
+        language: &str,
+    ) -> Result<SubtitlesGenerated, LlmError> {
+        let _permit = self.permits.acquire().await.expect("never closed");
+        let result = self.inner.translate(course, lesson, cues, language).await;
+        record_call("translation", result.as_ref().map(|t| t.usage));
         result
     }
 }

@@ -285,6 +285,25 @@ impl LlmClient for OpenAiClient {
             .await?;
         Ok(LessonGenerated { usage, ..lesson })
     }
+
+    async fn translate(
+        &self,
+        course: &CourseRequested,
+        lesson: u32,
+        cues: &[crate::domain::subtitles::Cue],
+        language: &str,
+    ) -> Result<crate::domain::SubtitlesGenerated, LlmError> {
+        use super::translation;
+        let (track, usage) = self
+            .ask(
+                translation::prompt(course, lesson, cues, language),
+                translation::SCHEMA_NAME,
+                translation::schema(),
+                |answer| translation::accept(answer, cues, lesson, language, &self.model),
+            )
+            .await?;
+        Ok(crate::domain::SubtitlesGenerated { usage, ..track })
+    }
 }
 
 /// The parts of a completion that matter here.

@@ -134,6 +134,7 @@ impl Projection {
                 "lesson_bodies",
                 "lesson_checks",
                 "interactive_elements",
+                "subtitles",
             ],
             Self::CourseSummary => &["course_summary", "course_summary_courses"],
         }

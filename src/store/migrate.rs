@@ -88,6 +88,14 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "projections/0008_interactive_elements.sql",
         sql: include_str!("../../projections/0008_interactive_elements.sql"),
     },
+    Migration {
+        name: "projections/0009_subtitles.sql",
+        sql: include_str!("../../projections/0009_subtitles.sql"),
+    },
+    Migration {
+        name: "schema/0005_course_work_subtitles.sql",
+        sql: include_str!("../../schema/0005_course_work_subtitles.sql"),
+    },
 ];
 
 /// Arbitrary key of the migration advisory lock.

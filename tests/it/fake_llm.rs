@@ -16,6 +16,7 @@ use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 pub enum Asked {
     Outline { topic: String },
     Lesson { topic: String, number: u32 },
+    Translation { lesson: u32, language: String },
 }
 
 /// Shared record of what the fake saw.
@@ -39,6 +40,8 @@ pub struct Script {
     pub failing_lessons: HashMap<u32, ResponseTemplate>,
     /// Holds the first request for one lesson until the test opens it.
     pub gate: Option<Gate>,
+    /// Extra delay for translations of these lesson numbers.
+    pub slow_translations: HashMap<u32, Duration>,
 }
 
 /// Holds the first request for lesson `lesson` in flight until [`Gate::open`]:
@@ -204,6 +207,15 @@ impl Respond for Responder {
                     .unwrap_or_default();
                 (lesson_answer(*number), extra)
             }
+            Asked::Translation { lesson, .. } => {
+                let extra = self
+                    .script
+                    .slow_translations
+                    .get(lesson)
+                    .copied()
+                    .unwrap_or_default();
+                (translation_answer(user_message(&body)), extra)
+            }
         };
         completion(&content).set_delay(self.script.delay + extra)
     }
@@ -226,7 +238,21 @@ fn read_request(body: &Value) -> Asked {
     let schema = body["response_format"]["json_schema"]["name"]
         .as_str()
         .unwrap_or("");
-    if schema.contains("outline") {
+    if schema.contains("translation") {
+        // "Translate the subtitles of lesson N of a course on ... into the
+        // language with BCP-47 tag "xx"."
+        let lesson = line_after(user, "Translate the subtitles of lesson ")
+            .and_then(|l| l.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .expect("lesson number in the prompt");
+        let language = user
+            .rsplit("into the language with BCP-47 tag \"")
+            .next()
+            .and_then(|l| l.split('"').next())
+            .unwrap_or("")
+            .to_owned();
+        Asked::Translation { lesson, language }
+    } else if schema.contains("outline") {
         let topic = line_after(user, "Plan a course on: ")
             .unwrap_or("")
             .trim()
@@ -268,6 +294,18 @@ pub fn error(status: u16, code: &str) -> ResponseTemplate {
     ResponseTemplate::new(status).set_body_json(json!({
         "error": { "message": format!("fake {code}"), "type": code, "param": null, "code": code }
     }))
+}
+
+/// Each numbered cue of the prompt in capitals (the same length, so it fits).
+fn translation_answer(user: &str) -> String {
+    let cues: Vec<String> = user
+        .split("\nCues:\n")
+        .nth(1)
+        .unwrap_or("")
+        .lines()
+        .filter_map(|l| l.split_once(". ").map(|(_, t)| t.to_uppercase()))
+        .collect();
+    json!({ "cues": cues }).to_string()
 }
 
 fn outline_answer(topic: &str, lessons: u32) -> String {

@@ -582,6 +582,8 @@ async fn progress_streams_until_ready_and_lessons_read_as_json_and_markdown() {
             "OutlineGenerated",
             "LessonGenerated",
             "LessonGenerated",
+            "SubtitlesGenerated",
+            "SubtitlesGenerated",
             "CourseCompleted"
         ]
     );

@@ -16,4 +16,5 @@ mod projections;
 mod queues;
 mod requests;
 mod store;
+mod subtitles;
 mod unavailable;

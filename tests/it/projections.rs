@@ -5,12 +5,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use coursegen::bench::realistic_lesson;
+use coursegen::domain::subtitles::Cue;
 use coursegen::domain::{
     CourseCompleted, CourseDeleted, CourseEvent, CourseFailed, CourseMetadata,
     CourseMetadataChanged, CourseRequested, CourseRestored, Difficulty, ElementBody,
     GenerationRetried, GenerationStarted, InteractiveElement, LessonPlan, MetadataChange,
     OutlineGenerated, SourceRef, TokenUsage,
 };
+use coursegen::domain::{SubtitlesGenerated, SubtitlesRequested};
 use coursegen::projections::recount::{difference_sql, recounts};
 use coursegen::projections::{
     self, replay, start_runners_with, wait_for_position, CheckpointState, Projection,
@@ -70,6 +72,7 @@ fn course_story(rng: &mut impl Rng, user: Uuid, topic: &str) -> Vec<CourseEvent>
             },
             learning_outcomes: vec![],
         },
+        ..Default::default()
     }
     .into()];
     if rng.gen_ratio(1, 5) {
@@ -168,6 +171,46 @@ fn course_story(rng: &mut impl Rng, user: Uuid, topic: &str) -> Vec<CourseEvent>
     }
     if rng.gen_ratio(1, 3) {
         events.push(edit(rng));
+    }
+    // Subtitles of the lessons done, some translated (one twice: the later
+    // track wins), some languages asked for.
+    for n in 1..=done {
+        let cue = |text: &str| Cue {
+            start_ms: 0,
+            end_ms: 1_500,
+            text: text.into(),
+        };
+        let mut languages = vec!["en"];
+        if rng.gen_bool(0.5) {
+            languages.push("fr");
+        }
+        if rng.gen_ratio(1, 5) {
+            languages.push("fr");
+        }
+        for language in languages {
+            events.push(
+                SubtitlesGenerated {
+                    lesson: n,
+                    language: language.into(),
+                    cues: vec![cue(&format!("Lesson {n} in {language}"))],
+                    model: (language != "en").then(|| "offline".into()),
+                    usage: if language == "en" {
+                        TokenUsage::default()
+                    } else {
+                        usage
+                    },
+                }
+                .into(),
+            );
+        }
+    }
+    if rng.gen_ratio(1, 4) {
+        events.push(
+            SubtitlesRequested {
+                languages: vec!["de".into(), "fr".into()],
+            }
+            .into(),
+        );
     }
     if done == lessons {
         if rng.gen_ratio(4, 5) {
@@ -549,7 +592,15 @@ async fn a_clean_stop_commits_the_batch_in_progress_before_it_ends() {
     let db = TestDb::new().await;
     let last = write_courses(&db, 5).await;
     let mut blocker = db.client().await;
-    let running = start(&db, options()).await;
+    // One batch holds all five courses' events.
+    let running = start(
+        &db,
+        RunnerOptions {
+            batch_size: 500,
+            ..options()
+        },
+    )
+    .await;
     let held = hold_up_the_courses_batch(&db, &mut blocker).await;
     let mut stopping = std::pin::pin!(running.stop());
     assert!(

@@ -248,6 +248,7 @@ async fn the_openapi_document_describes_the_amqp_request_body() {
             "prerequisites",
             "request_id",
             "source_filter",
+            "subtitle_languages",
             "tags",
             "topic",
             "user_id"

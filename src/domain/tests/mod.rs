@@ -6,6 +6,7 @@ use super::*;
 
 mod deletion;
 mod metadata;
+mod subtitles;
 
 pub(super) fn request(lessons: u8) -> CourseRequest {
     CourseRequest::parse(RawCourseRequest {
@@ -452,6 +453,17 @@ fn next_step_walks_outline_then_each_lesson_then_completion() {
         NextStep::Lesson(2)
     );
     events.push(lesson(2).into());
+    for n in 1..=2 {
+        let course = Course::from_events(&events);
+        assert_eq!(course.next_step(), NextStep::Subtitles(n));
+        let track = SubtitlesGenerated {
+            lesson: n,
+            language: "en".into(),
+            cues: course.narration[&n].clone(),
+            ..Default::default()
+        };
+        events.extend(decide(&course, Command::RecordSubtitles(track)).unwrap());
+    }
     assert_eq!(Course::from_events(&events).next_step(), NextStep::Complete);
     assert_eq!(
         Course::from_events(&complete_course(2)).next_step(),

@@ -26,6 +26,9 @@ pub(crate) fn request_body(request: &CourseRequest) -> Vec<u8> {
         "language": request.language,
         "source_filter": request.source_filter,
     });
+    if !request.subtitle_languages.is_empty() {
+        body["subtitle_languages"] = json!(request.subtitle_languages);
+    }
     // The optional metadata fields, those given only.
     if let (Some(body), serde_json::Value::Object(metadata)) = (
         body.as_object_mut(),

@@ -82,6 +82,9 @@ pub enum InternalError {
     Store(#[from] StoreError),
     #[error("projection failed")]
     Projection(#[from] ProjectionError),
+    /// A stored value the projection wrote does not decode.
+    #[error("stored data does not decode")]
+    Decode(#[from] serde_json::Error),
     /// A handler ran in an app that was not given the [`super::ApiState`].
     #[error("the API state is not configured")]
     NoState,

@@ -27,6 +27,8 @@ use async_trait::async_trait;
 
 use super::{prompts, LlmClient, LlmError};
 use crate::domain::metadata::{self, Difficulty};
+use crate::domain::subtitles::{wrap, Cue};
+use crate::domain::SubtitlesGenerated;
 use crate::domain::{CourseRequested, LessonGenerated, LessonPlan, OutlineGenerated, TokenUsage};
 pub(crate) use lesson::lesson;
 use templates::{Audience, Stage, CLOSING, COURSE_TITLES, MIDDLE, OPENING};
@@ -75,6 +77,34 @@ impl LlmClient for OfflineClient {
         lesson(course, outline, number).ok_or_else(|| LlmError::InvalidAnswer {
             attempts: 1,
             reason: format!("lesson {number} is not in the outline"),
+        })
+    }
+
+    /// The offline generator cannot translate: it keeps the text and marks
+    /// the first cue with the language (`[fr] ...`) where that still fits,
+    /// so that the whole pipeline (steps, storage, formats) runs offline.
+    async fn translate(
+        &self,
+        _course: &CourseRequested,
+        lesson: u32,
+        cues: &[Cue],
+        language: &str,
+    ) -> Result<SubtitlesGenerated, LlmError> {
+        self.simulate_latency().await;
+        let mut cues = cues.to_vec();
+        if let Some(first) = cues.first_mut() {
+            let marked = format!("[{language}] {}", first.text.replace('\n', " "));
+            if let Some(text) = wrap(&marked) {
+                first.text = text;
+            }
+        }
+        let chars: usize = cues.iter().map(|c| c.text.len()).sum();
+        Ok(SubtitlesGenerated {
+            lesson,
+            language: language.to_owned(),
+            cues,
+            model: Some(MODEL.to_owned()),
+            usage: usage(chars, chars),
         })
     }
 }

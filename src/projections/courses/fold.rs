@@ -53,6 +53,15 @@ pub(super) struct BodyRow {
     pub generated_at: DateTime<Utc>,
 }
 
+/// A row of `subtitles`.
+#[derive(Debug, PartialEq)]
+pub(super) struct SubtitleRow {
+    pub cues: Value,
+    pub model: Option<String>,
+    pub total_tokens: i64,
+    pub generated_at: DateTime<Utc>,
+}
+
 /// What a batch changes.
 #[derive(Debug)]
 pub(super) struct Changes<'a> {
@@ -68,6 +77,8 @@ pub(super) struct Changes<'a> {
     pub checks: HashMap<(Uuid, i32), Quiz<'a>>,
     /// Each lesson's elements, as its latest `LessonGenerated` in the batch has them.
     pub elements: HashMap<(Uuid, i32), &'a [InteractiveElement]>,
+    /// Each (lesson, language)'s latest track in the batch.
+    pub subtitles: HashMap<(Uuid, i32, String), SubtitleRow>,
 }
 
 /// The courses a batch touches: the `courses` rows to load.
@@ -117,6 +128,15 @@ fn distinct_sources(sources: &[SourceRef]) -> Vec<Value> {
     out
 }
 
+/// Distinct and sorted (as the recount's SQL orders them).
+fn sorted<'s>(items: impl Iterator<Item = &'s String>) -> Vec<String> {
+    items
+        .cloned()
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect()
+}
+
 /// Folds `events` (in log order) into the loaded `courses` and `lessons`.
 ///
 /// # Errors
@@ -131,6 +151,7 @@ pub(super) fn fold<'a>(
     let mut bodies: HashMap<(Uuid, i32), BodyRow> = HashMap::new();
     let mut checks: HashMap<(Uuid, i32), Quiz<'a>> = HashMap::new();
     let mut elements: HashMap<(Uuid, i32), &'a [InteractiveElement]> = HashMap::new();
+    let mut subtitles: HashMap<(Uuid, i32, String), SubtitleRow> = HashMap::new();
 
     for &(d, event) in events {
         let id = d.stream_id;
@@ -177,6 +198,8 @@ pub(super) fn fold<'a>(
                     prerequisites: r.metadata.prerequisites.clone(),
                     learning_outcomes: r.metadata.learning_outcomes.clone(),
                     estimated_minutes: 0,
+                    subtitle_languages: sorted(r.subtitle_languages.iter()),
+                    subtitles_generated: 0,
                 },
             );
             dirty_courses.insert(id);
@@ -261,6 +284,17 @@ pub(super) fn fold<'a>(
                     },
                 );
             }
+            CourseEvent::SubtitlesGenerated(t) => {
+                subtitles.insert(
+                    (id, int(t.lesson), t.language.clone()),
+                    SubtitleRow {
+                        cues: serde_json::to_value(&t.cues).expect("cues serialize"),
+                        model: t.model.clone(),
+                        total_tokens: big(t.usage.total_tokens),
+                        generated_at: at,
+                    },
+                );
+            }
             _ => {}
         }
         let Some(c) = courses.get_mut(&id) else {
@@ -327,6 +361,16 @@ pub(super) fn fold<'a>(
             }
             CourseEvent::CourseDeleted(_) => c.deleted_at = Some(at),
             CourseEvent::CourseRestored(_) => c.deleted_at = None,
+            CourseEvent::SubtitlesGenerated(t) => {
+                c.subtitles_generated += 1;
+                c.prompt_tokens += big(t.usage.prompt_tokens);
+                c.completion_tokens += big(t.usage.completion_tokens);
+                c.total_tokens += big(t.usage.total_tokens);
+            }
+            CourseEvent::SubtitlesRequested(r) => {
+                c.subtitle_languages = sorted(c.subtitle_languages.iter().chain(&r.languages));
+            }
+            CourseEvent::SubtitlesFailed(_) | CourseEvent::SubtitlesCompleted(_) => {}
             CourseEvent::CourseMetadataChanged(m) => {
                 let m = &m.change;
                 if let Some(a) = &m.author {
@@ -358,5 +402,6 @@ pub(super) fn fold<'a>(
         bodies,
         checks,
         elements,
+        subtitles,
     })
 }

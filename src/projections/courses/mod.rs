@@ -87,5 +87,8 @@ pub(crate) async fn apply(
     writer::write_elements(tx, suffix, &changes.elements)
         .await
         .map_err(&err)?;
+    writer::write_subtitles(tx, suffix, &changes.subtitles)
+        .await
+        .map_err(&err)?;
     Ok(())
 }

@@ -26,7 +26,8 @@ macro_rules! course_columns {
          slug_position, topic, grade_level, language, source_filter, status, error_message, \
          total_lessons, lessons_generated, sources, prompt_tokens, completion_tokens, \
          total_tokens, attempt, model, created_at, updated_at, generated_at, deleted_at, \
-         author, tags, difficulty, prerequisites, learning_outcomes, estimated_minutes"
+         author, tags, difficulty, prerequisites, learning_outcomes, estimated_minutes, \
+         subtitle_languages, subtitles_generated"
     };
 }
 
@@ -47,7 +48,12 @@ pub(super) const COURSE_FIXED_COLUMNS: [&str; 7] = [
 
 /// The `text[]` columns of `courses`: the upsert ships them as `jsonb`
 /// arrays (arrays of arrays must be rectangular in PostgreSQL).
-pub(super) const COURSE_LIST_COLUMNS: [&str; 3] = ["tags", "prerequisites", "learning_outcomes"];
+pub(super) const COURSE_LIST_COLUMNS: [&str; 4] = [
+    "tags",
+    "prerequisites",
+    "learning_outcomes",
+    "subtitle_languages",
+];
 
 /// The columns of `lessons`, as the projector reads and writes them.
 pub(crate) const LESSON_COLUMNS: &str =
@@ -67,6 +73,13 @@ pub(crate) const ELEMENT_COLUMNS: &str =
 
 /// The elements of lesson `$2` of course `$1`, in order (their JSON).
 pub(crate) const ELEMENTS_OF_LESSON: &str = include_str!("sql/elements_of_lesson.sql");
+
+/// The columns of `subtitles`, as the projector writes them.
+pub(crate) const SUBTITLE_COLUMNS: &str =
+    "course_id, lesson_number, language, cues, model, total_tokens, generated_at";
+
+/// Lesson `$2` of course `$1` in language `$3`: cues and model.
+pub(crate) const SUBTITLES: &str = include_str!("sql/subtitles_of_lesson.sql");
 
 /// One course by id (`$1`).
 pub(crate) const COURSE_BY_ID: &str =
@@ -123,6 +136,10 @@ pub(crate) struct CourseRecord {
     pub learning_outcomes: Vec<String>,
     /// Sum of the generated lessons' estimates (reading plus exercises).
     pub estimated_minutes: i32,
+    /// Languages the subtitles are to be translated into, sorted.
+    pub subtitle_languages: Vec<String>,
+    /// Subtitle tracks recorded (one per lesson and language).
+    pub subtitles_generated: i32,
 }
 
 impl CourseRecord {
@@ -171,6 +188,8 @@ impl CourseRecord {
             prerequisites: r.try_get(30)?,
             learning_outcomes: r.try_get(31)?,
             estimated_minutes: r.try_get(32)?,
+            subtitle_languages: r.try_get(33)?,
+            subtitles_generated: r.try_get(34)?,
         })
     }
 }
@@ -310,6 +329,48 @@ pub(crate) async fn elements(
         .await?
         .iter()
         .map(|r| r.try_get(0))
+        .collect()
+}
+
+/// The cues (JSON) and model of lesson `number` of course `id` in `language`.
+///
+/// # Errors
+/// The database failed.
+pub(crate) async fn subtitles(
+    client: &deadpool_postgres::Client,
+    id: Uuid,
+    number: i32,
+    language: &str,
+) -> Result<Option<(Value, Option<String>)>, tokio_postgres::Error> {
+    let stmt = client.prepare_cached(SUBTITLES).await?;
+    client
+        .query_opt(&stmt, &[&id, &number, &language])
+        .await?
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+        .transpose()
+}
+
+/// Every lesson's subtitles of course `id` in `language`: lesson number and
+/// cues (JSON), in lesson order.
+///
+/// # Errors
+/// The database failed.
+pub(crate) async fn subtitles_of_course(
+    client: &deadpool_postgres::Client,
+    id: Uuid,
+    language: &str,
+) -> Result<Vec<(i32, Value)>, tokio_postgres::Error> {
+    let stmt = client
+        .prepare_cached(
+            "SELECT lesson_number, cues FROM subtitles
+             WHERE course_id = $1 AND language = $2 ORDER BY lesson_number",
+        )
+        .await?;
+    client
+        .query(&stmt, &[&id, &language])
+        .await?
+        .iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
         .collect()
 }
 
@@ -500,6 +561,12 @@ pub fn recounts() -> Vec<Recount> {
             columns: ELEMENT_COLUMNS,
             live_filter: "",
             select: include_str!("sql/recount_interactive_elements.sql"),
+        },
+        Recount {
+            table: "subtitles",
+            columns: SUBTITLE_COLUMNS,
+            live_filter: "",
+            select: include_str!("sql/recount_subtitles.sql"),
         },
     ]
 }

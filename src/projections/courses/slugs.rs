@@ -165,6 +165,8 @@ mod tests {
             prerequisites: Vec::new(),
             learning_outcomes: Vec::new(),
             estimated_minutes: 0,
+            subtitle_languages: Vec::new(),
+            subtitles_generated: 0,
         }
     }
 

@@ -9,10 +9,10 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::fold::{int, BodyRow, LessonRow, Quiz};
+use super::fold::{int, BodyRow, LessonRow, Quiz, SubtitleRow};
 use super::queries::{
     CourseRecord, COURSE_COLUMNS, COURSE_FIXED_COLUMNS, COURSE_LIST_COLUMNS, ELEMENT_COLUMNS,
-    LESSON_BODY_COLUMNS, LESSON_CHECK_COLUMNS, LESSON_COLUMNS,
+    LESSON_BODY_COLUMNS, LESSON_CHECK_COLUMNS, LESSON_COLUMNS, SUBTITLE_COLUMNS,
 };
 use super::slugs::SlugHolder;
 use super::LessonStatus;
@@ -123,40 +123,12 @@ pub(super) async fn rename_slugs(
 }
 
 /// The array type each column of [`COURSE_COLUMNS`] is shipped as, in order.
-const COURSE_ARRAY_TYPES: [&str; 33] = [
-    "uuid",
-    "uuid",
-    "uuid",
-    "text",
-    "text",
-    "text",
-    "text",
-    "int8",
-    "int8",
-    "text",
-    "text",
-    "text",
-    "text",
-    "text",
-    "text",
-    "int4",
-    "int4",
-    "jsonb",
-    "int8",
-    "int8",
-    "int8",
-    "int4",
-    "text",
-    "timestamptz",
-    "timestamptz",
-    "timestamptz",
-    "timestamptz",
-    "text",
-    "jsonb",
-    "text",
-    "jsonb",
-    "jsonb",
-    "int4",
+#[rustfmt::skip]
+const COURSE_ARRAY_TYPES: [&str; 35] = [
+    "uuid", "uuid", "uuid", "text", "text", "text", "text", "int8", "int8", "text", "text",
+    "text", "text", "text", "text", "int4", "int4", "jsonb", "int8", "int8", "int8", "int4",
+    "text", "timestamptz", "timestamptz", "timestamptz", "timestamptz", "text", "jsonb", "text",
+    "jsonb", "jsonb", "int4", "jsonb", "int4",
 ];
 
 /// The rows of the upsert of `courses`, after `INSERT INTO courses<suffix>
@@ -248,6 +220,8 @@ pub(super) async fn write_courses(
     let prerequisites = col!(|c| Value::from(c.prerequisites.clone()));
     let outcomes = col!(|c| Value::from(c.learning_outcomes.clone()));
     let minutes = col!(|c| c.estimated_minutes);
+    let subtitle_languages = col!(|c| Value::from(c.subtitle_languages.clone()));
+    let subtitles_generated = col!(|c| c.subtitles_generated);
     tx.execute(
         &stmt,
         &[
@@ -284,6 +258,8 @@ pub(super) async fn write_courses(
             &prerequisites,
             &outcomes,
             &minutes,
+            &subtitle_languages,
+            &subtitles_generated,
         ],
     )
     .await?;
@@ -533,6 +509,41 @@ pub(super) async fn write_elements(
     Ok(())
 }
 
+/// Writes the subtitle tracks (a track recorded again replaces the old one).
+pub(super) async fn write_subtitles(
+    tx: &Tx<'_>,
+    s: &str,
+    tracks: &HashMap<(Uuid, i32, String), SubtitleRow>,
+) -> Result<(), tokio_postgres::Error> {
+    if tracks.is_empty() {
+        return Ok(());
+    }
+    let stmt = tx
+        .prepare_cached(&format!(
+            "INSERT INTO subtitles{s} ({SUBTITLE_COLUMNS})
+             SELECT * FROM unnest($1::uuid[], $2::int4[], $3::text[], $4::jsonb[], $5::text[],
+                                  $6::int8[], $7::timestamptz[])
+             ON CONFLICT (course_id, lesson_number, language) DO UPDATE SET
+                 cues = EXCLUDED.cues, model = EXCLUDED.model,
+                 total_tokens = EXCLUDED.total_tokens, generated_at = EXCLUDED.generated_at"
+        ))
+        .await?;
+    let rows: Vec<_> = tracks.iter().collect();
+    let ids: Vec<Uuid> = rows.iter().map(|(k, _)| k.0).collect();
+    let ns: Vec<i32> = rows.iter().map(|(k, _)| k.1).collect();
+    let languages: Vec<&str> = rows.iter().map(|(k, _)| k.2.as_str()).collect();
+    let cues: Vec<&Value> = rows.iter().map(|(_, r)| &r.cues).collect();
+    let models: Vec<Option<&str>> = rows.iter().map(|(_, r)| r.model.as_deref()).collect();
+    let tokens: Vec<i64> = rows.iter().map(|(_, r)| r.total_tokens).collect();
+    let at: Vec<DateTime<Utc>> = rows.iter().map(|(_, r)| r.generated_at).collect();
+    tx.execute(
+        &stmt,
+        &[&ids, &ns, &languages, &cues, &models, &tokens, &at],
+    )
+    .await?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -543,7 +554,7 @@ mod tests {
     fn the_courses_upsert_has_one_array_per_column() {
         let columns = COURSE_COLUMNS.split(", ").count();
         let arrays = COURSES_UPSERT.matches("::").count();
-        assert_eq!(columns, 33);
+        assert_eq!(columns, 35);
         assert_eq!(COURSE_ARRAY_TYPES.len(), columns);
         assert_eq!(arrays, columns, "{}", *COURSES_UPSERT);
         assert!(COURSES_UPSERT.contains(&format!("${columns}::")));

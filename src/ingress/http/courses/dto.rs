@@ -59,6 +59,10 @@ pub(crate) struct CourseView {
     pub learning_outcomes: Vec<String>,
     /// Reading time of the generated lessons plus their quizzes and exercises.
     pub estimated_minutes: i32,
+    /// Languages the subtitles are translated into (besides `language`).
+    pub subtitle_languages: Vec<String>,
+    /// Subtitle tracks recorded, one per lesson and language.
+    pub subtitles_generated: i32,
     /// The course's lessons (only on `GET /courses/{id}`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lessons: Option<Vec<LessonSummary>>,
@@ -99,6 +103,8 @@ impl From<CourseRecord> for CourseView {
             prerequisites: c.prerequisites,
             learning_outcomes: c.learning_outcomes,
             estimated_minutes: c.estimated_minutes,
+            subtitle_languages: c.subtitle_languages,
+            subtitles_generated: c.subtitles_generated,
             lessons: None,
         }
     }
@@ -156,6 +162,12 @@ impl CourseView {
             prerequisites: course.metadata.prerequisites.clone(),
             learning_outcomes: course.metadata.learning_outcomes.clone(),
             estimated_minutes: i32::try_from(course.estimated_minutes).unwrap_or(i32::MAX),
+            subtitle_languages: {
+                let mut l = course.subtitle_languages.clone();
+                l.sort();
+                l
+            },
+            subtitles_generated: course.subtitles.len() as i32,
             lessons: None,
         })
     }

@@ -7,6 +7,7 @@
 //!   `projections::courses::queries`).
 //! - [`elements`]: a lesson's interactive elements.
 //! - [`metadata`]: `PATCH`, the metadata edit.
+//! - [`subtitles`]: more languages, and a lesson's subtitles as JSON, WebVTT, SRT.
 //! - [`progress`]: the Server-Sent Events stream of a course's progress.
 //! - [`watch`]: the one watcher of the log those streams share.
 
@@ -15,6 +16,7 @@ pub(crate) mod elements;
 pub(crate) mod handlers;
 pub(crate) mod metadata;
 pub(crate) mod progress;
+pub(crate) mod subtitles;
 pub(crate) mod watch;
 
 pub(crate) use dto::{

@@ -43,7 +43,7 @@ WITH c AS (
            ARRAY(SELECT jsonb_array_elements_text(
                      coalesce(m_out.v, r.payload->'learning_outcomes',
                               o.payload->'learning_outcomes', '[]'))) AS learning_outcomes,
-           u.estimated_minutes
+           u.estimated_minutes, u.subtitle_languages, u.subtitles_generated
     FROM events r
     LEFT JOIN LATERAL (SELECT payload, transaction_id::text::bigint AS tx, global_position AS pos
                        FROM events
@@ -70,14 +70,22 @@ WITH c AS (
     LEFT JOIN LATERAL (
         SELECT count(*) FILTER (WHERE event_type = 'LessonGenerated') AS lessons,
                coalesce(sum((payload->'usage'->>'prompt_tokens')::bigint)
-                        FILTER (WHERE event_type IN ('OutlineGenerated', 'LessonGenerated')), 0)::bigint AS prompt_tokens,
+                        FILTER (WHERE event_type IN ('OutlineGenerated', 'LessonGenerated', 'SubtitlesGenerated')), 0)::bigint AS prompt_tokens,
                coalesce(sum((payload->'usage'->>'completion_tokens')::bigint)
-                        FILTER (WHERE event_type IN ('OutlineGenerated', 'LessonGenerated')), 0)::bigint AS completion_tokens,
+                        FILTER (WHERE event_type IN ('OutlineGenerated', 'LessonGenerated', 'SubtitlesGenerated')), 0)::bigint AS completion_tokens,
                coalesce(sum((payload->'usage'->>'total_tokens')::bigint)
-                        FILTER (WHERE event_type IN ('OutlineGenerated', 'LessonGenerated')), 0)::bigint AS total_tokens,
+                        FILTER (WHERE event_type IN ('OutlineGenerated', 'LessonGenerated', 'SubtitlesGenerated')), 0)::bigint AS total_tokens,
                max(recorded_at) AS updated_at,
                coalesce(sum((payload->>'estimated_minutes')::int)
-                        FILTER (WHERE event_type = 'LessonGenerated'), 0)::int AS estimated_minutes
+                        FILTER (WHERE event_type = 'LessonGenerated'), 0)::int AS estimated_minutes,
+               count(*) FILTER (WHERE event_type = 'SubtitlesGenerated')::int AS subtitles_generated,
+               ARRAY(SELECT DISTINCT x.l COLLATE "C" FROM events s,
+                            jsonb_array_elements_text(CASE s.event_type WHEN 'CourseRequested'
+                                THEN coalesce(s.payload->'subtitle_languages', '[]')
+                                ELSE s.payload->'languages' END) AS x(l)
+                     WHERE s.stream_id = r.stream_id
+                       AND s.event_type IN ('CourseRequested', 'SubtitlesRequested')
+                     ORDER BY 1) AS subtitle_languages
         FROM events WHERE stream_id = r.stream_id) u ON true
     LEFT JOIN LATERAL (
         SELECT jsonb_agg(x ORDER BY v, o) AS sources
@@ -117,6 +125,7 @@ SELECT id, user_id, request_id, title, description,
        topic, grade_level, language, source_filter, status, error_message, total_lessons,
        lessons_generated, sources, prompt_tokens, completion_tokens, total_tokens, attempt, model,
        created_at, updated_at, generated_at, deleted_at,
-       author, tags, difficulty, prerequisites, learning_outcomes, estimated_minutes
+       author, tags, difficulty, prerequisites, learning_outcomes, estimated_minutes,
+       subtitle_languages, subtitles_generated
 FROM (SELECT c.*, row_number() OVER (PARTITION BY base ORDER BY slug_transaction_id, slug_position) AS n
       FROM c) numbered
