@@ -67,6 +67,14 @@ pub fn narration_script(title: &str, content_md: &str) -> String {
             continue;
         }
         let (item, text) = strip_block_marker(trimmed);
+        // A heading repeating the title ("Lesson 1: <title>") is said once.
+        if trimmed.starts_with('#')
+            && text
+                .trim_end_matches('.')
+                .ends_with(title.trim().trim_end_matches('.'))
+        {
+            continue;
+        }
         if item {
             flush(&mut script, &mut block);
         }
@@ -291,10 +299,7 @@ mod tests {
         let md = "# Lesson 1: Tides\n\nThe *moon* pulls `water`\nand [the sea](https://x.org).\n\n\
                   ```rust\nfn main() {}\n```\n\n- one\n- two\n\n| a | b |";
         let script = narration_script("Tides", md);
-        assert_eq!(
-            script,
-            "Tides. Lesson 1: Tides. The moon pulls water and the sea. one. two."
-        );
+        assert_eq!(script, "Tides. The moon pulls water and the sea. one. two.");
     }
 
     #[test]
