@@ -8,8 +8,8 @@ use anyhow::Context;
 use uuid::Uuid;
 
 use super::args::{
-    Cli, Commands, EventsArgs, ProjectionsAction, ProjectionsArgs, ReplayArgs, RetryArgs,
-    SubmitArgs, Via,
+    Cli, Commands, EventsArgs, LlmCommand, ProjectionsAction, ProjectionsArgs, ReplayArgs,
+    RetryArgs, SubmitArgs, Via,
 };
 use super::output::{self, CourseProgress, ReplyProgress};
 use crate::config::DatabaseSettings;
@@ -45,7 +45,46 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Commands::Events(args) => events(&cli.database, args).await,
         Commands::Replay(args) => replay(&cli.database, args).await,
         Commands::Projections(args) => projections_command(&cli.database, args).await,
+        Commands::Llm(LlmCommand::Check(args)) => Ok(llm_check(&args.llm).await),
         Commands::Bench(cmd) => crate::bench::run(&cli.database, cmd).await,
+    }
+}
+
+/// `coursegen llm check`: what works on stdout (exit 0), or why not on
+/// stderr (exit 1). Needs no database.
+async fn llm_check(settings: &crate::llm::LlmSettings) -> ExitCode {
+    use crate::llm::check::{check, CheckOutcome};
+    match check(settings).await {
+        Ok(CheckOutcome::Offline) => {
+            println!(
+                "LLM_PROVIDER is offline: courses come from the built-in generator, no server \
+                 to check (set LLM_PROVIDER=openai and OPENAI_BASE_URL to use one)"
+            );
+            ExitCode::SUCCESS
+        }
+        Ok(CheckOutcome::Works(report)) => {
+            println!(
+                "works: {} at {}, structured output mode {}, {:.2} s, {} tokens ({} prompt + {} \
+                 completion{})",
+                report.model,
+                settings.openai_base_url,
+                report.mode,
+                report.latency.as_secs_f64(),
+                report.usage.total_tokens,
+                report.usage.prompt_tokens,
+                report.usage.completion_tokens,
+                if report.usage.estimated {
+                    ", estimated: the server reported no usage"
+                } else {
+                    ""
+                }
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("llm check failed: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

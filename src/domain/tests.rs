@@ -44,6 +44,7 @@ fn outline(lessons: u32) -> OutlineGenerated {
             prompt_tokens: 10,
             completion_tokens: 20,
             total_tokens: 30,
+            estimated: false,
         },
     }
 }
@@ -66,6 +67,7 @@ fn lesson(number: u32) -> LessonGenerated {
             prompt_tokens: 1,
             completion_tokens: 2,
             total_tokens: 3,
+            estimated: false,
         },
     }
 }
@@ -285,7 +287,8 @@ fn completion_with_every_lesson_sums_the_tokens_and_makes_it_ready() {
             usage: TokenUsage {
                 prompt_tokens: 12,
                 completion_tokens: 24,
-                total_tokens: 36
+                total_tokens: 36,
+                estimated: false,
             }
         }
         .into()]

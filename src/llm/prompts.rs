@@ -4,13 +4,16 @@
 //! with `additionalProperties: false` and requires all its properties), so
 //! servers that enforce them return JSON that deserializes into
 //! [`OutlineAnswer`] / [`LessonAnswer`]; servers that do not are still
-//! checked locally by [`super::validate`].
+//! checked locally by [`super::validate`]. Servers that take a schema only
+//! as a grammar (llama.cpp) get [`Schema::bounded`], which also bounds the
+//! arrays, so that even a small model cannot plan the wrong lesson count.
 
 use std::fmt::Write;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use super::validate;
 use crate::domain::{
     CourseRequested, LessonGenerated, LessonPlan, LessonSection, OutlineGenerated, QuizQuestion,
     SourceRef, TokenUsage,
@@ -202,12 +205,15 @@ pub fn lesson(course: &CourseRequested, outline: &OutlineGenerated, number: u32)
     Prompt { system, user }
 }
 
-/// Wraps a schema as a strict `response_format`.
-pub(crate) fn response_format(name: &str, schema: Value) -> Value {
-    json!({
-        "type": "json_schema",
-        "json_schema": { "name": name, "strict": true, "schema": schema }
-    })
+/// The JSON shape of one step's answer, in the two forms servers take.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Schema {
+    /// Its name in `response_format`.
+    pub name: &'static str,
+    /// OpenAI's strict form (no array bounds, which strict mode refuses).
+    pub strict: Value,
+    /// The same with `minItems`/`maxItems`, for grammars (llama.cpp) and prompts.
+    pub bounded: Value,
 }
 
 fn object(properties: Value) -> Value {
@@ -228,9 +234,19 @@ fn strings() -> Value {
     json!({ "type": "array", "items": { "type": "string" } })
 }
 
-/// JSON schema of [`OutlineAnswer`].
-pub(crate) fn outline_schema() -> Value {
-    object(json!({
+/// Adds `minItems`/`maxItems` to the array at `pointer`.
+fn bound(schema: &mut Value, pointer: &str, min: usize, max: usize) {
+    let array = schema
+        .pointer_mut(pointer)
+        .and_then(Value::as_object_mut)
+        .expect("the pointer names an array schema");
+    array.insert("minItems".into(), json!(min));
+    array.insert("maxItems".into(), json!(max));
+}
+
+/// Schema of [`OutlineAnswer`]; bounded to exactly `lessons` lessons.
+pub(crate) fn outline_schema(lessons: u8) -> Schema {
+    let strict = object(json!({
         "title": { "type": "string" },
         "description": { "type": "string" },
         "lessons": {
@@ -242,12 +258,20 @@ pub(crate) fn outline_schema() -> Value {
                 "objectives": strings()
             }))
         }
-    }))
+    }));
+    let mut bounded = strict.clone();
+    let n = usize::from(lessons);
+    bound(&mut bounded, "/properties/lessons", n, n);
+    Schema {
+        name: OUTLINE_SCHEMA_NAME,
+        strict,
+        bounded,
+    }
 }
 
-/// JSON schema of [`LessonAnswer`].
-pub(crate) fn lesson_schema() -> Value {
-    object(json!({
+/// Schema of [`LessonAnswer`]; bounded to the quiz sizes validation takes.
+pub(crate) fn lesson_schema() -> Schema {
+    let strict = object(json!({
         "number": { "type": "integer" },
         "title": { "type": "string" },
         "content_md": { "type": "string" },
@@ -274,7 +298,49 @@ pub(crate) fn lesson_schema() -> Value {
                 "url": { "type": ["string", "null"] }
             }))
         }
-    }))
+    }));
+    let mut bounded = strict.clone();
+    bound(
+        &mut bounded,
+        "/properties/quiz",
+        validate::MIN_QUIZ_QUESTIONS,
+        validate::MAX_QUIZ_QUESTIONS,
+    );
+    bound(
+        &mut bounded,
+        "/properties/quiz/items/properties/options",
+        2,
+        5,
+    );
+    Schema {
+        name: LESSON_SCHEMA_NAME,
+        strict,
+        bounded,
+    }
+}
+
+/// The answer to [`check`].
+#[derive(Debug, Deserialize)]
+pub(crate) struct CheckAnswer {
+    pub answer: String,
+}
+
+/// The tiny question of `coursegen llm check`.
+pub(crate) fn check() -> Prompt {
+    Prompt {
+        system: "You answer with JSON only, matching the given schema.".into(),
+        user: "Reply with the JSON object {\"answer\": \"ok\"}.".into(),
+    }
+}
+
+/// Schema of [`CheckAnswer`].
+pub(crate) fn check_schema() -> Schema {
+    let strict = object(json!({ "answer": { "type": "string" } }));
+    Schema {
+        name: "check",
+        bounded: strict.clone(),
+        strict,
+    }
 }
 
 #[cfg(test)]
@@ -307,7 +373,20 @@ mod tests {
 
     #[test]
     fn schemas_are_strict() {
-        assert_strict(&outline_schema());
-        assert_strict(&lesson_schema());
+        for schema in [outline_schema(3), lesson_schema(), check_schema()] {
+            assert_strict(&schema.strict);
+            assert_strict(&schema.bounded);
+            assert!(!schema.strict.to_string().contains("minItems"));
+        }
+    }
+
+    #[test]
+    fn bounded_schemas_bound_lessons_and_quiz() {
+        let outline = outline_schema(3).bounded;
+        assert_eq!(outline["properties"]["lessons"]["minItems"], 3);
+        assert_eq!(outline["properties"]["lessons"]["maxItems"], 3);
+        let lesson = lesson_schema().bounded;
+        assert_eq!(lesson["properties"]["quiz"]["minItems"], 3);
+        assert_eq!(lesson["properties"]["quiz"]["maxItems"], 5);
     }
 }

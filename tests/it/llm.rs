@@ -11,6 +11,7 @@ use coursegen::domain::{
 };
 use coursegen::llm::{
     validate, LlmClient, LlmError, OfflineClient, OpenAiClient, OpenAiConfig, RetryPolicy,
+    StructuredOutput,
 };
 use serde_json::{json, Value};
 use uuid::Uuid;
@@ -61,6 +62,8 @@ fn config(server: &MockServer) -> OpenAiConfig {
             base_delay: Duration::from_millis(5),
             max_delay: Duration::from_millis(20),
         },
+        structured_output: StructuredOutput::Auto,
+        max_tokens: 16384,
     }
 }
 
@@ -201,7 +204,8 @@ async fn outline_request_uses_a_strict_schema_and_records_usage() {
         TokenUsage {
             prompt_tokens: 100,
             completion_tokens: 50,
-            total_tokens: 150
+            total_tokens: 150,
+            estimated: false,
         }
     );
     let requests = server.received_requests().await.unwrap();
@@ -258,7 +262,7 @@ async fn lesson_answer_maps_onto_the_lesson_event() {
 }
 
 #[tokio::test]
-async fn no_api_key_sends_no_authorization_and_absent_usage_counts_zero() {
+async fn no_api_key_sends_no_authorization_and_absent_usage_is_estimated() {
     let (server, _) = fake_llm(vec![completion_with(&outline_answer(2), "stop", None)]).await;
     let client = OpenAiClient::new(OpenAiConfig {
         api_key: None,
@@ -268,7 +272,15 @@ async fn no_api_key_sends_no_authorization_and_absent_usage_counts_zero() {
 
     let outline = client.outline(&course(2)).await.unwrap();
 
-    assert_eq!(outline.usage, TokenUsage::default());
+    // About four characters a token, of the prompt and of the answer.
+    assert!(outline.usage.estimated);
+    let answer_tokens = outline_answer(2).len() as u64 / 4;
+    assert!(
+        (answer_tokens..=answer_tokens + 1).contains(&outline.usage.completion_tokens),
+        "{:?}",
+        outline.usage
+    );
+    assert!(outline.usage.prompt_tokens > 100, "{:?}", outline.usage);
     let requests = server.received_requests().await.unwrap();
     assert!(requests[0].headers.get("authorization").is_none());
 }
@@ -496,10 +508,10 @@ async fn quiz_answer_out_of_range_is_re_asked() {
 }
 
 #[tokio::test]
-async fn truncated_answer_is_re_asked() {
+async fn truncated_answer_is_asked_again_with_twice_the_budget() {
     let full = outline_answer(2);
     let (server, _) = fake_llm(vec![
-        completion_with(&full[..full.len() / 2], "length", Some((100, 4096))),
+        completion_with(&full[..full.len() / 2], "length", Some((100, 2048))),
         completion(&full),
     ])
     .await;
@@ -507,9 +519,35 @@ async fn truncated_answer_is_re_asked() {
     let outline = client(&server).outline(&course(2)).await.unwrap();
 
     assert_eq!(outline.lessons.len(), 2);
-    assert_eq!(outline.usage.completion_tokens, 4096 + 50);
+    assert_eq!(outline.usage.completion_tokens, 2048 + 50);
     let bodies = bodies(&server).await;
     assert_eq!(bodies.len(), 2);
+    assert_eq!(bodies[0]["max_tokens"], 2048);
+    assert_eq!(bodies[1]["max_tokens"], 4096);
+    // The same question, not a complaint about the cut-off half.
+    assert_eq!(bodies[1]["messages"], bodies[0]["messages"]);
+}
+
+#[tokio::test]
+async fn truncated_answer_at_llm_max_tokens_is_re_asked_for_a_shorter_one() {
+    let full = outline_answer(2);
+    let (server, _) = fake_llm(vec![
+        completion_with(&full[..full.len() / 2], "length", Some((100, 1000))),
+        completion_with(&full[..full.len() / 2], "length", Some((100, 1500))),
+        completion(&full),
+    ])
+    .await;
+    let client = OpenAiClient::new(OpenAiConfig {
+        max_tokens: 1500,
+        ..config(&server)
+    })
+    .unwrap();
+
+    client.outline(&course(2)).await.unwrap();
+
+    let bodies = bodies(&server).await;
+    let budgets: Vec<_> = bodies.iter().map(|b| b["max_tokens"].clone()).collect();
+    assert_eq!(budgets, [json!(1500), json!(1500), json!(1500)]);
     let complaint = last_message(&bodies[1])["content"].as_str().unwrap();
     assert!(complaint.contains("cut off"), "{complaint}");
 }
@@ -673,6 +711,8 @@ async fn unreachable_server_fails_as_a_retryable_connection_error() {
             base_delay: Duration::from_millis(5),
             max_delay: Duration::from_millis(20),
         },
+        structured_output: StructuredOutput::Auto,
+        max_tokens: 16384,
     })
     .unwrap();
 
