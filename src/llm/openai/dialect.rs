@@ -8,9 +8,10 @@
 //! llama.cpp servers answer "response_format type must be one of \"text\"
 //! or \"json_object\""; LM Studio refuses `json_object` ("must be
 //! 'json_schema' or 'text'"). In `auto`, the client starts with the
-//! strictest mode and steps down ([`Mode::next`]) when the server says the
-//! `response_format` is the problem; the mode that worked is remembered for
-//! the (base URL, model) pair for the life of the process.
+//! strictest mode and steps down ([`Mode::ALL`]'s order) when the server
+//! says the `response_format` is the problem; the mode that worked is
+//! remembered for the (base URL, model) pair for the life of the process,
+//! and is where the next conversation starts.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};
@@ -50,12 +51,6 @@ impl Mode {
             Mode::JsonObject => "json_object",
             Mode::None => "none",
         }
-    }
-
-    /// The mode `auto` tries after this one is refused.
-    pub fn next(self) -> Option<Mode> {
-        let i = Mode::ALL.iter().position(|m| *m == self)?;
-        Mode::ALL.get(i + 1).copied()
     }
 
     /// The `response_format` of a request in this mode: `strict` is the
@@ -181,15 +176,6 @@ pub(crate) fn remember(base_url: &str, model: &str, mode: Mode) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn auto_steps_down_from_the_strictest_mode_to_none() {
-        let mut order = vec![Mode::JsonSchema];
-        while let Some(next) = order.last().unwrap().next() {
-            order.push(next);
-        }
-        assert_eq!(order, Mode::ALL);
-    }
 
     #[test]
     fn the_refusals_of_known_servers_are_recognised() {

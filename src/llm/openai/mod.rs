@@ -203,6 +203,7 @@ impl OpenAiClient {
         T: DeserializeOwned,
     {
         let mut mode = self.first_mode();
+        let mut tried: Vec<Mode> = Vec::new();
         let mut budget = budget.min(self.max_tokens);
         let mut reasks: Vec<Value> = Vec::new();
         let mut usage = TokenUsage::default();
@@ -212,7 +213,11 @@ impl OpenAiClient {
             let reply = match self.transport.complete(&body).await {
                 Ok(reply) => reply,
                 Err(CallError::Format { status, message }) => {
-                    match (self.structured_output.fixed(), mode.next()) {
+                    tried.push(mode);
+                    // From the top, so that a remembered mode the server
+                    // no longer takes does not skip stricter ones it does.
+                    let next = Mode::ALL.into_iter().find(|m| !tried.contains(m));
+                    match (self.structured_output.fixed(), next) {
                         (None, Some(next)) => {
                             info!(
                                 schema = schema.name, refused = mode.as_str(), next = next.as_str(),
