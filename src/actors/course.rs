@@ -114,8 +114,9 @@ impl Handler<Reload> for CourseActor {
 
 /// What a step came to.
 enum StepOutcome {
-    /// The step is recorded; here is the new state.
-    Recorded(Course),
+    /// The step is recorded; here is the new state (boxed: a course is
+    /// large beside the other outcomes).
+    Recorded(Box<Course>),
     /// Nothing left to do: READY, FAILED, or gone.
     Done,
     /// Another writer got in first: reload, then decide `pending` again.
@@ -139,7 +140,7 @@ impl Handler<TakeNextStep> for CourseActor {
             |outcome, act, ctx| match outcome {
                 StepOutcome::Recorded(course) => {
                     act.backoff.reset();
-                    act.course = course;
+                    act.course = *course;
                     ctx.notify(TakeNextStep);
                 }
                 StepOutcome::Done => ctx.stop(),
@@ -192,7 +193,7 @@ async fn take_step(
         Ok((events, _)) => {
             let course = events.iter().fold(course, evolve);
             log_progress(id, &course);
-            StepOutcome::Recorded(course)
+            StepOutcome::Recorded(Box::new(course))
         }
         Err(CommandError::Store(StoreError::Conflict { .. })) => StepOutcome::Stale(Some(command)),
         Err(CommandError::Store(e)) => {
