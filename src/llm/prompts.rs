@@ -212,8 +212,12 @@ pub(crate) struct Schema {
     pub name: &'static str,
     /// OpenAI's strict form (no array bounds, which strict mode refuses).
     pub strict: Value,
-    /// The same with `minItems`/`maxItems`, for grammars (llama.cpp) and prompts.
+    /// The same with `minItems`/`maxItems`, shown in prompts.
     pub bounded: Value,
+    /// Tighter still, for servers that turn the schema into a grammar
+    /// (llama.cpp, llama-cpp-python), so that even a small model cannot
+    /// misnumber lessons or point a quiz answer past its options.
+    pub grammar: Value,
 }
 
 fn object(properties: Value) -> Value {
@@ -262,15 +266,31 @@ pub(crate) fn outline_schema(lessons: u8) -> Schema {
     let mut bounded = strict.clone();
     let n = usize::from(lessons);
     bound(&mut bounded, "/properties/lessons", n, n);
+    // One item schema per lesson, its number a constant (`prefixItems`
+    // without `items`, which both llama.cpp grammar converters read as a tuple).
+    let mut grammar = strict.clone();
+    let item = grammar["properties"]["lessons"]["items"].clone();
+    let tuple: Vec<Value> = (1..=u32::from(lessons))
+        .map(|number| {
+            let mut item = item.clone();
+            item["properties"]["number"] = json!({ "const": number });
+            item["properties"]["title"]["minLength"] = json!(1);
+            item
+        })
+        .collect();
+    grammar["properties"]["lessons"] = json!({ "type": "array", "prefixItems": tuple });
+    grammar["properties"]["title"]["minLength"] = json!(1);
     Schema {
         name: OUTLINE_SCHEMA_NAME,
         strict,
         bounded,
+        grammar,
     }
 }
 
-/// Schema of [`LessonAnswer`]; bounded to the quiz sizes validation takes.
-pub(crate) fn lesson_schema() -> Schema {
+/// Schema of [`LessonAnswer`] for lesson `number`; bounded to the quiz
+/// sizes validation takes.
+pub(crate) fn lesson_schema(number: u32) -> Schema {
     let strict = object(json!({
         "number": { "type": "integer" },
         "title": { "type": "string" },
@@ -312,10 +332,26 @@ pub(crate) fn lesson_schema() -> Schema {
         2,
         5,
     );
+    // Four options and an index among them: the grammar cannot relate
+    // answer_index to the options' count, so the count is fixed.
+    let mut grammar = bounded.clone();
+    grammar["properties"]["number"] = json!({ "const": number });
+    for field in ["title", "content_md"] {
+        grammar["properties"][field]["minLength"] = json!(1);
+    }
+    bound(
+        &mut grammar,
+        "/properties/quiz/items/properties/options",
+        4,
+        4,
+    );
+    grammar["properties"]["quiz"]["items"]["properties"]["answer_index"] =
+        json!({ "enum": [0, 1, 2, 3] });
     Schema {
         name: LESSON_SCHEMA_NAME,
         strict,
         bounded,
+        grammar,
     }
 }
 
@@ -339,6 +375,7 @@ pub(crate) fn check_schema() -> Schema {
     Schema {
         name: "check",
         bounded: strict.clone(),
+        grammar: strict.clone(),
         strict,
     }
 }
@@ -373,9 +410,10 @@ mod tests {
 
     #[test]
     fn schemas_are_strict() {
-        for schema in [outline_schema(3), lesson_schema(), check_schema()] {
+        for schema in [outline_schema(3), lesson_schema(2), check_schema()] {
             assert_strict(&schema.strict);
             assert_strict(&schema.bounded);
+            assert_strict(&schema.grammar);
             assert!(!schema.strict.to_string().contains("minItems"));
         }
     }
@@ -385,8 +423,26 @@ mod tests {
         let outline = outline_schema(3).bounded;
         assert_eq!(outline["properties"]["lessons"]["minItems"], 3);
         assert_eq!(outline["properties"]["lessons"]["maxItems"], 3);
-        let lesson = lesson_schema().bounded;
+        let lesson = lesson_schema(2).bounded;
         assert_eq!(lesson["properties"]["quiz"]["minItems"], 3);
         assert_eq!(lesson["properties"]["quiz"]["maxItems"], 5);
+    }
+
+    #[test]
+    fn grammar_schemas_fix_the_numbers_and_the_answer_range() {
+        let outline = outline_schema(3).grammar;
+        let tuple = outline["properties"]["lessons"]["prefixItems"]
+            .as_array()
+            .unwrap();
+        let numbers: Vec<&Value> = tuple
+            .iter()
+            .map(|l| &l["properties"]["number"]["const"])
+            .collect();
+        assert_eq!(numbers, [&json!(1), &json!(2), &json!(3)]);
+        let lesson = lesson_schema(2).grammar;
+        assert_eq!(lesson["properties"]["number"]["const"], 2);
+        let question = &lesson["properties"]["quiz"]["items"]["properties"];
+        assert_eq!(question["options"]["maxItems"], 4);
+        assert_eq!(question["answer_index"]["enum"], json!([0, 1, 2, 3]));
     }
 }

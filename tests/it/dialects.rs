@@ -154,10 +154,8 @@ async fn llama_server_refusing_json_schema_is_asked_with_json_object_and_schema(
         ],
     );
     let body = &generated.app.llm().bodies()[1];
-    assert_eq!(
-        body["response_format"]["schema"]["properties"]["lessons"]["minItems"],
-        2
-    );
+    let lessons = &body["response_format"]["schema"]["properties"]["lessons"]["prefixItems"];
+    assert_eq!(lessons[1]["properties"]["number"]["const"], 2);
     assert_eq!(generated.completed_usage().total_tokens, 3 * 150);
 }
 

@@ -20,6 +20,8 @@ use clap::ValueEnum;
 use serde_json::{json, Value};
 use tracing::info;
 
+use crate::llm::prompts::Schema;
+
 /// A way of asking for structured output, strictest first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Mode {
@@ -53,21 +55,17 @@ impl Mode {
         }
     }
 
-    /// The `response_format` of a request in this mode: `strict` is the
-    /// strict schema OpenAI takes, `bounded` the same with array bounds
-    /// (`minItems`/`maxItems`), which llama.cpp's grammars enforce.
-    pub(crate) fn response_format(
-        self,
-        name: &str,
-        strict: &Value,
-        bounded: &Value,
-    ) -> Option<Value> {
+    /// The `response_format` of a request in this mode: OpenAI's strict
+    /// schema, or for grammar-building servers the grammar form.
+    pub(crate) fn response_format(self, schema: &Schema) -> Option<Value> {
         match self {
             Mode::JsonSchema => Some(json!({
                 "type": "json_schema",
-                "json_schema": { "name": name, "strict": true, "schema": strict }
+                "json_schema": { "name": schema.name, "strict": true, "schema": schema.strict }
             })),
-            Mode::JsonObjectSchema => Some(json!({ "type": "json_object", "schema": bounded })),
+            Mode::JsonObjectSchema => {
+                Some(json!({ "type": "json_object", "schema": schema.grammar }))
+            }
             Mode::JsonObject => Some(json!({ "type": "json_object" })),
             Mode::None => None,
         }
@@ -212,26 +210,19 @@ mod tests {
 
     #[test]
     fn modes_shape_the_response_format() {
-        let strict = json!({"type": "object"});
-        let bounded = json!({"type": "object", "minItems": 1});
+        let schema = crate::llm::prompts::lesson_schema(2);
+        let format = |mode: Mode| mode.response_format(&schema);
+        let strict = format(Mode::JsonSchema).unwrap();
+        assert_eq!(strict["json_schema"]["schema"], schema.strict);
+        assert_eq!(strict["json_schema"]["strict"], true);
         assert_eq!(
-            Mode::JsonSchema
-                .response_format("n", &strict, &bounded)
-                .unwrap()["json_schema"]["schema"],
-            strict
+            format(Mode::JsonObjectSchema).unwrap(),
+            json!({"type": "json_object", "schema": schema.grammar})
         );
         assert_eq!(
-            Mode::JsonObjectSchema
-                .response_format("n", &strict, &bounded)
-                .unwrap(),
-            json!({"type": "json_object", "schema": bounded})
-        );
-        assert_eq!(
-            Mode::JsonObject
-                .response_format("n", &strict, &bounded)
-                .unwrap(),
+            format(Mode::JsonObject).unwrap(),
             json!({"type": "json_object"})
         );
-        assert_eq!(Mode::None.response_format("n", &strict, &bounded), None);
+        assert_eq!(format(Mode::None), None);
     }
 }

@@ -178,7 +178,7 @@ impl OpenAiClient {
             "messages": messages,
             "max_tokens": budget,
         });
-        if let Some(format) = mode.response_format(schema.name, &schema.strict, &schema.bounded) {
+        if let Some(format) = mode.response_format(schema) {
             body["response_format"] = format;
         }
         body
@@ -351,7 +351,7 @@ impl LlmClient for OpenAiClient {
         let answered = self
             .ask(
                 prompts::lesson(course, outline, number),
-                prompts::lesson_schema(),
+                prompts::lesson_schema(number),
                 LESSON_BUDGET,
                 |answer: LessonAnswer| {
                     let lesson =
