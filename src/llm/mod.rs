@@ -17,6 +17,7 @@ pub mod check;
 pub(crate) mod offline;
 pub(crate) mod openai;
 pub(crate) mod prompts;
+pub(crate) mod schema;
 mod settings;
 pub mod validate;
 

@@ -20,7 +20,7 @@ use clap::ValueEnum;
 use serde_json::{json, Value};
 use tracing::info;
 
-use crate::llm::prompts::Schema;
+use crate::llm::schema::Schema;
 
 /// A way of asking for structured output, strictest first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -210,7 +210,7 @@ mod tests {
 
     #[test]
     fn modes_shape_the_response_format() {
-        let schema = crate::llm::prompts::lesson_schema(2);
+        let schema = crate::llm::schema::lesson_schema(2);
         let format = |mode: Mode| mode.response_format(&schema);
         let strict = format(Mode::JsonSchema).unwrap();
         assert_eq!(strict["json_schema"]["schema"], schema.strict);

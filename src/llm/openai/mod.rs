@@ -33,7 +33,8 @@ pub use http::RetryPolicy;
 
 use self::http::{CallError, Transport};
 use self::parse::strip_think;
-use super::prompts::{self, LessonAnswer, OutlineAnswer, Prompt, Schema};
+use super::prompts::{self, LessonAnswer, OutlineAnswer, Prompt};
+use super::schema::{self, Schema};
 use super::validate::{self, InvalidAnswer};
 use super::{LlmClient, LlmError, LlmSettingsError};
 use crate::domain::{CourseRequested, LessonGenerated, OutlineGenerated, TokenUsage};
@@ -298,7 +299,7 @@ impl OpenAiClient {
         let answered = self
             .ask(
                 prompts::check(),
-                prompts::check_schema(),
+                schema::check_schema(),
                 64,
                 |answer: prompts::CheckAnswer| {
                     if answer.answer.trim().is_empty() {
@@ -327,7 +328,7 @@ impl LlmClient for OpenAiClient {
         let answered = self
             .ask(
                 prompts::outline(course),
-                prompts::outline_schema(course.num_lessons),
+                schema::outline_schema(course.num_lessons),
                 OUTLINE_BUDGET,
                 |answer: OutlineAnswer| {
                     let outline = answer.into_event(&self.model, TokenUsage::default());
@@ -351,7 +352,7 @@ impl LlmClient for OpenAiClient {
         let answered = self
             .ask(
                 prompts::lesson(course, outline, number),
-                prompts::lesson_schema(number),
+                schema::lesson_schema(number),
                 LESSON_BUDGET,
                 |answer: LessonAnswer| {
                     let lesson =
