@@ -724,3 +724,114 @@ async fn unreachable_server_fails_as_a_retryable_connection_error() {
     );
     assert!(err.retryable());
 }
+
+/// llama-cpp-python's refusal of `json_schema` (a 500 around a FastAPI
+/// validation error), then any later request answered.
+fn refusing_json_schema(content: String) -> impl Fn(&Request) -> ResponseTemplate {
+    move |request: &Request| {
+        let body: Value = request.body_json().unwrap();
+        if body["response_format"]["type"] == "json_schema" {
+            return ResponseTemplate::new(500).set_body_json(json!({"error": {
+                "message": "1 validation error:\n  {'type': 'literal_error', 'loc': ('body', 'response_format', 'type'), 'msg': \"Input should be 'text' or 'json_object'\", 'input': 'json_schema'}",
+                "type": "internal_server_error", "param": null, "code": null}}));
+        }
+        completion(&content)
+    }
+}
+
+fn unique_model() -> String {
+    format!("model-{}", Uuid::new_v4().simple())
+}
+
+#[tokio::test]
+async fn a_refused_response_format_steps_down_at_once_even_with_no_retries_left() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(refusing_json_schema(outline_answer(2)))
+        .mount(&server)
+        .await;
+    let model = unique_model();
+    let mut config = OpenAiConfig {
+        model: model.clone(),
+        ..config(&server)
+    };
+    config.retry.max_retries = 0;
+    config.retry.base_delay = Duration::from_secs(3600);
+
+    let outline = OpenAiClient::new(config.clone())
+        .unwrap()
+        .outline(&course(2))
+        .await
+        .unwrap();
+
+    assert_eq!(outline.lessons.len(), 2);
+    let bodies = bodies(&server).await;
+    assert_eq!(bodies.len(), 2);
+    assert_eq!(bodies[1]["response_format"]["type"], "json_object");
+    assert!(bodies[1]["response_format"]["schema"].is_object());
+    // The schema is in the prompt too, for the model to read.
+    let system = bodies[1]["messages"][0]["content"].as_str().unwrap();
+    assert!(
+        system.contains("JSON schema") && system.contains("\"lessons\""),
+        "{system}"
+    );
+
+    // Another client of the same server and model starts in the mode learned.
+    OpenAiClient::new(config)
+        .unwrap()
+        .outline(&course(2))
+        .await
+        .unwrap();
+    let bodies = self::bodies(&server).await;
+    assert_eq!(bodies.len(), 3);
+    assert_eq!(bodies[2]["response_format"]["type"], "json_object");
+}
+
+#[tokio::test]
+async fn a_learned_mode_the_server_no_longer_takes_restarts_from_the_strictest() {
+    // First a server refusing json_schema teaches json_object_schema ...
+    let server = MockServer::start().await;
+    let refusing = Mock::given(method("POST"))
+        .respond_with(refusing_json_schema(outline_answer(2)))
+        .mount_as_scoped(&server)
+        .await;
+    let config = OpenAiConfig {
+        model: unique_model(),
+        ..config(&server)
+    };
+    OpenAiClient::new(config.clone())
+        .unwrap()
+        .outline(&course(2))
+        .await
+        .unwrap();
+    drop(refusing);
+    // ... then, on the same URL, one like LM Studio refuses json_object.
+    Mock::given(method("POST"))
+        .respond_with(|request: &Request| {
+            let body: Value = request.body_json().unwrap();
+            if body["response_format"]["type"] == "json_object" {
+                return ResponseTemplate::new(400).set_body_json(
+                    json!({"error": "'response_format.type' must be 'json_schema' or 'text'"}),
+                );
+            }
+            completion(&outline_answer(2))
+        })
+        .mount(&server)
+        .await;
+
+    OpenAiClient::new(config)
+        .unwrap()
+        .outline(&course(2))
+        .await
+        .unwrap();
+
+    let modes: Vec<Value> = bodies(&server)
+        .await
+        .iter()
+        .map(|b| b["response_format"]["type"].clone())
+        .collect();
+    assert_eq!(
+        modes,
+        ["json_schema", "json_object", "json_object", "json_schema"].map(|m| json!(m))
+    );
+}
