@@ -22,6 +22,11 @@ async fn a_real_server_generates_a_two_lesson_course_to_ready() {
         );
         return;
     };
+    // What the client decides (modes, re-asks and their reasons) on stderr.
+    coursegen::telemetry::init(
+        coursegen::config::LogFormat::Text,
+        "warn,coursegen::llm=debug",
+    );
     let model = std::env::var("COURSEGEN_TEST_LLM_MODEL").unwrap_or_else(|_| "local-model".into());
     let mut overrides = Overrides::default()
         .set("--llm-provider", "openai")

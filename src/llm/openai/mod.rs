@@ -277,8 +277,12 @@ impl OpenAiClient {
                     reason: reason.0,
                 });
             }
-            debug!(schema = schema.name, answers, %reason, "re-asking the model");
-            reasks.push(json!({ "role": "assistant", "content": reply.answer_text() }));
+            let answer = reply.answer_text();
+            debug!(
+                schema = schema.name, answers, %reason, answer = %parse::excerpt(&answer),
+                "re-asking the model"
+            );
+            reasks.push(json!({ "role": "assistant", "content": answer }));
             reasks.push(json!({
                 "role": "user",
                 "content": format!(

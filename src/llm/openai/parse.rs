@@ -77,8 +77,6 @@ impl Reply {
         if let Some(refusal) = &self.refusal {
             return Err(InvalidAnswer(format!("the model refused: {refusal}")));
         }
-        let text = self.answer_text();
-        let json = find_json(&text);
         if self.truncated() {
             return Err(InvalidAnswer(
                 "the answer was cut off at the length limit; give a complete but more \
@@ -86,15 +84,11 @@ impl Reply {
                     .into(),
             ));
         }
+        let text = self.answer_text();
         if text.trim().is_empty() {
             return Err(InvalidAnswer("the answer is empty".into()));
         }
-        json.ok_or_else(|| {
-            InvalidAnswer(
-                "the answer is not JSON: it holds no JSON object; answer with the JSON object only"
-                    .into(),
-            )
-        })
+        find_json(&text).map_err(InvalidAnswer)
     }
 }
 
@@ -134,28 +128,45 @@ pub(crate) fn strip_think(text: &str) -> String {
 
 /// The JSON object in a model's text: the whole text, else the first
 /// Markdown code fence holding one, else the first `{...}` that parses
-/// (JSON after a sentence of prose, or before one).
-pub(crate) fn find_json(text: &str) -> Option<Value> {
+/// (JSON after a sentence of prose, or before one). A text that starts as
+/// an object is that object or broken: the fences inside its strings (code
+/// examples of a lesson) are not the answer.
+///
+/// # Errors
+/// What the model is told: why the text holds no answer object.
+pub(crate) fn find_json(text: &str) -> Result<Value, String> {
     let text = text.trim();
     let object = |s: &str| {
         serde_json::from_str::<Value>(s.trim())
             .ok()
             .filter(Value::is_object)
     };
-    if let Some(value) = object(text) {
-        return Some(value);
+    if text.starts_with('{') {
+        // The object, possibly followed by prose.
+        let mut values = serde_json::Deserializer::from_str(text).into_iter::<Value>();
+        return match values.next() {
+            Some(Ok(value)) => Ok(value),
+            Some(Err(e)) => Err(format!("the answer is not valid JSON ({e})")),
+            None => Err("the answer is empty".into()),
+        };
     }
     let mut fences = text.split("```").skip(1).step_by(2);
     if let Some(value) = fences.find_map(|block| {
         let block = block.strip_prefix("json").unwrap_or(block);
         object(block)
     }) {
-        return Some(value);
+        return Ok(value);
     }
-    text.match_indices('{').take(64).find_map(|(i, _)| {
-        let mut values = serde_json::Deserializer::from_str(&text[i..]).into_iter::<Value>();
-        values.next()?.ok().filter(Value::is_object)
-    })
+    text.match_indices('{')
+        .take(64)
+        .find_map(|(i, _)| {
+            let mut values = serde_json::Deserializer::from_str(&text[i..]).into_iter::<Value>();
+            values.next()?.ok().filter(Value::is_object)
+        })
+        .ok_or_else(|| {
+            "the answer is not JSON: it holds no JSON object; answer with the JSON object only"
+                .to_owned()
+        })
 }
 
 #[derive(Deserialize)]
@@ -252,7 +263,7 @@ mod tests {
 
     #[test]
     fn json_is_found_in_fences_after_prose_and_alone() {
-        let want = Some(json!({"a": 1}));
+        let want = Ok(json!({"a": 1}));
         assert_eq!(find_json(" {\"a\":1} "), want);
         assert_eq!(find_json("```json\n{\"a\":1}\n```"), want);
         assert_eq!(find_json("Here it is:\n```\n{\"a\":1}\n```\nEnjoy."), want);
@@ -261,8 +272,19 @@ mod tests {
             want
         );
         assert_eq!(find_json("I think {so} but {\"a\":1}"), want);
-        assert_eq!(find_json("no json here"), None);
-        assert_eq!(find_json("[1, 2]"), None);
+        assert_eq!(find_json("{\"a\":1}\nThat is all."), want);
+        assert!(find_json("no json here")
+            .unwrap_err()
+            .contains("no JSON object"));
+        assert!(find_json("[1, 2]").is_err());
+        // An object with a fenced example inside a string, cut short: broken,
+        // not the example.
+        let broken = "{\"content_md\": \"Try:\\n```json\\n{\\\"x\\\": 1}\\n```\" \"quiz\": []}";
+        assert!(
+            find_json(broken).unwrap_err().contains("not valid JSON"),
+            "{:?}",
+            find_json(broken)
+        );
     }
 
     #[test]
