@@ -835,3 +835,21 @@ async fn a_learned_mode_the_server_no_longer_takes_restarts_from_the_strictest()
         ["json_schema", "json_object", "json_object", "json_schema"].map(|m| json!(m))
     );
 }
+
+#[tokio::test]
+async fn an_answer_cut_off_by_the_servers_own_limit_is_re_asked_not_given_more_budget() {
+    // 700 tokens of the 2048 asked for: the server's context window ended it.
+    let full = outline_answer(2);
+    let (server, _) = fake_llm(vec![
+        completion_with(&full[..full.len() / 2], "length", Some((7000, 700))),
+        completion(&full),
+    ])
+    .await;
+
+    client(&server).outline(&course(2)).await.unwrap();
+
+    let bodies = bodies(&server).await;
+    assert_eq!(bodies[1]["max_tokens"], bodies[0]["max_tokens"]);
+    let complaint = last_message(&bodies[1])["content"].as_str().unwrap();
+    assert!(complaint.contains("cut off"), "{complaint}");
+}

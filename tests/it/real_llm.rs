@@ -3,7 +3,8 @@
 //! `COURSEGEN_TEST_LLM_URL` names the server's base URL (e.g. the
 //! `http://127.0.0.1:8081/v1` that `scripts/local-llm.sh` prints);
 //! `COURSEGEN_TEST_LLM_MODEL` names the model (default `local-model`),
-//! `COURSEGEN_TEST_LLM_KEY` an API key if the server needs one. Prints the
+//! `COURSEGEN_TEST_LLM_KEY` an API key if the server needs one,
+//! `COURSEGEN_TEST_LLM_MAX_TOKENS` a lower `LLM_MAX_TOKENS` for slow servers. Prints the
 //! seconds and tokens of each step, and the start of the first lesson.
 
 use std::time::Duration;
@@ -35,6 +36,9 @@ async fn a_real_server_generates_a_two_lesson_course_to_ready() {
         .set("--llm-timeout-secs", 1800)
         .set("--llm-max-retries", 1)
         .set("--course-lease-secs", 30);
+    if let Ok(max) = std::env::var("COURSEGEN_TEST_LLM_MAX_TOKENS") {
+        overrides = overrides.set("--llm-max-tokens", max);
+    }
     if let Ok(key) = std::env::var("COURSEGEN_TEST_LLM_KEY") {
         overrides = overrides.set("--openai-api-key", key);
     }

@@ -243,7 +243,7 @@ impl OpenAiClient {
                 dialect::remember(&self.base_url, &self.model, mode);
             }
             usage = usage + reply.usage_or_estimate(&body);
-            if reply.truncated() && budget < self.max_tokens {
+            if reply.truncated() && budget < self.max_tokens && !reply.stopped_short_of(budget) {
                 let larger = budget.saturating_mul(2).min(self.max_tokens);
                 debug!(
                     schema = schema.name,

@@ -31,6 +31,14 @@ impl Reply {
         self.finish_reason.as_deref() == Some("length")
     }
 
+    /// Whether a cut-off answer ended well before the `budget` asked for:
+    /// the server's own limit (its context window) cut it, and a larger
+    /// budget would not help. Unknown without a token count.
+    pub fn stopped_short_of(&self, budget: u32) -> bool {
+        self.usage
+            .is_some_and(|u| u.completion_tokens.saturating_mul(10) < u64::from(budget) * 9)
+    }
+
     /// The tokens of this reply: the server's count, else an estimate from
     /// the characters of the request's messages and of the answer, marked
     /// as estimated.
