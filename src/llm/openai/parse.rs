@@ -150,11 +150,18 @@ pub(crate) fn find_json(text: &str) -> Result<Value, String> {
             .filter(Value::is_object)
     };
     if text.starts_with('{') {
-        // The object, possibly followed by prose.
-        let mut values = serde_json::Deserializer::from_str(text).into_iter::<Value>();
-        return match values.next() {
+        // The object, possibly followed by prose; raw line breaks and tabs
+        // inside its strings (which small models write) escaped if need be.
+        let first = |text: &str| {
+            let mut values = serde_json::Deserializer::from_str(text).into_iter::<Value>();
+            values.next()
+        };
+        return match first(text) {
             Some(Ok(value)) => Ok(value),
-            Some(Err(e)) => Err(format!("the answer is not valid JSON ({e})")),
+            Some(Err(e)) => match first(&escape_controls_in_strings(text)) {
+                Some(Ok(value)) => Ok(value),
+                _ => Err(format!("the answer is not valid JSON ({e})")),
+            },
             None => Err("the answer is empty".into()),
         };
     }
@@ -175,6 +182,37 @@ pub(crate) fn find_json(text: &str) -> Result<Value, String> {
             "the answer is not JSON: it holds no JSON object; answer with the JSON object only"
                 .to_owned()
         })
+}
+
+/// `text` with the control characters inside JSON strings escaped
+/// (`\n`, `\t`, `\u0001`), which strict JSON forbids raw.
+fn escape_controls_in_strings(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 16);
+    let (mut in_string, mut escaped) = (false, false);
+    for c in text.chars() {
+        if in_string && !escaped && c.is_control() && (c as u32) < 0x20 {
+            match c {
+                '\n' => out.push_str("\\n"),
+                '\r' => out.push_str("\\r"),
+                '\t' => out.push_str("\\t"),
+                c => out.push_str(&format!("\\u{:04x}", c as u32)),
+            }
+            continue;
+        }
+        out.push(c);
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == '"' {
+                in_string = false;
+            }
+        } else if c == '"' {
+            in_string = true;
+        }
+    }
+    out
 }
 
 #[derive(Deserialize)]
@@ -281,6 +319,11 @@ mod tests {
         );
         assert_eq!(find_json("I think {so} but {\"a\":1}"), want);
         assert_eq!(find_json("{\"a\":1}\nThat is all."), want);
+        // Raw line breaks and tabs inside strings, as small models write them.
+        assert_eq!(
+            find_json("{\"a\": \"two\nlines\tand \\\"quotes\\\"\"}\n"),
+            Ok(json!({"a": "two\nlines\tand \"quotes\""}))
+        );
         assert!(find_json("no json here")
             .unwrap_err()
             .contains("no JSON object"));
