@@ -154,6 +154,9 @@ pub(crate) fn lesson_schema(number: u32) -> Schema {
         4,
         4,
     );
+    let question = &mut grammar["properties"]["quiz"]["items"]["properties"];
+    question["question"]["minLength"] = json!(1);
+    question["options"]["items"]["minLength"] = json!(1);
     grammar["properties"]["quiz"]["items"]["properties"]["answer_index"] =
         json!({ "enum": [0, 1, 2, 3] });
     Schema {
@@ -239,5 +242,6 @@ mod tests {
         let question = &lesson["properties"]["quiz"]["items"]["properties"];
         assert_eq!(question["options"]["maxItems"], 4);
         assert_eq!(question["answer_index"]["enum"], json!([0, 1, 2, 3]));
+        assert_eq!(question["options"]["items"]["minLength"], 1);
     }
 }
