@@ -1,6 +1,6 @@
 //! The running service: `Application::build` starts everything `coursegen
 //! serve` runs (store subscription, scheduler and course actors);
-//! `run_until_stopped` waits for SIGINT/SIGTERM and shuts down cleanly.
+//! `Application::stop` shuts it down cleanly (the CLI calls it on a signal).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,6 +10,7 @@ use clap::Args;
 
 use crate::actors::scheduler::{self, Scheduler, SchedulerSettings};
 use crate::ingress::amqp::{replies, AmqpService, AmqpSettings, AmqpStatus};
+use crate::ingress::http::courses::watch::CourseWatch;
 use crate::ingress::http::{
     self as http_api, ApiState, Auth, ComponentHealth, HealthHooks, HttpSettings,
 };
@@ -108,6 +109,9 @@ impl Application {
         max_active: usize,
         grace: Duration,
     ) -> Self {
+        // The NOTIFY sender lives on this (the System's) runtime, which lasts
+        // as long as the service, not on an HTTP worker's.
+        store.send_notifications_on(tokio::runtime::Handle::current());
         let notifier = Arc::new(Notifier::start(store.config().clone()));
         let scheduler = Scheduler::new(
             store.clone(),
@@ -153,12 +157,22 @@ impl Application {
             self.projections = Some(Arc::new(runners));
         }
         let mut state = ApiState::new(self.store.clone(), auth);
+        // Progress streams are woken by appends, on this (the System's) runtime.
+        state.watch = CourseWatch::start(self.store.clone(), Some(self._notifier.wakeups()));
         state.projections = self.projections.clone();
         state.health = self.health.clone();
         let (server, addr) = http_api::serve(state, listener, settings)?;
         self.http = Some((server.handle(), addr));
         actix_rt::spawn(server);
         Ok(addr)
+    }
+
+    /// How many course actors this process runs now (0: it drives no course).
+    pub async fn active_courses(&self) -> usize {
+        self.scheduler
+            .send(scheduler::ActiveCourses)
+            .await
+            .unwrap_or(0)
     }
 
     /// The RabbitMQ connection state, when AMQP is on.
@@ -170,20 +184,6 @@ impl Application {
     /// probe for `/health`.
     pub fn health_hooks(&self) -> HealthHooks {
         self.health.clone()
-    }
-
-    /// Runs until SIGINT or SIGTERM, then stops cleanly.
-    ///
-    /// # Errors
-    /// Signal handlers that cannot be installed.
-    pub(crate) async fn run_until_stopped(self) -> anyhow::Result<()> {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
-            _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
-        }
-        self.stop().await;
-        Ok(())
     }
 
     /// Stops taking work, lets in-flight steps finish (within the grace

@@ -10,7 +10,8 @@ use clap::{Args, ValueEnum};
 pub struct DatabaseSettings {
     /// PostgreSQL connection string. Unset: a private cluster under --data-dir,
     /// made with this machine's PostgreSQL binaries and reachable only through
-    /// a Unix socket.
+    /// a Unix socket, running while any coursegen process uses it (the last
+    /// to exit stops it).
     #[arg(long, env = "DATABASE_URL", global = true, hide_env_values = true)]
     pub database_url: Option<String>,
 
@@ -33,7 +34,7 @@ pub struct DatabaseSettings {
     pub max_connections: usize,
 }
 
-/// How logs are written (always to stderr).
+/// How log lines are written.
 #[derive(Debug, Clone, Copy, Default, ValueEnum)]
 pub enum LogFormat {
     /// Human-readable lines.
@@ -49,4 +50,29 @@ pub struct LogSettings {
     /// Log line format.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
     pub log_format: LogFormat,
+
+    /// Log more: `-v` for INFO lines (what the private cluster does, ...),
+    /// `-vv` for DEBUG. `serve` logs INFO without it, the other commands
+    /// only warnings and errors. RUST_LOG, when set, decides instead.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+
+    /// Append log lines to this file instead of writing them to stderr
+    /// (`scripts/run.sh` runs `serve` with `.coursegen/serve.log`).
+    #[arg(long, env = "LOG_FILE", global = true)]
+    pub log_file: Option<PathBuf>,
+}
+
+impl LogSettings {
+    /// The log filter when RUST_LOG is unset: `quiet` (the short commands,
+    /// whose output is their result) shows only warnings and errors, the
+    /// service INFO; each `-v` adds a level.
+    pub fn default_filter(&self, quiet: bool) -> &'static str {
+        match self.verbose + u8::from(!quiet) {
+            0 => "warn",
+            1 => "info,tokio_postgres=warn",
+            2 => "debug,tokio_postgres=info",
+            _ => "trace",
+        }
+    }
 }

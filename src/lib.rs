@@ -3,7 +3,7 @@
 //!
 //! - [`domain`]: pure core: ids, events, commands, course state (decide/evolve).
 //! - [`store`]: the PostgreSQL event store: migrations, append, gap-safe reads, subscription, work queue.
-//! - [`database`]: opening the database: the configured server or a private cluster, migrated.
+//! - [`database`]: opening the database: the configured server or a private cluster (shared by coursegen processes, stopped by the last), migrated.
 //! - [`llm`]: the language model: OpenAI-compatible client and offline generator.
 //! - [`actors`]: the scheduler and one course actor per in-flight course.
 //! - [`projections`]: read models built from the log: runners (checkpoint, lock, lag), replay.
@@ -11,7 +11,7 @@
 //! - [`app`]: `coursegen serve`: everything started, stopped cleanly on a signal.
 //! - [`retry`]: retry delays: one exponential backoff with a cap and jitter for every retrying loop.
 //! - [`config`]: typed settings from the environment and CLI flags.
-//! - [`telemetry`]: logging setup (text or JSON lines on stderr).
+//! - [`telemetry`]: logging setup (text or JSON lines, on stderr or to a file).
 //! - [`cli`]: the command-line interface.
 //! - [`bench`]: benchmarks run with `coursegen bench`.
 

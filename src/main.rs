@@ -6,7 +6,10 @@ use coursegen::cli::{self, Cli};
 fn main() -> ExitCode {
     let _ = dotenvy::dotenv();
     let cli = Cli::parse();
-    coursegen::telemetry::init(cli.log.log_format, "info,tokio_postgres=warn");
+    if let Err(e) = coursegen::telemetry::init(&cli.log, cli.default_log_filter()) {
+        eprintln!("error: {e:#}");
+        return ExitCode::FAILURE;
+    }
     let system = actix_rt::System::with_tokio_rt(|| {
         tokio::runtime::Builder::new_multi_thread()
             .enable_all()

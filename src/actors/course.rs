@@ -3,6 +3,11 @@
 //! appends the result with the version it decided on, and repeats until the
 //! course is READY or FAILED. A step already in the log is never redone, so a
 //! restarted service resumes at the next missing lesson.
+//!
+//! Before each model call it checks that the stream has not moved on (a
+//! `CourseDeleted`, another writer): if it has, it reloads and decides again,
+//! so a deleted course costs no token past the call already in flight, whose
+//! answer is still recorded (see `decide`) and not paid again on restore.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,7 +15,9 @@ use std::time::Duration;
 use actix::prelude::*;
 use uuid::Uuid;
 
-use crate::domain::{evolve, Command, Course, CourseFailed, NextStep};
+use crate::domain::{
+    evolve, Command, Course, CourseFailed, NextStep, SubtitlesFailed, SubtitlesGenerated,
+};
 use crate::llm::LlmClient;
 use crate::retry::Backoff;
 use crate::store::courses::{self, CommandError};
@@ -24,7 +31,9 @@ pub(crate) struct CourseFinished {
 }
 
 /// Asks a course actor to stop once its current step is recorded (its lease
-/// was lost, or the service is shutting down).
+/// was lost, the course was deleted, or the service is shutting down). An
+/// answer already paid for and not yet appended is appended first; no new
+/// model call is made.
 #[derive(Message, Debug, Clone, Copy)]
 #[rtype(result = "()")]
 pub(crate) struct StopAfterStep;
@@ -52,6 +61,8 @@ pub(crate) struct CourseActor {
     pending: Option<Command>,
     /// Delay before retrying after a database failure; reset by a success.
     backoff: Backoff,
+    /// [`StopAfterStep`] came while `pending` held an answer: record it, then stop.
+    stopping: bool,
 }
 
 impl CourseActor {
@@ -70,6 +81,7 @@ impl CourseActor {
             course: Course::default(),
             pending: None,
             backoff: Backoff::new(Duration::from_millis(200), Duration::from_secs(10)),
+            stopping: false,
         }
     }
 }
@@ -128,7 +140,11 @@ enum StepOutcome {
 impl Handler<TakeNextStep> for CourseActor {
     type Result = AtomicResponse<Self, ()>;
 
-    fn handle(&mut self, _: TakeNextStep, _: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, _: TakeNextStep, ctx: &mut Self::Context) -> Self::Result {
+        if self.stopping && self.pending.is_none() {
+            ctx.stop();
+            return AtomicResponse::new(Box::pin(actix::fut::ready(())));
+        }
         let step = take_step(
             self.store.clone(),
             self.llm.clone(),
@@ -148,6 +164,8 @@ impl Handler<TakeNextStep> for CourseActor {
                     act.pending = pending;
                     ctx.notify(Reload);
                 }
+                // Stopping: the answer is left for whoever resumes the course.
+                StepOutcome::Unavailable(_) if act.stopping => ctx.stop(),
                 StepOutcome::Unavailable(pending) => {
                     act.pending = pending;
                     let delay = act.backoff.next_delay();
@@ -163,7 +181,11 @@ impl Handler<StopAfterStep> for CourseActor {
 
     fn handle(&mut self, _: StopAfterStep, ctx: &mut Self::Context) {
         // Steps are atomic responses: none is running while this is handled.
-        ctx.stop();
+        if self.pending.is_none() {
+            ctx.stop();
+        } else {
+            self.stopping = true;
+        }
     }
 }
 
@@ -176,12 +198,29 @@ async fn take_step(
     course: Course,
     pending: Option<Command>,
 ) -> StepOutcome {
+    let kept = pending.is_some();
     let command = match pending {
         Some(command) => command,
-        None => match next_command(&*llm, &course).await {
-            Some(command) => command,
-            None => return StepOutcome::Done,
-        },
+        None => {
+            if matches!(
+                course.next_step(),
+                NextStep::Outline | NextStep::Lesson(_) | NextStep::Translate(_)
+            ) {
+                // About to pay for a model call: only on the latest state.
+                match courses::version(&store, id).await {
+                    Ok(v) if v == course.version => {}
+                    Ok(_) => return StepOutcome::Stale(None),
+                    Err(e) => {
+                        tracing::warn!(course_id = %id, error = %e, "could not check the course; will retry");
+                        return StepOutcome::Unavailable(None);
+                    }
+                }
+            }
+            match next_command(&*llm, &course).await {
+                Some(command) => command,
+                None => return StepOutcome::Done,
+            }
+        }
     };
     let metadata = Metadata {
         producer: Some("course-actor".into()),
@@ -205,6 +244,14 @@ async fn take_step(
             match courses::load(&store, id).await {
                 Ok((fresh, _)) if fresh.version != course.version => {
                     StepOutcome::Stale(Some(command))
+                }
+                // An answer kept across a reload, refused by the state the
+                // log moved on to (the lesson is recorded already, the course
+                // was deleted before it started, ...); or any step of a
+                // deleted course: drop it and look at the course afresh.
+                Ok((fresh, _)) if kept || fresh.deleted => {
+                    tracing::debug!(course_id = %id, %rule, "dropping a step the course moved past");
+                    StepOutcome::Stale(None)
                 }
                 Ok(_) => match command {
                     Command::Fail(_) => StepOutcome::Done,
@@ -253,6 +300,30 @@ async fn next_command(llm: &dyn LlmClient, course: &Course) -> Option<Command> {
                 Err(e) => failed(e),
             }
         }
+        NextStep::Subtitles(n) => Command::RecordSubtitles(SubtitlesGenerated {
+            lesson: n,
+            language: course.source_language().to_owned(),
+            cues: course.narration.get(&n)?.clone(),
+            model: None,
+            usage: Default::default(),
+        }),
+        NextStep::Translate(n) => {
+            let language = course.next_translation_language()?.to_owned();
+            let source = course
+                .subtitles
+                .get(&(n, course.source_language().to_owned()))?;
+            match llm.translate(request, n, source, &language).await {
+                Ok(track) => Command::RecordSubtitles(track),
+                // A translation that fails stops its language, not the course.
+                Err(e) => Command::FailSubtitles(SubtitlesFailed {
+                    lesson: n,
+                    language,
+                    error: e.to_string(),
+                    retryable: e.retryable(),
+                }),
+            }
+        }
+        NextStep::FinishSubtitles => Command::FinishSubtitles,
         NextStep::Complete => Command::Complete,
     })
 }
@@ -262,6 +333,9 @@ fn step_name(step: NextStep) -> String {
         NextStep::Start => "start".into(),
         NextStep::Outline => "outline".into(),
         NextStep::Lesson(n) => format!("lesson {n}"),
+        NextStep::Subtitles(n) => format!("subtitles of lesson {n}"),
+        NextStep::Translate(n) => format!("translation of lesson {n}"),
+        NextStep::FinishSubtitles => "subtitles".into(),
         NextStep::Complete => "completion".into(),
         NextStep::Nothing => "none".into(),
     }

@@ -10,6 +10,7 @@
 //! - [`http`]: the read endpoints under load beside their SQL.
 //! - [`replay`]: projection replay beside a pure-SQL rebuild, then live lag.
 //! - [`amqp`]: publish to `accepted` reply beside a bare publish-to-consume.
+//! - [`sse`]: database transactions per second of idle progress streams.
 //!
 //! The benchmarks are part of the command line, not of the service: like
 //! `cli` and `main` they report failures with `anyhow`.
@@ -19,6 +20,7 @@ pub(crate) mod append;
 pub(crate) mod generate;
 pub(crate) mod http;
 pub(crate) mod replay;
+pub(crate) mod sse;
 
 use std::process::ExitCode;
 
@@ -27,7 +29,7 @@ use clap::Subcommand;
 use uuid::Uuid;
 
 use crate::config::DatabaseSettings;
-use crate::database::Database;
+use crate::database::{ClusterHold, Database};
 use crate::domain::{
     CourseEvent, LessonGenerated, LessonSection, QuizQuestion, SourceRef, TokenUsage,
 };
@@ -63,6 +65,10 @@ pub enum BenchCommand {
     /// Requests per second from publishing to the `accepted` reply through
     /// RabbitMQ, beside a bare publish-to-consume of the same messages.
     Amqp(amqp::AmqpBenchArgs),
+    /// Database transactions per second with N idle progress streams
+    /// (`GET /courses/{id}/progress`) open, beside the service's own with
+    /// none open.
+    Sse(sse::SseArgs),
 }
 
 /// Runs a benchmark.
@@ -71,10 +77,11 @@ pub enum BenchCommand {
 /// Database errors; the scratch database is dropped in any case.
 pub(crate) async fn run(
     settings: &DatabaseSettings,
+    cluster: &ClusterHold,
     cmd: BenchCommand,
 ) -> anyhow::Result<ExitCode> {
     // Only the scratch database is migrated: the configured one is left as it is.
-    let db = Database::connect(settings).await?;
+    let db = Database::connect(settings, cluster).await?;
     let scratch = ScratchDatabase::create(&db.store).await?;
     let result = match cmd {
         BenchCommand::Append(args) => append::run(&scratch, &args).await,
@@ -82,6 +89,7 @@ pub(crate) async fn run(
         BenchCommand::Http(args) => http::run(&scratch, &args).await,
         BenchCommand::Replay(args) => replay::run(&scratch, &args).await,
         BenchCommand::Amqp(args) => amqp::run(&scratch, &args).await,
+        BenchCommand::Sse(args) => sse::run(&scratch, &args).await,
     };
     scratch.drop_database().await?;
     result.map(|()| ExitCode::SUCCESS)
@@ -117,6 +125,20 @@ impl ScratchDatabase {
         migrate::run(&store).await?;
         store.pool().close();
         Ok(scratch)
+    }
+
+    /// A scratch database on the tests' server (`COURSEGEN_TEST_DATABASE_URL`),
+    /// for the crate's own tests that need one, and a store on it.
+    #[cfg(test)]
+    pub(crate) async fn for_tests() -> (Self, EventStore) {
+        let url = std::env::var("COURSEGEN_TEST_DATABASE_URL")
+            .unwrap_or_else(|_| "host=127.0.0.1 port=5432 user=postgres dbname=postgres".into());
+        let admin = EventStore::connect(&url, 1).expect("a valid COURSEGEN_TEST_DATABASE_URL");
+        let db = Self::create(&admin)
+            .await
+            .expect("PostgreSQL for tests is reachable");
+        let store = db.store(4);
+        (db, store)
     }
 
     /// A store on the scratch database with a pool of `connections`.
@@ -192,6 +214,7 @@ pub fn realistic_lesson(number: u32) -> CourseEvent {
             total_tokens: 2200,
             estimated: false,
         },
+        ..Default::default()
     }
     .into()
 }

@@ -134,6 +134,7 @@ fn course_templates() -> Vec<(String, i16, serde_json::Value)> {
             num_lessons: 3,
             language: "en".into(),
             source_filter: None,
+            ..Default::default()
         }
         .into(),
         GenerationStarted {
@@ -154,6 +155,7 @@ fn course_templates() -> Vec<(String, i16, serde_json::Value)> {
                 .collect(),
             model: "bench".into(),
             usage,
+            ..Default::default()
         }
         .into(),
         realistic_lesson(1),

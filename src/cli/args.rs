@@ -8,8 +8,15 @@ use crate::config::{DatabaseSettings, LogSettings};
 /// Turn a topic into a complete online course with a language model.
 ///
 /// Every step of every course is an event in PostgreSQL. With no
-/// DATABASE_URL, coursegen starts a private PostgreSQL cluster under
-/// .coursegen/pg using this machine's PostgreSQL binaries.
+/// DATABASE_URL, coursegen uses a private PostgreSQL cluster under
+/// .coursegen/pg, made with this machine's PostgreSQL binaries. Every
+/// coursegen process on it holds it while it runs: the first one starts
+/// it, and the last one to exit stops it, so `submit` or `events` never
+/// stop it under a running `serve`, and nothing is left running after the
+/// last exits.
+///
+/// `serve` logs INFO lines; the other commands only warnings and errors
+/// (`-v` for more, or RUST_LOG).
 #[derive(Debug, Parser)]
 #[command(
     name = "coursegen",
@@ -28,12 +35,22 @@ pub struct Cli {
     pub command: Commands,
 }
 
+impl Cli {
+    /// The log filter when RUST_LOG is unset: `serve` logs INFO; the short
+    /// commands only warnings and errors, so that what they print is their
+    /// result; `-v` adds a level.
+    pub fn default_log_filter(&self) -> &'static str {
+        self.log
+            .default_filter(!matches!(self.command, Commands::Serve(_)))
+    }
+}
+
 /// What to do.
 #[derive(Debug, Subcommand)]
 pub enum Commands {
     /// Run the service: generate every queued course (and resume any left
-    /// half-done) until SIGINT/SIGTERM. Several `serve` processes on one
-    /// database share the work.
+    /// half-done) until SIGINT, SIGTERM or SIGHUP. Several `serve`
+    /// processes on one database share the work.
     Serve(crate::app::ServeArgs),
     /// Create or update the database schema (every other command does this too).
     Migrate,
@@ -44,6 +61,9 @@ pub enum Commands {
     Submit(SubmitArgs),
     /// Show a course's history: every event of its stream, oldest first.
     Events(EventsArgs),
+    /// Work with one course: edit its metadata.
+    #[command(subcommand)]
+    Courses(CoursesAction),
     /// Re-open a FAILED course: generation resumes at the first missing step
     /// (steps already recorded are kept, their tokens not paid again).
     Retry(RetryArgs),
@@ -103,6 +123,11 @@ pub struct SubmitArgs {
     /// Restrict sources to this relative path prefix, e.g. "microbiology/".
     #[arg(long)]
     pub source_filter: Option<String>,
+    #[command(flatten)]
+    pub metadata: MetadataArgs,
+    /// Also make subtitles in this language (BCP-47; repeat for more).
+    #[arg(long = "subtitle-language")]
+    pub subtitle_languages: Vec<String>,
     /// Wait until the course is READY (exit 0) or FAILED (exit 1), showing
     /// progress. A running `coursegen serve` does the generating.
     #[arg(long)]
@@ -113,6 +138,71 @@ pub struct SubmitArgs {
     pub via: Via,
     #[command(flatten)]
     pub amqp: crate::ingress::amqp::AmqpSettings,
+}
+
+/// Course metadata, as `submit` and `courses edit` take it.
+#[derive(Debug, Args, Default)]
+pub struct MetadataArgs {
+    /// Who the course is credited to (at most 100 characters).
+    #[arg(long)]
+    pub author: Option<String>,
+    /// A tag (repeat for more, at most 20); normalised to lower case.
+    #[arg(long = "tag")]
+    pub tags: Vec<String>,
+    /// beginner, intermediate or advanced.
+    #[arg(long)]
+    pub difficulty: Option<String>,
+    /// Something learners should know first (repeat for more).
+    #[arg(long = "prerequisite")]
+    pub prerequisites: Vec<String>,
+    /// Something learners can do afterwards (repeat for more).
+    #[arg(long = "outcome")]
+    pub learning_outcomes: Vec<String>,
+}
+
+/// `coursegen courses` actions.
+#[derive(Debug, Subcommand)]
+pub enum CoursesAction {
+    /// Change a course's metadata (records CourseMetadataChanged; the
+    /// history shows who changed what). Lists given replace the old ones.
+    Edit(EditArgs),
+    /// Write a course's subtitles in one language as WebVTT, SRT or JSON:
+    /// one lesson to stdout, or every lesson into a directory.
+    Subtitles(SubtitlesArgs),
+}
+
+/// Which subtitles to write, and how.
+#[derive(Debug, Args)]
+pub struct SubtitlesArgs {
+    /// The course id.
+    pub course_id: Uuid,
+    /// Language (BCP-47); default: the course's.
+    #[arg(long)]
+    pub lang: Option<String>,
+    /// vtt, srt or json.
+    #[arg(long, default_value = "vtt")]
+    pub format: String,
+    /// Only this lesson (to stdout).
+    #[arg(long)]
+    pub lesson: Option<i32>,
+    /// Write every lesson as `lesson-<n>.<lang>.<format>` into this directory.
+    #[arg(long)]
+    pub out_dir: Option<std::path::PathBuf>,
+}
+
+/// A metadata edit.
+#[derive(Debug, Args)]
+pub struct EditArgs {
+    /// The course id.
+    pub course_id: Uuid,
+    #[command(flatten)]
+    pub metadata: MetadataArgs,
+    /// The course's language as a BCP-47 tag.
+    #[arg(long)]
+    pub language: Option<String>,
+    /// Who is editing (a user id, kept in the history).
+    #[arg(long)]
+    pub user: Option<Uuid>,
 }
 
 /// The way `submit` sends a request.
@@ -129,7 +219,7 @@ pub enum Via {
 pub struct RetryArgs {
     /// The course id.
     pub course_id: Uuid,
-    /// Why (kept in the history).
+    /// Why (kept in the history): at most 500 characters, no control characters.
     #[arg(long)]
     pub reason: Option<String>,
     /// Wait until the course is READY or FAILED again, showing progress.

@@ -5,48 +5,97 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
+use tokio::signal::unix::{signal, Signal, SignalKind};
 use uuid::Uuid;
 
 use super::args::{
-    Cli, Commands, EventsArgs, LlmCommand, ProjectionsAction, ProjectionsArgs, ReplayArgs,
-    RetryArgs, SubmitArgs, Via,
+    Cli, Commands, CoursesAction, EditArgs, EventsArgs, LlmCommand, ProjectionsAction,
+    ProjectionsArgs, ReplayArgs, RetryArgs, SubmitArgs, Via,
 };
 use super::output::{self, CourseProgress, ReplyProgress};
 use crate::config::DatabaseSettings;
-use crate::database::Database;
-use crate::domain::{course_id, Command, CourseRequest, DomainError, RawCourseRequest};
+use crate::database::{ClusterHold, Database};
+use crate::domain::{
+    course_id, Command, CourseRequest, DomainError, MetadataChange, RawCourseRequest,
+    RawMetadataChange, Reason,
+};
 use crate::ingress::amqp::{self, client, AmqpError, AmqpSettings};
 use crate::projections::{replay, CheckpointState, Projection};
 use crate::store::courses::{self, CommandError, Submitted};
 use crate::store::subscription::{Notifier, Waiter};
 use crate::store::{EventStore, Metadata};
 
-/// Runs the parsed command.
+/// Runs the parsed command, then gives up this process's hold on the
+/// private cluster (stopping it if no other process holds it), however the
+/// command ended: done, failed, or interrupted by SIGINT/SIGTERM.
 ///
 /// # Errors
 /// Whatever stopped the command; `main` prints it on one line.
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    match cli.command {
-        Commands::Serve(args) => {
-            let db = Database::open(&cli.database).await?;
-            let mut app = crate::app::Application::build(db.store.clone(), &args)?;
-            app.start_http(&args.http).await?;
-            tracing::info!("coursegen is running; stop it with Ctrl-C or SIGTERM");
-            app.run_until_stopped().await?;
-            Ok(ExitCode::SUCCESS)
-        }
-        Commands::Retry(args) => retry(&cli.database, args).await,
+    let cluster = ClusterHold::default();
+    let mut interrupt = Interrupt::listen()?;
+    let result = match cli.command {
+        Commands::Serve(args) => serve(&cli.database, &cluster, args, &mut interrupt).await,
+        command => tokio::select! {
+            result = dispatch(&cli.database, &cluster, command) => result,
+            signal = interrupt.recv() => {
+                eprintln!("{}: stopped", signal.name);
+                Ok(signal.exit_code())
+            }
+        },
+    };
+    cluster.release().await;
+    result
+}
+
+/// `serve`: starts everything, runs until SIGINT, SIGTERM or SIGHUP, stops
+/// cleanly. A signal during the start ends it at once.
+async fn serve(
+    settings: &DatabaseSettings,
+    cluster: &ClusterHold,
+    args: crate::app::ServeArgs,
+    interrupt: &mut Interrupt,
+) -> anyhow::Result<ExitCode> {
+    let started = async {
+        let db = Database::open(settings, cluster).await?;
+        let mut app = crate::app::Application::build(db.store.clone(), &args)?;
+        app.start_http(&args.http).await?;
+        anyhow::Ok((db, app))
+    };
+    let (_db, app) = tokio::select! {
+        started = started => started?,
+        signal = interrupt.recv() => return Ok(signal.exit_code()),
+    };
+    tracing::info!("coursegen is running; stop it with Ctrl-C or SIGTERM");
+    let signal = interrupt.recv().await;
+    tracing::info!("{}: shutting down", signal.name);
+    app.stop().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn dispatch(
+    settings: &DatabaseSettings,
+    cluster: &ClusterHold,
+    command: Commands,
+) -> anyhow::Result<ExitCode> {
+    match command {
+        Commands::Serve(_) => unreachable!("run starts serve itself"),
+        Commands::Retry(args) => retry(settings, cluster, args).await,
         Commands::Migrate => {
-            Database::open(&cli.database).await?;
+            Database::open(settings, cluster).await?;
             eprintln!("database schema is up to date");
             Ok(ExitCode::SUCCESS)
         }
-        Commands::Submit(args) => submit(&cli.database, args).await,
-        Commands::Events(args) => events(&cli.database, args).await,
-        Commands::Replay(args) => replay(&cli.database, args).await,
-        Commands::Projections(args) => projections_command(&cli.database, args).await,
+        Commands::Submit(args) => submit(settings, cluster, args).await,
+        Commands::Events(args) => events(settings, cluster, args).await,
+        Commands::Courses(CoursesAction::Edit(args)) => edit(settings, cluster, args).await,
+        Commands::Courses(CoursesAction::Subtitles(args)) => {
+            super::subtitles::write(settings, cluster, args).await
+        }
+        Commands::Replay(args) => replay(settings, cluster, args).await,
+        Commands::Projections(args) => projections_command(settings, cluster, args).await,
         Commands::Llm(LlmCommand::Check(args)) => Ok(llm_check(&args.llm).await),
-        Commands::Bench(cmd) => crate::bench::run(&cli.database, cmd).await,
+        Commands::Bench(cmd) => crate::bench::run(settings, cluster, cmd).await,
     }
 }
 
@@ -88,7 +137,54 @@ async fn llm_check(settings: &crate::llm::LlmSettings) -> ExitCode {
     }
 }
 
-async fn submit(settings: &DatabaseSettings, args: SubmitArgs) -> anyhow::Result<ExitCode> {
+/// SIGINT (Ctrl-C), SIGTERM or SIGHUP (the terminal closed). Listening
+/// starts when it is made, so a command stopped at any moment still
+/// releases the private cluster rather than dying with it running.
+struct Interrupt {
+    int: Signal,
+    term: Signal,
+    hup: Signal,
+}
+
+/// The signal an [`Interrupt`] received.
+struct Received {
+    name: &'static str,
+    number: i32,
+}
+
+impl Received {
+    /// 128 + the signal's number, as a shell reports a command it ended.
+    fn exit_code(&self) -> ExitCode {
+        ExitCode::from(128 + self.number as u8)
+    }
+}
+
+impl Interrupt {
+    fn listen() -> anyhow::Result<Self> {
+        let listen = |kind| signal(kind).context("installing the signal handlers");
+        Ok(Self {
+            int: listen(SignalKind::interrupt())?,
+            term: listen(SignalKind::terminate())?,
+            hup: listen(SignalKind::hangup())?,
+        })
+    }
+
+    /// Waits for one of the signals.
+    async fn recv(&mut self) -> Received {
+        let (name, number) = tokio::select! {
+            _ = self.int.recv() => ("SIGINT", libc::SIGINT),
+            _ = self.term.recv() => ("SIGTERM", libc::SIGTERM),
+            _ = self.hup.recv() => ("SIGHUP", libc::SIGHUP),
+        };
+        Received { name, number }
+    }
+}
+
+async fn submit(
+    settings: &DatabaseSettings,
+    cluster: &ClusterHold,
+    args: SubmitArgs,
+) -> anyhow::Result<ExitCode> {
     let request = CourseRequest::parse(RawCourseRequest {
         request_id: Some(
             args.request_id
@@ -100,12 +196,18 @@ async fn submit(settings: &DatabaseSettings, args: SubmitArgs) -> anyhow::Result
         num_lessons: Some(args.lessons),
         language: Some(args.language),
         source_filter: args.source_filter,
+        author: args.metadata.author,
+        tags: non_empty(args.metadata.tags),
+        difficulty: args.metadata.difficulty,
+        prerequisites: non_empty(args.metadata.prerequisites),
+        learning_outcomes: non_empty(args.metadata.learning_outcomes),
+        subtitle_languages: non_empty(args.subtitle_languages),
     })
     .map_err(|e| anyhow::anyhow!("invalid request: {e}"))?;
     if args.via == Via::Amqp {
         return submit_via_amqp(&args.amqp, &request, args.wait).await;
     }
-    let db = Database::open(settings).await?;
+    let db = Database::open(settings, cluster).await?;
     let (id, outcome) = courses::submit(&db.store, request, Metadata::producer("cli")).await?;
     match outcome {
         Submitted::Created(_) => eprintln!("course requested"),
@@ -164,11 +266,54 @@ async fn submit_via_amqp(
     Ok(code)
 }
 
-async fn retry(settings: &DatabaseSettings, args: RetryArgs) -> anyhow::Result<ExitCode> {
-    let db = Database::open(settings).await?;
-    let command = Command::Retry {
-        reason: args.reason,
-    };
+/// A repeated flag given at least once.
+fn non_empty(items: Vec<String>) -> Option<Vec<String>> {
+    (!items.is_empty()).then_some(items)
+}
+
+/// `courses edit`: records the metadata change (nothing when it repeats the
+/// current values).
+async fn edit(
+    settings: &DatabaseSettings,
+    cluster: &ClusterHold,
+    args: EditArgs,
+) -> anyhow::Result<ExitCode> {
+    let change = MetadataChange::parse(RawMetadataChange {
+        author: args.metadata.author,
+        tags: non_empty(args.metadata.tags),
+        language: args.language,
+        difficulty: args.metadata.difficulty,
+        prerequisites: non_empty(args.metadata.prerequisites),
+        learning_outcomes: non_empty(args.metadata.learning_outcomes),
+    })
+    .map_err(|e| anyhow::anyhow!("invalid edit: {e}"))?;
+    let db = Database::open(settings, cluster).await?;
+    let mut metadata = Metadata::producer("cli");
+    metadata.user_id = args.user;
+    let id = args.course_id;
+    match courses::execute(&db.store, id, Command::ChangeMetadata(change), &metadata).await {
+        Ok((events, _)) if events.is_empty() => {
+            eprintln!("course {id} already has this metadata; nothing recorded")
+        }
+        Ok(_) => eprintln!("course {id} metadata changed"),
+        Err(CommandError::Rejected(DomainError::NotFound)) => {
+            anyhow::bail!("no course with id {id}")
+        }
+        Err(CommandError::Rejected(e)) => anyhow::bail!("cannot edit course {id}: {e}"),
+        Err(e) => return Err(e.into()),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn retry(
+    settings: &DatabaseSettings,
+    cluster: &ClusterHold,
+    args: RetryArgs,
+) -> anyhow::Result<ExitCode> {
+    let reason =
+        Reason::parse(args.reason).map_err(|e| anyhow::anyhow!("invalid --reason: {e}"))?;
+    let db = Database::open(settings, cluster).await?;
+    let command = Command::Retry { reason };
     match courses::execute(
         &db.store,
         args.course_id,
@@ -221,8 +366,12 @@ async fn wait_for_course(store: &EventStore, id: Uuid) -> anyhow::Result<ExitCod
     }
 }
 
-async fn events(settings: &DatabaseSettings, args: EventsArgs) -> anyhow::Result<ExitCode> {
-    let db = Database::open(settings).await?;
+async fn events(
+    settings: &DatabaseSettings,
+    cluster: &ClusterHold,
+    args: EventsArgs,
+) -> anyhow::Result<ExitCode> {
+    let db = Database::open(settings, cluster).await?;
     let events = db.store.read_stream(args.course_id).await?;
     if events.is_empty() {
         anyhow::bail!("no course with id {}", args.course_id);
@@ -231,13 +380,17 @@ async fn events(settings: &DatabaseSettings, args: EventsArgs) -> anyhow::Result
     Ok(ExitCode::SUCCESS)
 }
 
-async fn replay(settings: &DatabaseSettings, args: ReplayArgs) -> anyhow::Result<ExitCode> {
+async fn replay(
+    settings: &DatabaseSettings,
+    cluster: &ClusterHold,
+    args: ReplayArgs,
+) -> anyhow::Result<ExitCode> {
     let projections = match (&args.projection, args.all) {
         (Some(name), false) => vec![Projection::parse(name)?],
         // `--all`, or no projection named (clap refuses both together).
         _ => Projection::ALL.to_vec(),
     };
-    let db = Database::open(settings).await?;
+    let db = Database::open(settings, cluster).await?;
     let reports = replay::replay_all(&db.store, &projections, true)
         .await
         .context("replaying the log")?;
@@ -257,9 +410,10 @@ async fn replay(settings: &DatabaseSettings, args: ReplayArgs) -> anyhow::Result
 
 async fn projections_command(
     settings: &DatabaseSettings,
+    cluster: &ClusterHold,
     args: ProjectionsArgs,
 ) -> anyhow::Result<ExitCode> {
-    let db = Database::open(settings).await?;
+    let db = Database::open(settings, cluster).await?;
     match args.action.unwrap_or(ProjectionsAction::Status) {
         ProjectionsAction::Status => {
             let mut healthy = true;

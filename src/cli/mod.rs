@@ -3,10 +3,12 @@
 //! - `args`: the commands and flags (clap), re-exported here.
 //! - `commands`: what each command does, and its exit code.
 //! - `output`: the terminal output: the event timeline and progress bars.
+//! - `subtitles`: `courses subtitles`, writing subtitle files.
 
 mod args;
 mod commands;
 mod output;
+mod subtitles;
 
 pub use args::Cli;
 pub use commands::run;

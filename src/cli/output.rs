@@ -30,7 +30,7 @@ pub(super) fn write_events(
         } else {
             writeln!(
                 out,
-                "v{:<3} {}  {:<18} {}",
+                "v{:<3} {}  {:<21} {}",
                 e.stream_version,
                 e.recorded_at.format("%Y-%m-%d %H:%M:%S%.3f"),
                 e.event_type,
@@ -85,6 +85,57 @@ fn summary(e: &RecordedEvent) -> String {
         CourseEvent::GenerationRetried(r) => r.reason.unwrap_or_else(|| "retry".into()),
         CourseEvent::CourseDeleted(d) => d.reason.unwrap_or_else(|| "deleted".into()),
         CourseEvent::CourseRestored(_) => "restored".into(),
+        CourseEvent::CourseMetadataChanged(m) => {
+            let c = m.change;
+            let mut parts = Vec::new();
+            let list = |l: &[String]| l.join(", ");
+            if let Some(a) = c.author {
+                parts.push(format!("author {a:?}"));
+            }
+            if let Some(t) = c.tags {
+                parts.push(format!("tags [{}]", list(&t)));
+            }
+            if let Some(l) = c.language {
+                parts.push(format!("language {l}"));
+            }
+            if let Some(d) = c.difficulty {
+                parts.push(format!("difficulty {d}"));
+            }
+            if let Some(p) = c.prerequisites {
+                parts.push(format!("prerequisites [{}]", list(&p)));
+            }
+            if let Some(o) = c.learning_outcomes {
+                parts.push(format!("learning outcomes [{}]", list(&o)));
+            }
+            let who = e
+                .metadata
+                .get("user_id")
+                .and_then(|u| u.as_str())
+                .map(|u| format!(" by user {u}"))
+                .unwrap_or_default();
+            format!("{}{who}", parts.join("; "))
+        }
+        CourseEvent::SubtitlesGenerated(t) => format!(
+            "lesson {} in {}: {} cues, {:.1} s{}",
+            t.lesson,
+            t.language,
+            t.cues.len(),
+            f64::from(t.cues.last().map_or(0, |c| c.end_ms)) / 1000.0,
+            t.model
+                .map(|m| format!(", translated by {m}, {} tokens", t.usage.total_tokens))
+                .unwrap_or_default()
+        ),
+        CourseEvent::SubtitlesRequested(r) => format!("languages {}", r.languages.join(", ")),
+        CourseEvent::SubtitlesFailed(f) => format!(
+            "lesson {} in {}: {}{}",
+            f.lesson,
+            f.language,
+            f.error,
+            if f.retryable { " (retryable)" } else { "" }
+        ),
+        CourseEvent::SubtitlesCompleted(c) => {
+            format!("subtitles done: {}", c.languages.join(", "))
+        }
     }
 }
 

@@ -3,38 +3,38 @@
 //! socket inside its data directory.
 //!
 //! `initdb` refuses to run as root; as root the cluster belongs to (and runs
-//! as) the `postgres` user. The process that starts the cluster stops it
-//! when it exits; a cluster found running is reused and left running.
+//! as) the `postgres` user. Several coursegen processes share one cluster:
+//! each holds it while it runs, and the last one to leave stops it (the
+//! rule and its locks are in [`super::holders`]).
 
-use std::ffi::OsStr;
+use std::ffi::{CString, OsStr};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use super::holders::{io_error, Hold, StartLock};
 use super::DatabaseError;
 
 /// The database the service uses inside the private cluster.
 pub(crate) const DATABASE: &str = "coursegen";
 
-/// A running private cluster. Dropping it stops the cluster if this process started it.
+/// The private cluster, held by this process until [`Self::release`].
+///
+/// Dropping it unreleased releases it too, as a safety net: on a thread of
+/// its own when dropped inside an async runtime, since the release may run
+/// `pg_ctl stop`, which blocks.
 pub(crate) struct EmbeddedPostgres {
-    bin: PathBuf,
-    data_dir: PathBuf,
-    owner: Option<Owner>,
-    started_here: bool,
-}
-
-#[derive(Clone, Copy)]
-struct Owner {
-    uid: u32,
-    gid: u32,
+    cluster: Cluster,
+    /// This process's hold; `None` once given up.
+    hold: Option<Hold>,
 }
 
 impl EmbeddedPostgres {
-    /// Makes the cluster under `data_dir` if needed and starts it unless it already runs.
+    /// Makes the cluster under `data_dir` if needed, starts it unless it
+    /// already runs, and holds it for this process.
     ///
-    /// Blocking (it runs `initdb` and `pg_ctl`): call before the runtime's
-    /// work begins or from `spawn_blocking`.
+    /// Blocking (it runs `initdb` and `pg_ctl`): call outside the runtime
+    /// or from `spawn_blocking`.
     ///
     /// # Errors
     /// No PostgreSQL binaries (the message says how to install them), or a
@@ -45,83 +45,198 @@ impl EmbeddedPostgres {
         let data_dir = data_dir
             .canonicalize()
             .map_err(io_error("resolving", data_dir))?;
-        // Serialize processes starting the same cluster at the same moment.
-        let _lock = StartLock::acquire(&data_dir)?;
+        // Joining and starting happen under the start lock, as does a
+        // leaving process's decision to stop: the two never interleave.
+        let start = StartLock::acquire(&data_dir)?;
+        let hold = Hold::take(&data_dir, &start)?;
+        // SAFETY: geteuid has no preconditions and cannot fail.
         let owner = if unsafe { libc::geteuid() } == 0 {
             Some(postgres_user()?)
         } else {
             None
         };
-        let mut cluster = Self {
+        let cluster = Cluster {
             bin,
             data_dir,
             owner,
-            started_here: false,
         };
-        if let Some(o) = owner {
-            chown_tree(&cluster.data_dir, o)?;
-        }
-        if !cluster.data_dir.join("PG_VERSION").exists() {
-            tracing::info!(dir = %cluster.data_dir.display(), "creating the private PostgreSQL cluster");
-            cluster.run(
-                "initdb",
-                [
-                    OsStr::new("-D"),
-                    cluster.data_dir.as_os_str(),
-                    OsStr::new("-U"),
-                    OsStr::new("postgres"),
-                    OsStr::new("--auth=trust"),
-                    OsStr::new("--encoding=UTF8"),
-                    OsStr::new("--no-instructions"),
-                ],
-            )?;
-        }
+        cluster.make()?;
         if cluster.is_running() {
             tracing::info!(dir = %cluster.data_dir.display(), "reusing the running private PostgreSQL cluster");
-            return Ok(cluster);
+        } else {
+            cluster.start()?;
         }
-        let log = cluster.data_dir.join("server.log");
-        let options = format!(
-            "-k {} -c listen_addresses='' -c max_connections=200",
-            cluster.data_dir.display()
-        );
-        tracing::info!(dir = %cluster.data_dir.display(), "starting the private PostgreSQL cluster");
-        cluster
-            .run(
-                "pg_ctl",
-                [
-                    OsStr::new("start"),
-                    OsStr::new("-w"),
-                    OsStr::new("-t"),
-                    OsStr::new("60"),
-                    OsStr::new("-D"),
-                    cluster.data_dir.as_os_str(),
-                    OsStr::new("-l"),
-                    log.as_os_str(),
-                    OsStr::new("-o"),
-                    OsStr::new(&options),
-                ],
-            )
-            .map_err(|e| DatabaseError::Start {
-                log: log.clone(),
-                source: Box::new(e),
-            })?;
-        cluster.started_here = true;
-        Ok(cluster)
+        drop(start);
+        Ok(Self {
+            cluster,
+            hold: Some(hold),
+        })
     }
 
     /// Connection string to the server's `postgres` database (for creating ours).
     pub(crate) fn admin_url(&self) -> String {
-        self.url("postgres")
+        self.cluster.url("postgres")
     }
 
     /// Connection string to the service's database.
     pub(crate) fn database_url(&self) -> String {
-        self.url(DATABASE)
+        self.cluster.url(DATABASE)
     }
 
+    /// Gives this process's hold up, and stops the cluster when no other
+    /// process holds it. Blocking (it may run `pg_ctl stop`): call outside
+    /// the runtime or from `spawn_blocking`.
+    pub(crate) fn release(mut self) {
+        if let Some(hold) = self.hold.take() {
+            give_up(&self.cluster, hold);
+        }
+    }
+}
+
+impl Drop for EmbeddedPostgres {
+    fn drop(&mut self) {
+        let Some(hold) = self.hold.take() else {
+            return;
+        };
+        if tokio::runtime::Handle::try_current().is_err() {
+            give_up(&self.cluster, hold);
+            return;
+        }
+        // Not on an async thread: `pg_ctl stop` blocks for a second or more.
+        let cluster = self.cluster.clone();
+        let spawned = std::thread::Builder::new()
+            .name("release-postgres".into())
+            .spawn(move || give_up(&cluster, hold));
+        if let Err(e) = spawned {
+            tracing::warn!(error = %e, "could not release the private PostgreSQL cluster");
+        }
+    }
+}
+
+/// Leaves the holders of `cluster`, stopping it if this was the last one.
+fn give_up(cluster: &Cluster, hold: Hold) {
+    let last = StartLock::acquire(&cluster.data_dir).and_then(|start| {
+        let last = hold.give_up(&start)?;
+        if last {
+            cluster.stop();
+        }
+        Ok(last)
+    });
+    match last {
+        Ok(true) => {}
+        Ok(false) => tracing::info!(
+            "other coursegen processes use the private PostgreSQL cluster; leaving it running"
+        ),
+        Err(e) => tracing::warn!(
+            error = %e,
+            "could not tell whether other coursegen processes use the private PostgreSQL cluster; leaving it running"
+        ),
+    }
+}
+
+/// The cluster's directory and the tools that run it.
+#[derive(Clone)]
+struct Cluster {
+    bin: PathBuf,
+    data_dir: PathBuf,
+    /// The user the cluster runs as when coursegen runs as root.
+    owner: Option<Owner>,
+}
+
+#[derive(Clone, Copy)]
+struct Owner {
+    uid: u32,
+    gid: u32,
+}
+
+impl Cluster {
     fn url(&self, db: &str) -> String {
         format!("host={} user=postgres dbname={db}", self.data_dir.display())
+    }
+
+    /// Makes the data directory a cluster (`initdb`) unless it is one.
+    fn make(&self) -> Result<(), DatabaseError> {
+        if let Some(o) = self.owner {
+            chown_tree(&self.data_dir, o)?;
+        }
+        if self.data_dir.join("PG_VERSION").exists() {
+            return Ok(());
+        }
+        tracing::info!(dir = %self.data_dir.display(), "creating the private PostgreSQL cluster");
+        self.run(
+            "initdb",
+            [
+                OsStr::new("-D"),
+                self.data_dir.as_os_str(),
+                OsStr::new("-U"),
+                OsStr::new("postgres"),
+                OsStr::new("--auth=trust"),
+                OsStr::new("--encoding=UTF8"),
+                OsStr::new("--no-instructions"),
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn start(&self) -> Result<(), DatabaseError> {
+        let log = self.data_dir.join("server.log");
+        let options = format!(
+            "-k {} -c listen_addresses='' -c max_connections=200",
+            self.data_dir.display()
+        );
+        tracing::info!(dir = %self.data_dir.display(), "starting the private PostgreSQL cluster");
+        self.run(
+            "pg_ctl",
+            [
+                OsStr::new("start"),
+                OsStr::new("-w"),
+                OsStr::new("-t"),
+                OsStr::new("60"),
+                OsStr::new("-D"),
+                self.data_dir.as_os_str(),
+                OsStr::new("-l"),
+                log.as_os_str(),
+                OsStr::new("-o"),
+                OsStr::new(&options),
+            ],
+        )
+        .map_err(|e| DatabaseError::Start {
+            log: log.clone(),
+            source: Box::new(e),
+        })?;
+        Ok(())
+    }
+
+    /// Stops the server (its last holder is leaving, under the start lock):
+    /// first waiting a moment for sessions to end (the leaving process's
+    /// own connections close as its pool is dropped, an instant), then
+    /// ending whatever sessions are left.
+    fn stop(&self) {
+        if !self.is_running() {
+            return;
+        }
+        tracing::info!(
+            "stopping the private PostgreSQL cluster: no other coursegen process uses it"
+        );
+        let stop = |mode: &str, seconds: &str| {
+            self.run(
+                "pg_ctl",
+                [
+                    OsStr::new("stop"),
+                    OsStr::new("-w"),
+                    OsStr::new("-t"),
+                    OsStr::new(seconds),
+                    OsStr::new("-m"),
+                    OsStr::new(mode),
+                    OsStr::new("-D"),
+                    self.data_dir.as_os_str(),
+                ],
+            )
+        };
+        let stopped = stop("smart", "2").or_else(|_| stop("fast", "60"));
+        if let Err(e) = stopped {
+            tracing::warn!(error = %e, "could not stop the private PostgreSQL cluster");
+        }
     }
 
     fn is_running(&self) -> bool {
@@ -170,35 +285,13 @@ impl EmbeddedPostgres {
     }
 }
 
-impl Drop for EmbeddedPostgres {
-    fn drop(&mut self) {
-        if !self.started_here {
-            return;
-        }
-        tracing::info!("stopping the private PostgreSQL cluster");
-        let stopped = self
-            .command("pg_ctl")
-            .args([
-                OsStr::new("stop"),
-                OsStr::new("-m"),
-                OsStr::new("fast"),
-                OsStr::new("-D"),
-            ])
-            .arg(&self.data_dir)
-            .output();
-        if let Err(e) = stopped {
-            tracing::warn!(error = %e, "could not stop the private PostgreSQL cluster");
-        }
-    }
-}
-
 /// Creates the service's database in the private cluster if it is missing.
 ///
 /// # Errors
 /// [`DatabaseError::Connect`], or [`DatabaseError::CreateDatabase`] when
 /// the database can be neither found nor created.
-pub(crate) async fn ensure_database(cluster: &EmbeddedPostgres) -> Result<(), DatabaseError> {
-    let (client, connection) = tokio_postgres::connect(&cluster.admin_url(), tokio_postgres::NoTls)
+pub(crate) async fn ensure_database(admin_url: &str) -> Result<(), DatabaseError> {
+    let (client, connection) = tokio_postgres::connect(admin_url, tokio_postgres::NoTls)
         .await
         .map_err(DatabaseError::Connect)?;
     let conn = tokio::spawn(connection);
@@ -249,15 +342,48 @@ fn find_binaries() -> Result<PathBuf, DatabaseError> {
         .ok_or(DatabaseError::NoBinaries)
 }
 
+/// The uid and gid of the `postgres` user, with the thread-safe `getpwnam_r`
+/// (this runs beside other threads; `getpwnam`'s static buffer is shared).
 fn postgres_user() -> Result<Owner, DatabaseError> {
-    let name = std::ffi::CString::new("postgres").expect("no NUL");
-    // SAFETY: getpwnam returns a pointer into static storage or NULL; read at once.
-    let pw = unsafe { libc::getpwnam(name.as_ptr()) };
-    if pw.is_null() {
-        return Err(DatabaseError::NoPostgresUser);
+    let name = CString::new("postgres").expect("no NUL");
+    let mut buffer = vec![0 as libc::c_char; 1024];
+    loop {
+        // SAFETY: all-zero is a valid `passwd` (integers and null pointers).
+        let mut entry: libc::passwd = unsafe { std::mem::zeroed() };
+        let mut found: *mut libc::passwd = std::ptr::null_mut();
+        // SAFETY: every pointer is valid for the call, `buffer` for its length;
+        // `entry`'s strings point into `buffer`, and only its integers are read.
+        let rc = unsafe {
+            libc::getpwnam_r(
+                name.as_ptr(),
+                &mut entry,
+                buffer.as_mut_ptr(),
+                buffer.len(),
+                &mut found,
+            )
+        };
+        match rc {
+            // Not found: a null result, or one of the errors POSIX allows for it.
+            0 if found.is_null() => return Err(DatabaseError::NoPostgresUser),
+            libc::ENOENT | libc::ESRCH | libc::EBADF | libc::EPERM => {
+                return Err(DatabaseError::NoPostgresUser)
+            }
+            0 => {
+                return Ok(Owner {
+                    uid: entry.pw_uid,
+                    gid: entry.pw_gid,
+                })
+            }
+            libc::ERANGE if buffer.len() < 1 << 20 => buffer.resize(buffer.len() * 2, 0),
+            errno => {
+                return Err(DatabaseError::Io {
+                    action: "looking up the user",
+                    path: PathBuf::from("postgres"),
+                    source: std::io::Error::from_raw_os_error(errno),
+                })
+            }
+        }
     }
-    let (uid, gid) = unsafe { ((*pw).pw_uid, (*pw).pw_gid) };
-    Ok(Owner { uid, gid })
 }
 
 fn chown_tree(dir: &Path, owner: Owner) -> Result<(), DatabaseError> {
@@ -266,38 +392,4 @@ fn chown_tree(dir: &Path, owner: Owner) -> Result<(), DatabaseError> {
     std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))
         .map_err(io_error("restricting access to", dir))?;
     Ok(())
-}
-
-/// Turns an I/O error on `path` into [`DatabaseError::Io`] saying what was being done.
-fn io_error(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> DatabaseError {
-    let path = path.to_owned();
-    move |source| DatabaseError::Io {
-        action,
-        path,
-        source,
-    }
-}
-
-/// An exclusive `flock` on `<data_dir>.lock`, held while making or starting
-/// the cluster, released when dropped (or when the process dies).
-struct StartLock {
-    _file: std::fs::File,
-}
-
-impl StartLock {
-    fn acquire(data_dir: &Path) -> Result<Self, DatabaseError> {
-        use std::os::fd::AsRawFd;
-        let path = data_dir.with_extension("lock");
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(io_error("opening", &path))?;
-        // SAFETY: flock on a descriptor we own; blocks until the lock is ours.
-        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
-            return Err(io_error("locking", &path)(std::io::Error::last_os_error()));
-        }
-        Ok(Self { _file: file })
-    }
 }

@@ -2,11 +2,15 @@
 //! private embedded cluster; migrations applied before anything else.
 //!
 //! - [`embedded`]: the private PostgreSQL cluster used when no `DATABASE_URL` is set.
+//! - [`holders`]: the lock files that let several processes share that
+//!   cluster, stopped when the last of them leaves.
 
 pub(crate) mod embedded;
+mod holders;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::config::DatabaseSettings;
 use crate::store::migrate::{self, MigrateError};
@@ -64,20 +68,78 @@ pub(crate) enum DatabaseError {
     Store(#[from] StoreError),
 }
 
-/// An open, migrated database. Keep it alive for as long as the store is
-/// used: dropping it stops a private cluster this process started.
+/// This process's hold on the private cluster: taken by the first
+/// [`Database::connect`] that needs the cluster, kept until [`Self::release`].
+///
+/// The hold belongs to the process rather than to a [`Database`], so that
+/// whoever runs the process (the CLI) releases it once, after its work, on
+/// a blocking thread: the release may stop the cluster with `pg_ctl`.
+#[derive(Clone, Default)]
+pub(crate) struct ClusterHold(Arc<Mutex<Option<EmbeddedPostgres>>>);
+
+impl ClusterHold {
+    /// Joins the private cluster in `data_dir` (making and starting it if
+    /// need be) unless this process already holds it, and makes sure the
+    /// service's database exists in it. Returns that database's URL.
+    ///
+    /// # Errors
+    /// See [`EmbeddedPostgres::start`] and [`embedded::ensure_database`].
+    async fn join(&self, data_dir: &Path) -> Result<String, DatabaseError> {
+        let slot = self.0.clone();
+        let dir = data_dir.to_owned();
+        // The slot is locked on the blocking thread for the whole start, so
+        // a release waits for a start still running (one whose caller was
+        // cancelled, say) rather than missing the hold it takes.
+        let (admin_url, url) = tokio::task::spawn_blocking(move || {
+            let mut held = slot.lock().unwrap_or_else(PoisonError::into_inner);
+            let cluster = match held.take() {
+                Some(cluster) => cluster,
+                None => EmbeddedPostgres::start(&dir)?,
+            };
+            let urls = (cluster.admin_url(), cluster.database_url());
+            *held = Some(cluster);
+            Ok::<_, DatabaseError>(urls)
+        })
+        .await
+        .map_err(DatabaseError::StartTask)??;
+        embedded::ensure_database(&admin_url).await?;
+        Ok(url)
+    }
+
+    /// Gives the hold up: the cluster stops if no other process holds it.
+    /// Waits for that on a blocking thread. Call once the process's database
+    /// work is over (a later [`Database::connect`] would join again).
+    pub(crate) async fn release(&self) {
+        let slot = self.0.clone();
+        let released = tokio::task::spawn_blocking(move || {
+            let cluster = slot.lock().unwrap_or_else(PoisonError::into_inner).take();
+            if let Some(cluster) = cluster {
+                cluster.release();
+            }
+        })
+        .await;
+        if let Err(e) = released {
+            tracing::warn!(error = %e, "releasing the private PostgreSQL cluster failed");
+        }
+    }
+}
+
+/// An open, migrated database.
 pub(crate) struct Database {
     pub store: EventStore,
-    _cluster: Option<EmbeddedPostgres>,
 }
 
 impl Database {
-    /// Connects (starting the private cluster if no URL is set) and migrates.
+    /// Connects (joining the private cluster through `cluster` if no URL is
+    /// set) and migrates.
     ///
     /// # Errors
     /// Unreachable server, missing PostgreSQL binaries, failing migration.
-    pub(crate) async fn open(settings: &DatabaseSettings) -> Result<Self, DatabaseError> {
-        let db = Self::connect(settings).await?;
+    pub(crate) async fn open(
+        settings: &DatabaseSettings,
+        cluster: &ClusterHold,
+    ) -> Result<Self, DatabaseError> {
+        let db = Self::connect(settings, cluster).await?;
         let applied = migrate::run(&db.store).await?;
         for name in applied {
             tracing::info!(migration = name, "applied migration");
@@ -91,29 +153,22 @@ impl Database {
     ///
     /// # Errors
     /// Unreachable server, missing PostgreSQL binaries.
-    pub(crate) async fn connect(settings: &DatabaseSettings) -> Result<Self, DatabaseError> {
-        let (url, cluster) = match &settings.database_url {
-            Some(url) => (url.clone(), None),
-            None => {
-                let dir = settings.data_dir.clone();
-                let cluster = tokio::task::spawn_blocking(move || EmbeddedPostgres::start(&dir))
-                    .await
-                    .map_err(DatabaseError::StartTask)??;
-                embedded::ensure_database(&cluster).await?;
-                (cluster.database_url(), Some(cluster))
-            }
+    pub(crate) async fn connect(
+        settings: &DatabaseSettings,
+        cluster: &ClusterHold,
+    ) -> Result<Self, DatabaseError> {
+        let url = match &settings.database_url {
+            Some(url) => url.clone(),
+            None => cluster.join(&settings.data_dir).await?,
         };
         let store = EventStore::connect(&url, settings.max_connections)?;
-        Ok(Self {
-            store,
-            _cluster: cluster,
-        })
+        Ok(Self { store })
     }
 }
 
 impl Drop for Database {
     fn drop(&mut self) {
-        // Close connections before a private cluster is stopped under them.
+        // Close connections before the private cluster may be stopped under them.
         self.store.pool().close();
     }
 }
@@ -131,7 +186,7 @@ mod tests {
             data_dir: PathBuf::from("unused"),
             max_connections: 1,
         };
-        let Err(err) = Database::connect(&settings).await else {
+        let Err(err) = Database::connect(&settings, &ClusterHold::default()).await else {
             panic!("a malformed DATABASE_URL connected");
         };
         assert!(matches!(

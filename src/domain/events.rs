@@ -5,6 +5,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
+use super::elements::InteractiveElement;
+use super::metadata::{CourseMetadata, Difficulty, MetadataChange};
+use super::subtitles::Cue;
+
 /// Tokens an LLM call (or a sum of calls) used.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TokenUsage {
@@ -33,7 +37,7 @@ impl std::ops::Add for TokenUsage {
 }
 
 /// A course was asked for. Status after: QUEUED.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CourseRequested {
     pub request_id: Uuid,
     pub user_id: Uuid,
@@ -42,6 +46,12 @@ pub struct CourseRequested {
     pub num_lessons: u8,
     pub language: String,
     pub source_filter: Option<String>,
+    /// Metadata the request gave (absent fields are not stored).
+    #[serde(flatten)]
+    pub metadata: CourseMetadata,
+    /// Languages to translate the subtitles into, besides `language`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub subtitle_languages: Vec<String>,
 }
 
 /// A worker began (or resumed) generating. Status after: GENERATING.
@@ -64,7 +74,7 @@ pub struct LessonPlan {
 }
 
 /// The course outline came back from the model.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OutlineGenerated {
     pub title: String,
     pub description: String,
@@ -72,6 +82,16 @@ pub struct OutlineGenerated {
     pub model: String,
     #[serde(default)]
     pub usage: TokenUsage,
+    /// Proposed tags, normalised; used where the request gave none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+    /// Proposed difficulty; used where the request gave none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub difficulty: Option<Difficulty>,
+    /// Proposed learning outcomes of the whole course; used where the
+    /// request gave none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub learning_outcomes: Vec<String>,
 }
 
 /// A titled section of a lesson, the structured twin of its markdown.
@@ -100,7 +120,7 @@ pub struct SourceRef {
 }
 
 /// One lesson came back from the model.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LessonGenerated {
     pub number: u32,
     pub title: String,
@@ -114,6 +134,14 @@ pub struct LessonGenerated {
     pub model: String,
     #[serde(default)]
     pub usage: TokenUsage,
+    /// Reading plus exercise time (see `lesson_minutes`); 0 in lessons
+    /// recorded before it was estimated.
+    #[serde(default)]
+    pub estimated_minutes: u32,
+    /// Code blocks, exercises and quizzes, structured (v3 on; the upcaster
+    /// gives older lessons none).
+    #[serde(default)]
+    pub elements: Vec<InteractiveElement>,
 }
 
 /// Every lesson is in. Status after: READY.
@@ -148,6 +176,54 @@ pub struct CourseDeleted {
     pub reason: Option<String>,
 }
 
+/// Someone edited the course's metadata: the fields present are the new
+/// values (the event's metadata says who).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct CourseMetadataChanged {
+    #[serde(flatten)]
+    pub change: MetadataChange,
+}
+
+/// A lesson's subtitles in one language: in the course's language from its
+/// narration script (no model call), in another translated by the model cue
+/// by cue with the same timings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct SubtitlesGenerated {
+    pub lesson: u32,
+    pub language: String,
+    pub cues: Vec<Cue>,
+    /// The model that translated them (none for the course's language).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    #[serde(default)]
+    pub usage: TokenUsage,
+}
+
+/// Subtitles in more languages were asked for (the request's
+/// `subtitle_languages` need no such event).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct SubtitlesRequested {
+    pub languages: Vec<String>,
+}
+
+/// Translating a lesson's subtitles into a language failed: that language
+/// stops (the course does not fail); asking for it again resumes it at the
+/// lesson that failed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct SubtitlesFailed {
+    pub lesson: u32,
+    pub language: String,
+    pub error: String,
+    pub retryable: bool,
+}
+
+/// Every subtitle asked for after the course was READY is in (or failed):
+/// the course leaves the work queue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct SubtitlesCompleted {
+    pub languages: Vec<String>,
+}
+
 /// Undo of a soft delete.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct CourseRestored {}
@@ -164,6 +240,11 @@ pub enum CourseEvent {
     GenerationRetried(GenerationRetried),
     CourseDeleted(CourseDeleted),
     CourseRestored(CourseRestored),
+    CourseMetadataChanged(CourseMetadataChanged),
+    SubtitlesGenerated(SubtitlesGenerated),
+    SubtitlesRequested(SubtitlesRequested),
+    SubtitlesFailed(SubtitlesFailed),
+    SubtitlesCompleted(SubtitlesCompleted),
 }
 
 /// A stored event could not be read as a [`CourseEvent`].
@@ -227,12 +308,17 @@ event_kinds! {
     CourseRequested => 1,
     GenerationStarted => 1,
     OutlineGenerated => 1,
-    LessonGenerated => 2,
+    LessonGenerated => 3,
     CourseCompleted => 1,
     CourseFailed => 1,
     GenerationRetried => 1,
     CourseDeleted => 1,
     CourseRestored => 1,
+    CourseMetadataChanged => 1,
+    SubtitlesGenerated => 1,
+    SubtitlesRequested => 1,
+    SubtitlesFailed => 1,
+    SubtitlesCompleted => 1,
 }
 
 /// Maps an older payload to the current shape of its event type, one version
@@ -268,6 +354,14 @@ fn upcast_step(event_type: &str, version: i16, payload: &mut Value) -> Option<i1
             }
             Some(2)
         }
+        // v3 added the interactive elements: a v2 lesson has none.
+        ("LessonGenerated", 2) => {
+            if let Some(obj) = payload.as_object_mut() {
+                obj.entry("elements")
+                    .or_insert_with(|| Value::Array(Vec::new()));
+            }
+            Some(3)
+        }
         _ => None,
     }
 }
@@ -288,5 +382,10 @@ from_payload!(
     CourseFailed,
     GenerationRetried,
     CourseDeleted,
-    CourseRestored
+    CourseRestored,
+    CourseMetadataChanged,
+    SubtitlesGenerated,
+    SubtitlesRequested,
+    SubtitlesFailed,
+    SubtitlesCompleted
 );

@@ -6,18 +6,29 @@
 //! enters as command data.
 
 mod course;
+pub mod elements;
 mod events;
 mod ids;
+pub mod metadata;
 mod request;
+mod status;
+pub mod subtitles;
 #[cfg(test)]
 mod tests;
 
-pub use course::{decide, evolve, Command, Course, CourseStatus, DomainError, UnknownStatus};
-pub(crate) use course::{one_of, NextStep};
+pub(crate) use course::NextStep;
+pub use course::{decide, evolve, Command, Course, DomainError};
+pub use elements::{ElementBody, InteractiveElement};
 pub use events::{
-    CourseCompleted, CourseDeleted, CourseEvent, CourseFailed, CourseRequested, CourseRestored,
-    GenerationRetried, GenerationStarted, LessonGenerated, LessonPlan, LessonSection,
-    OutlineGenerated, QuizQuestion, SourceRef, TokenUsage, UpcastError,
+    CourseCompleted, CourseDeleted, CourseEvent, CourseFailed, CourseMetadataChanged,
+    CourseRequested, CourseRestored, GenerationRetried, GenerationStarted, LessonGenerated,
+    LessonPlan, LessonSection, OutlineGenerated, QuizQuestion, SourceRef, SubtitlesCompleted,
+    SubtitlesFailed, SubtitlesGenerated, SubtitlesRequested, TokenUsage, UpcastError,
 };
 pub use ids::course_id;
-pub use request::{CourseRequest, RawCourseRequest, ValidationError, DEFAULT_NUM_LESSONS};
+pub use metadata::{CourseMetadata, Difficulty, MetadataChange, RawMetadataChange};
+pub use request::{
+    parse_languages, CourseRequest, RawCourseRequest, Reason, ValidationError, DEFAULT_NUM_LESSONS,
+};
+pub(crate) use status::one_of;
+pub use status::{CourseStatus, UnknownStatus};

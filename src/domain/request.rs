@@ -1,9 +1,20 @@
-//! Validation of a course request, shared by every ingress (CLI, HTTP, AMQP).
+//! Validation of a course request, shared by every ingress (CLI, HTTP, AMQP),
+//! and of the other free texts users send (a delete or retry [`Reason`]).
+//!
+//! A request has one JSON shape everywhere: [`RawCourseRequest::from_json`]
+//! reads it and [`CourseRequest::parse`] checks it, so the AMQP consumer and
+//! `POST /courses/generate` refuse the same body with the same message.
 
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::events::CourseRequested;
+use super::metadata::{
+    parse_author, parse_difficulty, parse_list, parse_tags, CourseMetadata, MAX_LIST_ITEMS,
+    MAX_TAGS, MAX_TAG_CHARS,
+};
 
 /// Lessons in a course when the request does not say.
 pub const DEFAULT_NUM_LESSONS: u8 = 4;
@@ -11,25 +22,89 @@ const MAX_TOPIC_CHARS: usize = 200;
 const MAX_GRADE_CHARS: usize = 50;
 const MAX_SOURCE_FILTER_CHARS: usize = 200;
 const MAX_LESSONS: i64 = 20;
+const MAX_REASON_CHARS: usize = 500;
+/// Most subtitle languages one request may ask for.
+pub const MAX_SUBTITLE_LANGUAGES: usize = 10;
 
-/// A request as it arrives on the wire, before validation.
+/// A request as it arrives on the wire (the AMQP message, the body of
+/// `POST /courses/generate`), before validation.
 ///
 /// Loose on purpose: numbers are `i64` and strings optional so that a bad
-/// value yields a precise [`ValidationError`] instead of a generic decode error.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+/// value yields a precise [`ValidationError`] instead of a generic decode
+/// error. Fields it does not know are refused, on every ingress alike.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = GenerateRequest)]
 pub struct RawCourseRequest {
+    /// Idempotency key (UUID): the same user and request id always mean the
+    /// same course. Required over AMQP; generated over HTTP and the CLI when
+    /// absent.
     pub request_id: Option<String>,
+    /// The owner (UUID). Over HTTP an admin may name any user; anyone else
+    /// only themselves (another id is 403). Absent over HTTP: the caller.
     pub user_id: Option<String>,
+    /// What the course teaches (1 to 200 characters).
     pub topic: Option<String>,
+    /// Audience, e.g. "Grade 8" (at most 50 characters).
     pub grade_level: Option<String>,
+    /// 1 to 20 (default 4).
     pub num_lessons: Option<i64>,
+    /// BCP-47 tag (default "en").
     pub language: Option<String>,
+    /// Relative path prefix restricting the sources.
     pub source_filter: Option<String>,
+    /// Who the course is credited to (at most 100 characters).
+    pub author: Option<String>,
+    /// At most 20 tags of at most 40 characters, normalised (lower case,
+    /// spaces become `-`). Absent: the outline proposes some.
+    pub tags: Option<Vec<String>>,
+    /// beginner, intermediate or advanced. Absent: the outline proposes one.
+    pub difficulty: Option<String>,
+    /// What learners should know first (at most 20 items).
+    pub prerequisites: Option<Vec<String>>,
+    /// What learners can do afterwards (at most 20 items). Absent: the
+    /// outline proposes them.
+    pub learning_outcomes: Option<Vec<String>>,
+    /// BCP-47 tags of languages to translate the subtitles into (at most 10;
+    /// subtitles in `language` are always made).
+    pub subtitle_languages: Option<Vec<String>>,
+}
+
+impl RawCourseRequest {
+    /// Reads a request from its JSON value, as every ingress does.
+    ///
+    /// # Errors
+    /// [`ValidationError::NotAnObject`] for anything but an object,
+    /// [`ValidationError::Shape`] for a field of the wrong type or an
+    /// unknown field (serde's message, which names the field).
+    pub fn from_json(value: Value) -> Result<Self, ValidationError> {
+        if !value.is_object() {
+            return Err(ValidationError::NotAnObject(json_kind(&value)));
+        }
+        serde_json::from_value(value).map_err(|e| ValidationError::Shape(e.to_string()))
+    }
+}
+
+/// `a string`, `an array`, ...: what a JSON value is, for error messages.
+fn json_kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
 }
 
 /// Why a request was refused; the message is meant for the requester.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ValidationError {
+    #[error("a request must be a JSON object, got {0}")]
+    NotAnObject(&'static str),
+    /// A field of the wrong type or an unknown field, in serde's words.
+    #[error("{0}")]
+    Shape(String),
     #[error("{field} is required")]
     Missing { field: &'static str },
     #[error("{field} must be a UUID, got {value:?}")]
@@ -46,6 +121,26 @@ pub enum ValidationError {
     SourceFilter(&'static str),
     #[error("{field} must not contain control characters")]
     ControlCharacters { field: &'static str },
+    #[error("reason must be at most {MAX_REASON_CHARS} characters, got {0}")]
+    ReasonLength(usize),
+    #[error("author must be at most 100 characters, got {0}")]
+    AuthorLength(usize),
+    #[error("at most {MAX_TAGS} tags are allowed, got {0}")]
+    TooManyTags(usize),
+    #[error("a tag must be at most {MAX_TAG_CHARS} characters, got {0:?}")]
+    TagLength(String),
+    #[error("difficulty must be beginner, intermediate or advanced, got {0:?}")]
+    Difficulty(String),
+    #[error("{field} may list at most {MAX_LIST_ITEMS} items, got {got}")]
+    ListLength { field: &'static str, got: usize },
+    #[error("each item of {field} must be at most 300 characters")]
+    ItemLength { field: &'static str },
+    #[error("{field} must not be empty: give the new list")]
+    EmptyList { field: &'static str },
+    #[error("at most {MAX_SUBTITLE_LANGUAGES} subtitle languages may be asked for, got {0}")]
+    TooManyLanguages(usize),
+    #[error("name at least one field to change: author, tags, language, difficulty, prerequisites or learning_outcomes")]
+    NothingToChange,
 }
 
 /// A validated course request. Construct it with [`CourseRequest::parse`].
@@ -58,6 +153,10 @@ pub struct CourseRequest {
     pub num_lessons: u8,
     pub language: String,
     pub source_filter: Option<String>,
+    /// Author, tags, difficulty, prerequisites, outcomes as requested.
+    pub metadata: CourseMetadata,
+    /// Canonical, distinct, without `language`.
+    pub subtitle_languages: Vec<String>,
 }
 
 impl CourseRequest {
@@ -103,6 +202,22 @@ impl CourseRequest {
             check_source_filter(filter)?;
         }
 
+        let metadata = CourseMetadata {
+            author: parse_author(raw.author)?,
+            tags: parse_tags(raw.tags.unwrap_or_default())?,
+            difficulty: non_blank(raw.difficulty)
+                .map(|d| parse_difficulty(&d))
+                .transpose()?,
+            prerequisites: parse_list("prerequisites", raw.prerequisites.unwrap_or_default())?,
+            learning_outcomes: parse_list(
+                "learning_outcomes",
+                raw.learning_outcomes.unwrap_or_default(),
+            )?,
+        };
+
+        let subtitle_languages =
+            parse_languages(raw.subtitle_languages.unwrap_or_default(), &language)?;
+
         Ok(Self {
             request_id,
             user_id,
@@ -111,6 +226,8 @@ impl CourseRequest {
             num_lessons: num_lessons as u8,
             language,
             source_filter,
+            metadata,
+            subtitle_languages,
         })
     }
 
@@ -124,7 +241,37 @@ impl CourseRequest {
             num_lessons: self.num_lessons,
             language: self.language,
             source_filter: self.source_filter,
+            metadata: self.metadata,
+            subtitle_languages: self.subtitle_languages,
         }
+    }
+}
+
+/// Why a course is deleted or retried, kept in its history: a checked text
+/// like every other a user sends. Construct it with [`Reason::parse`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reason(String);
+
+impl Reason {
+    /// A reason from what the user typed: trimmed, blank means none.
+    ///
+    /// # Errors
+    /// More than 500 characters, or control characters (NUL included).
+    pub fn parse(text: Option<String>) -> Result<Option<Self>, ValidationError> {
+        let Some(text) = non_blank(text) else {
+            return Ok(None);
+        };
+        let n = text.chars().count();
+        if n > MAX_REASON_CHARS {
+            return Err(ValidationError::ReasonLength(n));
+        }
+        reject_control("reason", &text)?;
+        Ok(Some(Self(text)))
+    }
+
+    /// The text, as the event stores it.
+    pub fn into_inner(self) -> String {
+        self.0
     }
 }
 
@@ -144,7 +291,7 @@ fn non_blank(value: Option<String>) -> Option<String> {
     value.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
 }
 
-fn reject_control(field: &'static str, value: &str) -> Result<(), ValidationError> {
+pub(super) fn reject_control(field: &'static str, value: &str) -> Result<(), ValidationError> {
     if value.chars().any(char::is_control) {
         return Err(ValidationError::ControlCharacters { field });
     }
@@ -152,7 +299,7 @@ fn reject_control(field: &'static str, value: &str) -> Result<(), ValidationErro
 }
 
 /// Canonical form of a BCP-47 tag (`pt-br` becomes `pt-BR`).
-fn parse_language(tag: &str) -> Result<String, ValidationError> {
+pub(super) fn parse_language(tag: &str) -> Result<String, ValidationError> {
     let bad = || ValidationError::Language(tag.chars().take(40).collect());
     if tag.len() > 35 {
         return Err(bad());
@@ -160,6 +307,28 @@ fn parse_language(tag: &str) -> Result<String, ValidationError> {
     let parsed = language_tags::LanguageTag::parse(tag).map_err(|_| bad())?;
     parsed.validate().map_err(|_| bad())?;
     Ok(parsed.canonicalize().map_err(|_| bad())?.to_string())
+}
+
+/// Subtitle languages: each a BCP-47 tag, canonical, repeats and `source`
+/// dropped, at most [`MAX_SUBTITLE_LANGUAGES`].
+///
+/// # Errors
+/// A tag that is not BCP-47; too many.
+pub fn parse_languages(tags: Vec<String>, source: &str) -> Result<Vec<String>, ValidationError> {
+    let mut out: Vec<String> = Vec::new();
+    for tag in tags {
+        let Some(tag) = non_blank(Some(tag)) else {
+            continue;
+        };
+        let tag = parse_language(&tag)?;
+        if tag != source && !out.contains(&tag) {
+            out.push(tag);
+        }
+    }
+    if out.len() > MAX_SUBTITLE_LANGUAGES {
+        return Err(ValidationError::TooManyLanguages(out.len()));
+    }
+    Ok(out)
 }
 
 fn check_source_filter(filter: &str) -> Result<(), ValidationError> {
@@ -178,4 +347,56 @@ fn check_source_filter(filter: &str) -> Result<(), ValidationError> {
         return Err(ValidationError::SourceFilter("\"..\" is not allowed"));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn unknown_fields_and_wrong_types_are_refused_naming_the_field() {
+        let err = RawCourseRequest::from_json(json!({"topic": "x", "owner": "me"})).unwrap_err();
+        assert!(err.to_string().contains("unknown field `owner`"), "{err}");
+        let err = RawCourseRequest::from_json(json!({"num_lessons": "four"})).unwrap_err();
+        assert!(err.to_string().contains("invalid type"), "{err}");
+        let err = RawCourseRequest::from_json(json!([1])).unwrap_err();
+        assert_eq!(err, ValidationError::NotAnObject("an array"));
+    }
+
+    #[test]
+    fn every_field_of_the_amqp_request_is_read() {
+        let raw = RawCourseRequest::from_json(json!({
+            "request_id": "r", "user_id": "u", "topic": "t", "grade_level": "g",
+            "num_lessons": 3, "source_filter": "s/", "language": "de", "author": "Ada",
+            "tags": ["X"], "difficulty": "advanced", "prerequisites": ["p"],
+            "learning_outcomes": ["o"]
+        }))
+        .unwrap();
+        assert_eq!(raw.user_id.as_deref(), Some("u"));
+        assert_eq!(raw.num_lessons, Some(3));
+        assert_eq!(raw.tags, Some(vec!["X".to_owned()]));
+        assert_eq!(raw.learning_outcomes, Some(vec!["o".to_owned()]));
+    }
+
+    #[test]
+    fn a_reason_is_trimmed_bounded_and_free_of_control_characters() {
+        assert_eq!(Reason::parse(None), Ok(None));
+        assert_eq!(Reason::parse(Some("   ".into())), Ok(None));
+        let reason = Reason::parse(Some("  spam ".into())).unwrap().unwrap();
+        assert_eq!(reason.into_inner(), "spam");
+        assert!(Reason::parse(Some("é".repeat(500))).unwrap().is_some());
+        assert_eq!(
+            Reason::parse(Some("é".repeat(501))),
+            Err(ValidationError::ReasonLength(501))
+        );
+        for bad in ["a\u{0}b", "line\nbreak", "esc\u{1b}[31m"] {
+            assert_eq!(
+                Reason::parse(Some(bad.into())),
+                Err(ValidationError::ControlCharacters { field: "reason" }),
+                "{bad:?}"
+            );
+        }
+    }
 }

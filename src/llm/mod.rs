@@ -14,11 +14,13 @@
 //! has to hand them to `decide`.
 
 pub mod check;
+pub(crate) mod elements;
 pub(crate) mod offline;
 pub(crate) mod openai;
 pub(crate) mod prompts;
 pub(crate) mod schema;
 mod settings;
+pub(crate) mod translation;
 pub mod validate;
 
 use std::sync::Arc;
@@ -27,7 +29,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::sync::Semaphore;
 
-use crate::domain::{CourseRequested, LessonGenerated, OutlineGenerated};
+use crate::domain::subtitles::Cue;
+use crate::domain::{CourseRequested, LessonGenerated, OutlineGenerated, SubtitlesGenerated};
 
 pub use offline::OfflineClient;
 pub use openai::{CheckReport, Mode, OpenAiClient, OpenAiConfig, RetryPolicy, StructuredOutput};
@@ -65,6 +68,19 @@ pub trait LlmClient: Send + Sync {
         outline: &OutlineGenerated,
         number: u32,
     ) -> Result<LessonGenerated, LlmError>;
+
+    /// Translates lesson `lesson`'s subtitle `cues` into `language`, cue by
+    /// cue, keeping their timings.
+    ///
+    /// # Errors
+    /// [`LlmError`]; [`LlmError::retryable`] tells whether trying later may help.
+    async fn translate(
+        &self,
+        course: &CourseRequested,
+        lesson: u32,
+        cues: &[Cue],
+        language: &str,
+    ) -> Result<SubtitlesGenerated, LlmError>;
 }
 
 /// Why the model could not deliver. Messages say what to do about it, since
@@ -212,6 +228,19 @@ impl LlmClient for Limited {
         record_call("lesson", result.as_ref().map(|l| l.usage));
         result
     }
+
+    async fn translate(
+        &self,
+        course: &CourseRequested,
+        lesson: u32,
+        cues: &[Cue],
+        language: &str,
+    ) -> Result<SubtitlesGenerated, LlmError> {
+        let _permit = self.permits.acquire().await.expect("never closed");
+        let result = self.inner.translate(course, lesson, cues, language).await;
+        record_call("translation", result.as_ref().map(|t| t.usage));
+        result
+    }
 }
 
 /// Counts a finished call (with its retries) and its tokens for `/metrics`.
@@ -317,6 +346,7 @@ mod tests {
             num_lessons: 1,
             language: "en".into(),
             source_filter: None,
+            ..Default::default()
         };
         let started = std::time::Instant::now();
         let (a, b) = tokio::join!(client.outline(&course), client.outline(&course));

@@ -5,6 +5,9 @@ use std::fmt::Write;
 
 use serde::{Deserialize, Serialize};
 
+use super::elements::{into_elements, ElementAnswer};
+use crate::domain::metadata;
+use crate::domain::Difficulty;
 use crate::domain::{
     CourseRequested, LessonGenerated, LessonPlan, LessonSection, OutlineGenerated, QuizQuestion,
     SourceRef, TokenUsage,
@@ -23,6 +26,13 @@ pub(crate) struct OutlineAnswer {
     pub title: String,
     pub description: String,
     pub lessons: Vec<LessonPlan>,
+    /// Proposals (a server without strict schemas may leave them out).
+    #[serde(default)]
+    pub tags: Vec<String>,
+    #[serde(default)]
+    pub difficulty: Option<String>,
+    #[serde(default)]
+    pub learning_outcomes: Vec<String>,
 }
 
 impl OutlineAnswer {
@@ -34,6 +44,10 @@ impl OutlineAnswer {
             lessons: self.lessons,
             model: model.to_owned(),
             usage,
+            tags: metadata::proposed_tags(self.tags.iter().map(String::as_str)),
+            // A difficulty outside the three is no reason to re-ask.
+            difficulty: self.difficulty.and_then(|d| d.parse().ok()),
+            learning_outcomes: metadata::proposed_items(&self.learning_outcomes),
         }
     }
 }
@@ -47,11 +61,24 @@ pub(crate) struct LessonAnswer {
     pub sections: Vec<LessonSection>,
     pub quiz: Vec<QuizQuestion>,
     pub sources: Vec<SourceRef>,
+    /// Absent from servers that ignore the schema: then none.
+    #[serde(default)]
+    pub elements: Vec<ElementAnswer>,
 }
 
 impl LessonAnswer {
-    /// The event recording this answer.
-    pub(crate) fn into_event(self, model: &str, usage: TokenUsage) -> LessonGenerated {
+    /// The event recording this answer; `difficulty` is the course's, for
+    /// exercises the model gave none.
+    pub(crate) fn into_event(
+        self,
+        model: &str,
+        usage: TokenUsage,
+        difficulty: Difficulty,
+    ) -> LessonGenerated {
+        let elements = into_elements(self.elements, self.number, difficulty);
+        let exercises = elements.iter().filter(|e| e.body.is_exercise()).count();
+        let questions = self.quiz.len() + elements.iter().filter(|e| e.body.is_question()).count();
+        let estimated_minutes = metadata::lesson_minutes(&self.content_md, questions, exercises);
         LessonGenerated {
             number: self.number,
             title: self.title.trim().to_owned(),
@@ -68,8 +95,23 @@ impl LessonAnswer {
                 .collect(),
             model: model.to_owned(),
             usage,
+            estimated_minutes,
+            elements,
         }
     }
+}
+
+/// The difficulty of a course as generation sees it: the request's, else
+/// the outline's proposal, else intermediate.
+pub(crate) fn course_difficulty(
+    course: &CourseRequested,
+    outline: &OutlineGenerated,
+) -> Difficulty {
+    course
+        .metadata
+        .difficulty
+        .or(outline.difficulty)
+        .unwrap_or(Difficulty::Intermediate)
 }
 
 fn audience(course: &CourseRequested) -> String {
@@ -123,7 +165,11 @@ pub fn outline(course: &CourseRequested) -> Prompt {
            learners will be able to do afterwards;\n\
          - lessons: exactly {n} lessons numbered 1 to {n} in order, each with a \
            concise title, 2-5 key concepts it introduces, and 2-4 learning objectives \
-           phrased as observable outcomes (\"Explain ...\", \"Calculate ...\", \"Write ...\").\n\
+           phrased as observable outcomes (\"Explain ...\", \"Calculate ...\", \"Write ...\");\n\
+         - tags: 3-8 short lower-case keywords a learner would search for (at most 40 \
+           characters each);\n\
+         - difficulty: beginner, intermediate or advanced, for this audience;\n\
+         - learning_outcomes: 3-6 outcomes of the whole course, phrased like the objectives.\n\
          Pitch vocabulary, examples and depth at the audience. Do not repeat a lesson; \
          progress from foundations to application, and end with a lesson that \
          brings everything together."
@@ -186,7 +232,16 @@ pub fn lesson(course: &CourseRequested, outline: &OutlineGenerated, number: u32)
            2-5 plausible options, answer_index (0-based index of the single correct \
            option) and an explanation of why it is right;\n\
          - sources: the references the lesson relies on, each with a title and a url \
-           (or null)."
+           (or null);\n\
+         - elements: the lesson's interactive elements as structured data, each with a \
+           unique id (e.g. \"l{number}-code-1\") and a kind: code_block (language, code, \
+           caption, expected_output or null) for every code example of content_md; one \
+           exercise (prompt, hints, solution, difficulty) for the lesson's exercise; and \
+           2-4 extra questions of the kinds multiple_choice (options, answer_indexes: \
+           every correct option), true_false (question is the statement, answer), \
+           short_answer (accepted_answers) or single_choice (options, answer_indexes with \
+           the one correct index), each with an explanation. Fill only the fields of the \
+           element's kind; leave the others empty (\"\", [] or null)."
     );
     Prompt { system, user }
 }

@@ -7,7 +7,8 @@
 
 use serde_json::{json, Value};
 
-use super::validate;
+use super::elements::{element_properties, grammar_elements};
+use super::{translation, validate};
 
 /// Name of the outline schema in `response_format`.
 pub(crate) const OUTLINE_SCHEMA_NAME: &str = "course_outline";
@@ -70,7 +71,10 @@ pub(crate) fn outline_schema(lessons: u8) -> Schema {
                 "concepts": strings(),
                 "objectives": strings()
             }))
-        }
+        },
+        "tags": strings(),
+        "difficulty": { "type": "string", "enum": ["beginner", "intermediate", "advanced"] },
+        "learning_outcomes": strings()
     }));
     let mut bounded = strict.clone();
     let n = usize::from(lessons);
@@ -126,7 +130,8 @@ pub(crate) fn lesson_schema(number: u32) -> Schema {
                 "title": { "type": "string" },
                 "url": { "type": ["string", "null"] }
             }))
-        }
+        },
+        "elements": { "type": "array", "items": object(element_properties()) }
     }));
     let mut bounded = strict.clone();
     bound(
@@ -159,8 +164,25 @@ pub(crate) fn lesson_schema(number: u32) -> Schema {
     question["options"]["items"]["minLength"] = json!(1);
     grammar["properties"]["quiz"]["items"]["properties"]["answer_index"] =
         json!({ "enum": [0, 1, 2, 3] });
+    grammar["properties"]["elements"] = grammar_elements();
     Schema {
         name: LESSON_SCHEMA_NAME,
+        strict,
+        bounded,
+        grammar,
+    }
+}
+
+/// Schema of [`super::translation::TranslationAnswer`] for `cues` cues:
+/// bounded (and in the grammar form fixed) to exactly that many texts.
+pub(crate) fn translation_schema(cues: usize) -> Schema {
+    let strict = translation::schema();
+    let mut bounded = strict.clone();
+    bound(&mut bounded, "/properties/cues", cues, cues);
+    let mut grammar = bounded.clone();
+    grammar["properties"]["cues"]["items"]["minLength"] = json!(1);
+    Schema {
+        name: translation::SCHEMA_NAME,
         strict,
         bounded,
         grammar,
@@ -208,7 +230,12 @@ mod tests {
 
     #[test]
     fn schemas_are_strict() {
-        for schema in [outline_schema(3), lesson_schema(2), check_schema()] {
+        for schema in [
+            outline_schema(3),
+            lesson_schema(2),
+            translation_schema(2),
+            check_schema(),
+        ] {
             assert_strict(&schema.strict);
             assert_strict(&schema.bounded);
             assert_strict(&schema.grammar);
@@ -243,5 +270,33 @@ mod tests {
         assert_eq!(question["options"]["maxItems"], 4);
         assert_eq!(question["answer_index"]["enum"], json!([0, 1, 2, 3]));
         assert_eq!(question["options"]["items"]["minLength"], 1);
+        let kinds: Vec<&Value> = lesson["properties"]["elements"]["items"]["anyOf"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| &k["properties"]["kind"]["const"])
+            .collect();
+        assert_eq!(kinds.len(), 6);
+        assert!(kinds.contains(&&json!("exercise")));
+    }
+
+    /// Main's metadata and elements are asked for in every form.
+    #[test]
+    fn every_form_asks_for_metadata_and_elements() {
+        let outline = outline_schema(2);
+        let lesson = lesson_schema(1);
+        for form in [&outline.strict, &outline.bounded, &outline.grammar] {
+            for field in ["tags", "difficulty", "learning_outcomes"] {
+                assert!(form["properties"][field].is_object(), "{field}");
+                assert!(form["required"].as_array().unwrap().contains(&json!(field)));
+            }
+        }
+        for form in [&lesson.strict, &lesson.bounded, &lesson.grammar] {
+            assert!(form["properties"]["elements"].is_object());
+            assert!(form["required"]
+                .as_array()
+                .unwrap()
+                .contains(&json!("elements")));
+        }
     }
 }

@@ -88,6 +88,7 @@ pub fn lesson(
             "the quiz must have {MIN_QUIZ_QUESTIONS} to {MAX_QUIZ_QUESTIONS} questions, it has {n}"
         ));
     }
+    crate::domain::elements::validate(&lesson.elements).map_err(InvalidAnswer)?;
     for (i, q) in lesson.quiz.iter().enumerate() {
         let i = i + 1;
         if blank(&q.question) {

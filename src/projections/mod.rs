@@ -80,6 +80,9 @@ pub enum ProjectionError {
     /// Another replay of the same projection holds its replay lock.
     #[error("a replay of {0} is already running")]
     ReplayRunning(String),
+    /// A replay was asked for with no projection to rebuild.
+    #[error("nothing to replay: name a projection (courses, course_summary) or replay them all")]
+    NothingToReplay,
     /// An event could not be applied during a replay.
     #[error("replay of {name} stopped at event {position}: {error}")]
     ReplayFailed {
@@ -92,7 +95,8 @@ pub enum ProjectionError {
 /// A read model built from the log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Projection {
-    /// `courses`, `lessons`, `lesson_bodies`, `lesson_checks` and their views.
+    /// `courses`, `lessons`, `lesson_bodies`, `lesson_checks`,
+    /// `interactive_elements` and their views.
     Courses,
     /// `course_summary`: counts by status, user and day.
     CourseSummary,
@@ -124,7 +128,14 @@ impl Projection {
     /// The tables it writes (swapped together by a replay).
     pub fn tables(self) -> &'static [&'static str] {
         match self {
-            Self::Courses => &["courses", "lessons", "lesson_bodies", "lesson_checks"],
+            Self::Courses => &[
+                "courses",
+                "lessons",
+                "lesson_bodies",
+                "lesson_checks",
+                "interactive_elements",
+                "subtitles",
+            ],
             Self::CourseSummary => &["course_summary", "course_summary_courses"],
         }
     }
@@ -284,15 +295,18 @@ impl ApplyError {
 }
 
 /// Whether an error is the connection's or the server's fault rather than
-/// the statement's: closed connection, SQLSTATE classes 08 (connection), 53
-/// (resources), 57 (operator intervention, e.g. pg_terminate_backend), 40
-/// (serialization) and 58 (system).
+/// the statement's: closed connection, a failed read or write on the socket,
+/// SQLSTATE classes 08 (connection), 53 (resources), 57 (operator
+/// intervention, e.g. pg_terminate_backend), 40 (serialization) and 58
+/// (system). Any other error without a SQLSTATE (a parameter or column that
+/// does not convert, say) is the event's: retrying it on a new connection
+/// would fail the same way, for ever.
 pub(crate) fn is_connection_error(e: &tokio_postgres::Error) -> bool {
     if e.is_closed() {
         return true;
     }
     match e.code() {
-        None => true,
+        None => std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>()),
         Some(code) => {
             let c = code.code();
             ["08", "53", "57", "40", "58"]

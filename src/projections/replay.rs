@@ -14,6 +14,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use deadpool_postgres::Transaction;
 use indicatif::{ProgressBar, ProgressStyle};
 use tokio::sync::mpsc;
 
@@ -65,6 +66,7 @@ struct Target {
 /// then each swapped in with its own checkpoint.
 ///
 /// # Errors
+/// [`ProjectionError::NothingToReplay`] for an empty list;
 /// [`ProjectionError::ReplayRunning`] if another replay of one of them runs;
 /// [`ProjectionError::ReplayFailed`] when an event cannot be applied (the old
 /// tables then stay in place, untouched); database errors.
@@ -73,6 +75,9 @@ pub(crate) async fn replay_all(
     projections: &[Projection],
     progress: bool,
 ) -> Result<Vec<ReplayReport>, ProjectionError> {
+    if projections.is_empty() {
+        return Err(ProjectionError::NothingToReplay);
+    }
     let started = Instant::now();
     let mut targets = Vec::new();
     for &projection in projections {
@@ -189,6 +194,39 @@ fn failed(projection: Projection, e: ApplyError) -> ProjectionError {
     }
 }
 
+/// Applies `decoded` to the fresh tables inside `t`. When an event of the
+/// batch cannot be applied, the batch is applied again one event at a time
+/// (after rolling back to a savepoint), as the live runner does: a batch is
+/// written set-wise, so a refused statement names only the batch, and the
+/// error must name the event that caused it.
+///
+/// # Errors
+/// [`ProjectionError::ReplayFailed`] naming the event; database errors.
+async fn apply_finding_poison(
+    t: &mut Transaction<'_>,
+    projection: Projection,
+    decoded: &[Decoded],
+) -> Result<(), ProjectionError> {
+    if decoded.len() > 1 {
+        let whole = t.savepoint("coursegen_replay_batch").await?;
+        match projection.apply(&whole, NEXT, decoded).await {
+            Ok(()) => {
+                whole.commit().await?;
+                return Ok(());
+            }
+            Err(ApplyError::Event { .. }) => whole.rollback().await?,
+            Err(e) => return Err(failed(projection, e)),
+        }
+    }
+    for event in decoded {
+        projection
+            .apply(t, NEXT, std::slice::from_ref(event))
+            .await
+            .map_err(|e| failed(projection, e))?;
+    }
+    Ok(())
+}
+
 type Batch = Arc<Vec<RecordedEvent>>;
 
 /// Applies the log to every target's fresh tables until caught up; gives the
@@ -207,23 +245,7 @@ async fn rebuild(
         appliers.push(tokio::spawn(apply_batches(target, rx, bar)));
     }
     let reader_store = store.clone();
-    let reader = tokio::spawn(async move {
-        let mut position = Position::START;
-        let mut events = 0u64;
-        loop {
-            let batch = reader_store.read_all_after(position, BATCH).await?;
-            let Some(last) = batch.last() else {
-                return Ok::<_, ProjectionError>((position, events));
-            };
-            position = last.position();
-            events += batch.len() as u64;
-            let batch = Arc::new(batch);
-            for s in &senders {
-                // A closed channel means its applier failed: it reports why.
-                let _ = s.send(batch.clone()).await;
-            }
-        }
-    });
+    let reader = tokio::spawn(async move { read_log(&reader_store, &senders, BATCH).await });
     let read = reader.await.expect("reader does not panic");
     let mut targets = Vec::new();
     let mut outcome = read;
@@ -237,6 +259,40 @@ async fn rebuild(
     (targets, outcome)
 }
 
+/// Reads the whole log in batches of `batch` and hands each to every
+/// applier; returns the position reached and the events read. Stops early
+/// once an applier is gone (it failed, and the replay with it): reading on
+/// would only load the rest of the log for nobody.
+///
+/// # Errors
+/// Database errors.
+async fn read_log(
+    store: &EventStore,
+    senders: &[mpsc::Sender<Batch>],
+    batch: i64,
+) -> Result<(Position, u64), ProjectionError> {
+    let mut position = Position::START;
+    let mut events = 0u64;
+    loop {
+        if senders.iter().any(mpsc::Sender::is_closed) {
+            return Ok((position, events));
+        }
+        let read = store.read_all_after(position, batch).await?;
+        let Some(last) = read.last() else {
+            return Ok((position, events));
+        };
+        position = last.position();
+        events += read.len() as u64;
+        let read = Arc::new(read);
+        for s in senders {
+            if s.send(read.clone()).await.is_err() {
+                // Its applier failed: it reports why.
+                return Ok((position, events));
+            }
+        }
+    }
+}
+
 /// Applies the batches of one target, each in its own transaction.
 async fn apply_batches(
     mut target: Target,
@@ -248,7 +304,13 @@ async fn apply_batches(
     // the next batch decodes while this one is applied.
     let (decoded_tx, mut decoded_rx) = mpsc::channel::<Vec<Decoded>>(2);
     let decoder = tokio::spawn(async move {
-        while let Some(batch) = rx.recv().await {
+        loop {
+            // The applier gone (failed): drop `rx` at once, so the reader stops.
+            let batch = tokio::select! {
+                batch = rx.recv() => batch,
+                () = decoded_tx.closed() => None,
+            };
+            let Some(batch) = batch else { return };
             let decoded = tokio::task::spawn_blocking(move || {
                 batch
                     .iter()
@@ -269,11 +331,8 @@ async fn apply_batches(
         while let Some(decoded) = decoded_rx.recv().await {
             let started = Instant::now();
             let events = decoded.len();
-            let t = target.conn.transaction().await?;
-            projection
-                .apply(&t, NEXT, &decoded)
-                .await
-                .map_err(|e| failed(projection, e))?;
+            let mut t = target.conn.transaction().await?;
+            apply_finding_poison(&mut t, projection, &decoded).await?;
             t.commit().await?;
             applied += events;
             if applied >= next_analyze {
@@ -305,7 +364,7 @@ async fn swap(
     mut events: u64,
     bar: &ProgressBar,
 ) -> Result<(Position, u64), ProjectionError> {
-    let t = conn.transaction().await?;
+    let mut t = conn.transaction().await?;
     // The swap is what makes the rebuild real: it waits for its WAL flush.
     t.batch_execute("SET LOCAL synchronous_commit = on").await?;
     t.execute(
@@ -318,10 +377,7 @@ async fn swap(
         let Some(last) = batch.last() else { break };
         position = last.position();
         let decoded: Vec<Decoded> = batch.iter().map(|e| Decoded::new(projection, e)).collect();
-        projection
-            .apply(&t, NEXT, &decoded)
-            .await
-            .map_err(|e| failed(projection, e))?;
+        apply_finding_poison(&mut t, projection, &decoded).await?;
         events += decoded.len() as u64;
         bar.inc(decoded.len() as u64);
     }
@@ -346,4 +402,62 @@ async fn swap(
     .await?;
     t.commit().await?;
     Ok((position, events))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+    use uuid::Uuid;
+
+    use super::*;
+    use crate::bench::ScratchDatabase;
+    use crate::store::{Metadata, NewEvent};
+
+    #[tokio::test]
+    async fn an_empty_list_of_projections_is_refused_before_any_work() {
+        // Nothing is connected to: the refusal comes first.
+        let store = EventStore::connect("host=/nonexistent/coursegen user=coursegen", 1).unwrap();
+        let refused = replay_all(&store, &[], false).await;
+        assert!(
+            matches!(refused, Err(ProjectionError::NothingToReplay)),
+            "{refused:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_reader_stops_once_an_applier_is_gone() {
+        let (db, store) = ScratchDatabase::for_tests().await;
+        let events: Vec<NewEvent> = (0..50)
+            .map(|n| NewEvent {
+                event_type: "TestHappened".into(),
+                event_version: 1,
+                payload: json!({ "n": n }),
+            })
+            .collect();
+        store
+            .append(Uuid::new_v4(), 0, &events, &Metadata::producer("test"))
+            .await
+            .unwrap();
+        // The read horizon is cluster-wide: other databases' transactions
+        // may hold it back a moment.
+        while store
+            .read_all_after(Position::START, 50)
+            .await
+            .unwrap()
+            .len()
+            < 50
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // An applier that fails on its first batch: it takes it and is gone.
+        let (tx, mut rx) = mpsc::channel::<Batch>(1);
+        let applier = tokio::spawn(async move { rx.recv().await.map(|b| b.len()) });
+        let (_, read) = read_log(&store, &[tx], 10).await.unwrap();
+        assert_eq!(applier.await.unwrap(), Some(10));
+        // The batch it took, and at most the one already on its way.
+        assert!(read <= 20, "read {read} of 50 events for a failed applier");
+
+        store.pool().close();
+        db.drop_database().await.unwrap();
+    }
 }

@@ -27,6 +27,23 @@ pub async fn load(
     Ok((course, recorded))
 }
 
+/// The course's current version (the number of events in its stream): a
+/// cheap look, by the stream key's index, at whether a state held since is
+/// still the latest.
+///
+/// # Errors
+/// Database errors.
+pub(crate) async fn version(store: &EventStore, id: Uuid) -> Result<u32, StoreError> {
+    let client = store.pool().get().await?;
+    let stmt = client
+        .prepare_cached(
+            "SELECT COALESCE(MAX(stream_version) + 1, 0) FROM events WHERE stream_id = $1",
+        )
+        .await?;
+    let version: i32 = client.query_one(&stmt, &[&id]).await?.get(0);
+    Ok(version as u32)
+}
+
 /// Decides `command` against the course's current state and appends the
 /// result with the version it was decided on; returns the new events (empty
 /// for an idempotent repeat) and where they landed.

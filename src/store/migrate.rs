@@ -76,6 +76,26 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "projections/0006_amqp_replies_checkpoint.sql",
         sql: include_str!("../../projections/0006_amqp_replies_checkpoint.sql"),
     },
+    Migration {
+        name: "schema/0004_course_work_deleted.sql",
+        sql: include_str!("../../schema/0004_course_work_deleted.sql"),
+    },
+    Migration {
+        name: "projections/0007_courses_metadata.sql",
+        sql: include_str!("../../projections/0007_courses_metadata.sql"),
+    },
+    Migration {
+        name: "projections/0008_interactive_elements.sql",
+        sql: include_str!("../../projections/0008_interactive_elements.sql"),
+    },
+    Migration {
+        name: "projections/0009_subtitles.sql",
+        sql: include_str!("../../projections/0009_subtitles.sql"),
+    },
+    Migration {
+        name: "schema/0005_course_work_subtitles.sql",
+        sql: include_str!("../../schema/0005_course_work_subtitles.sql"),
+    },
 ];
 
 /// Arbitrary key of the migration advisory lock.

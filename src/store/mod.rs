@@ -2,8 +2,10 @@
 //!
 //! - [`EventStore::append`]: one or many events of one stream, atomically,
 //!   guarded by the expected stream version (a stale one is [`StoreError::Conflict`]).
-//! - [`EventStore::read_stream`]: one course's history.
-//! - [`EventStore::read_all_after`]: the global log in commit-safe order.
+//! - [`reads`]: one course's history ([`EventStore::read_stream`], or its
+//!   events from a version on), how far streams go, and the global log in
+//!   commit-safe order ([`EventStore::read_all_after`]).
+//! - [`notify`]: the NOTIFY sent after appends, from the application's runtime.
 //! - [`subscription`]: wake-ups by LISTEN/NOTIFY with polling as the fallback.
 //! - [`migrate`]: the SQL of `schema/` and `projections/`, applied once.
 //! - [`courses`]: the domain's view: load a course, decide a command, append.
@@ -11,16 +13,19 @@
 
 pub mod courses;
 pub mod migrate;
+mod notify;
+mod reads;
 pub mod subscription;
 pub(crate) mod work;
 
-use std::sync::{Arc, OnceLock};
+pub(crate) use reads::read_all_after_with;
+
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use tokio::sync::mpsc;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{NoTls, Row};
 use uuid::Uuid;
@@ -195,8 +200,8 @@ const COLUMNS: &str = "global_position, transaction_id::text::bigint, stream_id,
 pub struct EventStore {
     pool: Pool,
     config: tokio_postgres::Config,
-    /// Signals this store's NOTIFY task; created on the first append.
-    wake: Arc<OnceLock<mpsc::Sender<()>>>,
+    /// This store's NOTIFY task (see [`notify`]).
+    notify: Arc<notify::NotifySender>,
 }
 
 impl EventStore {
@@ -229,8 +234,8 @@ impl EventStore {
             .expect("a runtime and a manager are set");
         Self {
             pool,
+            notify: Arc::new(notify::NotifySender::new(config.clone())),
             config,
-            wake: Arc::default(),
         }
     }
 
@@ -337,112 +342,14 @@ impl EventStore {
     /// serializing every append (measured: half the throughput at 8 writers).
     /// A lost wake-up only delays readers: they poll as well.
     fn wake_readers(&self) {
-        let sender = self.wake.get_or_init(|| {
-            let (tx, rx) = mpsc::channel(1);
-            tokio::spawn(notify_appended(self.config.clone(), rx));
-            tx
-        });
-        // Full: a wake-up is already pending and will cover this append too.
-        let _ = sender.try_send(());
+        self.notify.signal();
     }
 
-    /// Every event of one stream, in stream order.
-    ///
-    /// # Errors
-    /// Database errors only; an unknown stream is empty.
-    pub async fn read_stream(&self, stream_id: Uuid) -> Result<Vec<RecordedEvent>, StoreError> {
-        let client = self.pool.get().await?;
-        let stmt = client
-            .prepare_cached(&format!(
-                "SELECT {COLUMNS} FROM events WHERE stream_id = $1 ORDER BY stream_version"
-            ))
-            .await?;
-        let rows = client.query(&stmt, &[&stream_id]).await?;
-        Ok(rows.iter().map(RecordedEvent::from_row).collect())
+    /// Runs this store's NOTIFY task on `runtime` (the application's own),
+    /// not on whichever runtime appends first: that one may end (an HTTP
+    /// worker's) while the service goes on. A task found gone is restarted
+    /// either way.
+    pub fn send_notifications_on(&self, runtime: tokio::runtime::Handle) {
+        self.notify.run_on(runtime);
     }
-
-    /// Up to `limit` events after `checkpoint` in the global order
-    /// `(transaction_id, global_position)`.
-    ///
-    /// Only events of transactions older than every transaction still running
-    /// are returned (`transaction_id < pg_snapshot_xmin(pg_current_snapshot())`).
-    /// A transaction that took a lower `global_position` but commits later than
-    /// its neighbours is thus never overtaken: until it ends, nothing at or
-    /// after it is handed out, so a reader that advances its checkpoint past
-    /// what it saw can never skip it.
-    ///
-    /// # Errors
-    /// Database errors only.
-    pub async fn read_all_after(
-        &self,
-        checkpoint: Position,
-        limit: i64,
-    ) -> Result<Vec<RecordedEvent>, StoreError> {
-        let client = self.pool.get().await?;
-        read_all_after_with(&client, checkpoint, limit).await
-    }
-}
-
-/// Sends one NOTIFY per batch of signalled appends, until the store is
-/// dropped, on a connection of its own (so it never takes a pooled
-/// connection from an appender), and at most one per millisecond: under a
-/// heavy append rate many appends share one wake-up, at a light one each
-/// gets its own at once.
-async fn notify_appended(config: tokio_postgres::Config, mut signals: mpsc::Receiver<()>) {
-    let mut client: Option<tokio_postgres::Client> = None;
-    while signals.recv().await.is_some() {
-        if client
-            .as_ref()
-            .is_none_or(tokio_postgres::Client::is_closed)
-        {
-            client = match config.connect(NoTls).await {
-                Ok((c, connection)) => {
-                    tokio::spawn(connection);
-                    Some(c)
-                }
-                Err(e) => {
-                    tracing::debug!(error = %e, "could not connect to NOTIFY subscribers; they will poll");
-                    None
-                }
-            };
-        }
-        if let Some(c) = &client {
-            if let Err(e) = c
-                .execute("SELECT pg_notify($1, '')", &[&NOTIFY_CHANNEL])
-                .await
-            {
-                tracing::debug!(error = %e, "could not NOTIFY subscribers; they will poll");
-            }
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
-    }
-}
-
-/// [`EventStore::read_all_after`] on a given client (a projection's own
-/// connection or transaction).
-///
-/// # Errors
-/// Database errors only.
-pub(crate) async fn read_all_after_with(
-    client: &impl deadpool_postgres::GenericClient,
-    checkpoint: Position,
-    limit: i64,
-) -> Result<Vec<RecordedEvent>, StoreError> {
-    // ORDER BY names `events.` columns: a bare `transaction_id` would mean the
-    // output column of that name (the bigint cast in COLUMNS), which no index
-    // serves: every read would sort the rest of the log.
-    let stmt = client
-        .prepare_cached(&format!(
-            "SELECT {COLUMNS} FROM events
-             WHERE (transaction_id, global_position) > ($1::text::xid8, $2)
-               AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
-             ORDER BY events.transaction_id, events.global_position
-             LIMIT $3"
-        ))
-        .await?;
-    let tx = checkpoint.transaction_id.to_string();
-    let rows = client
-        .query(&stmt, &[&tx, &checkpoint.global_position, &limit])
-        .await?;
-    Ok(rows.iter().map(RecordedEvent::from_row).collect())
 }

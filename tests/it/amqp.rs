@@ -29,7 +29,7 @@ use crate::fake_llm::{error, Script};
 use crate::helpers::eventually;
 
 /// Taken shared by every AMQP test, exclusively by the broker restart test.
-static BROKER: RwLock<()> = RwLock::const_new(());
+pub(crate) static BROKER: RwLock<()> = RwLock::const_new(());
 
 fn request(user: Uuid, request_id: Uuid, topic: &str, lessons: u8) -> Vec<u8> {
     serde_json::to_vec(&json!({
@@ -42,7 +42,7 @@ fn request(user: Uuid, request_id: Uuid, topic: &str, lessons: u8) -> Vec<u8> {
     .unwrap()
 }
 
-async fn next_reply(consumer: &mut Consumer) -> (Reply, BasicProperties) {
+pub(crate) async fn next_reply(consumer: &mut Consumer) -> (Reply, BasicProperties) {
     let delivery = tokio::time::timeout(Duration::from_secs(60), consumer.next())
         .await
         .expect("a reply within 60 s")
@@ -52,7 +52,7 @@ async fn next_reply(consumer: &mut Consumer) -> (Reply, BasicProperties) {
     (reply, delivery.properties)
 }
 
-async fn count_events(store: &EventStore, event_type: &str) -> i64 {
+pub(crate) async fn count_events(store: &EventStore, event_type: &str) -> i64 {
     store
         .pool()
         .get()

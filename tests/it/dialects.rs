@@ -156,6 +156,18 @@ async fn llama_server_refusing_json_schema_is_asked_with_json_object_and_schema(
     let body = &generated.app.llm().bodies()[1];
     let lessons = &body["response_format"]["schema"]["properties"]["lessons"]["prefixItems"];
     assert_eq!(lessons[1]["properties"]["number"]["const"], 2);
+    // The grammar asks for the metadata and the elements, and they arrive.
+    let outline = &body["response_format"]["schema"]["properties"];
+    assert_eq!(outline["difficulty"]["enum"][0], "beginner");
+    assert!(outline["tags"].is_object() && outline["learning_outcomes"].is_object());
+    let lesson = &generated.app.llm().bodies()[2]["response_format"]["schema"];
+    let kinds = lesson["properties"]["elements"]["items"]["anyOf"]
+        .as_array()
+        .unwrap();
+    assert_eq!(kinds.len(), 6, "{lesson}");
+    for lesson in generated.lessons() {
+        assert_eq!(lesson.elements.len(), 3, "{lesson:?}");
+    }
     assert_eq!(generated.completed_usage().total_tokens, 3 * 150);
 }
 
@@ -364,6 +376,7 @@ async fn a_reasoning_model_has_its_notes_stripped_its_budget_grown_and_its_usage
                     "content": format!("<think>\nTwo lessons: the Moon, then the Sun.\n</think>\n\n{}", x.answer)}),
                 (Asked::Lesson { number: 1, .. }, _) => json!({"role": "assistant", "content": null,
                     "reasoning_content": format!("<think>Start with the Moon's pull.</think>{}", x.answer)}),
+                (Asked::Translation { .. }, _) => unreachable!("no subtitles are asked for"),
                 (Asked::Lesson { .. }, _) => {
                     let mut answer: Value = serde_json::from_str(&x.answer).unwrap();
                     answer["content_md"] = json!(format!(

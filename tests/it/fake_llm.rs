@@ -6,7 +6,7 @@
 //! server (its refusals of a `response_format`, its reply shapes).
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -18,6 +18,7 @@ use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 pub enum Asked {
     Outline { topic: String },
     Lesson { topic: String, number: u32 },
+    Translation { lesson: u32, language: String },
 }
 
 /// Shared record of what the fake saw.
@@ -71,6 +72,79 @@ pub struct Script {
     pub failing_lessons: HashMap<u32, ResponseTemplate>,
     /// The server imitated, if not a well-behaved OpenAI.
     pub dialect: Option<Dialect>,
+    /// Holds the first request for one lesson until the test opens it.
+    pub gate: Option<Gate>,
+    /// Extra delay for translations of these lesson numbers.
+    pub slow_translations: HashMap<u32, Duration>,
+}
+
+/// Holds the first request for lesson `lesson` in flight until [`Gate::open`]:
+/// a test acts while a model call is certainly under way, with no timing.
+/// The fake answers nothing else meanwhile (wiremock serves from one
+/// thread), which is what a test of one course wants.
+#[derive(Clone)]
+pub struct Gate {
+    lesson: u32,
+    state: Arc<(Mutex<GateState>, Condvar)>,
+}
+
+#[derive(Default)]
+struct GateState {
+    /// The gated request has arrived and waits.
+    held: bool,
+    open: bool,
+}
+
+/// How long a gated request waits at most: a failing test must not leave the
+/// fake's thread blocked for good.
+const GATE_LIMIT: Duration = Duration::from_secs(120);
+
+impl Gate {
+    /// A closed gate on lesson `lesson`.
+    pub fn on_lesson(lesson: u32) -> Self {
+        Self {
+            lesson,
+            state: Arc::default(),
+        }
+    }
+
+    /// Whether the gated request has arrived (and waits for [`Gate::open`]).
+    pub fn held(&self) -> bool {
+        self.state.0.lock().unwrap().held
+    }
+
+    /// Lets the gated request (and every later one) through.
+    pub fn open(&self) {
+        self.state.0.lock().unwrap().open = true;
+        self.state.1.notify_all();
+    }
+
+    /// Blocks a request for `number` until the gate opens.
+    fn pass(&self, number: u32) {
+        if number != self.lesson {
+            return;
+        }
+        let (lock, opened) = &*self.state;
+        let mut state = lock.lock().unwrap();
+        if state.open {
+            return;
+        }
+        state.held = true;
+        let (mut state, _) = opened
+            .wait_timeout_while(state, GATE_LIMIT, |s| !s.open)
+            .unwrap();
+        state.held = false;
+        state.open = true;
+    }
+}
+
+impl Drop for FakeLlm {
+    /// Frees a request still held, so the server can shut down.
+    fn drop(&mut self) {
+        if let Some(gate) = &self.gate {
+            gate.open();
+        }
+    }
 }
 
 struct Responder {
@@ -82,6 +156,7 @@ struct Responder {
 pub struct FakeLlm {
     pub server: MockServer,
     pub seen: Arc<Mutex<Seen>>,
+    gate: Option<Gate>,
 }
 
 impl FakeLlm {
@@ -89,6 +164,7 @@ impl FakeLlm {
     pub async fn start(script: Script) -> Self {
         let server = MockServer::start().await;
         let seen = Arc::new(Mutex::new(Seen::default()));
+        let gate = script.gate.clone();
         Mock::given(method("POST"))
             .and(path("/v1/chat/completions"))
             .respond_with(Responder {
@@ -97,7 +173,7 @@ impl FakeLlm {
             })
             .mount(&server)
             .await;
-        Self { server, seen }
+        Self { server, seen, gate }
     }
 
     /// Base URL to configure as OPENAI_BASE_URL.
@@ -163,6 +239,7 @@ impl Respond for Responder {
             let answer = match &asked {
                 Asked::Outline { topic } => outline_answer(topic, lesson_count(&body)),
                 Asked::Lesson { number, .. } => lesson_answer(*number),
+                Asked::Translation { .. } => translation_answer(user_message(&body)),
             };
             return dialect(&Exchange {
                 body: &body,
@@ -176,6 +253,9 @@ impl Respond for Responder {
                 (outline_answer(topic, lesson_count(&body)), Duration::ZERO)
             }
             Asked::Lesson { number, .. } => {
+                if let Some(gate) = &self.script.gate {
+                    gate.pass(*number);
+                }
                 if let Some(r) = self.script.failing_lessons.get(number) {
                     return r.clone();
                 }
@@ -186,6 +266,15 @@ impl Respond for Responder {
                     .copied()
                     .unwrap_or_default();
                 (lesson_answer(*number), extra)
+            }
+            Asked::Translation { lesson, .. } => {
+                let extra = self
+                    .script
+                    .slow_translations
+                    .get(lesson)
+                    .copied()
+                    .unwrap_or_default();
+                (translation_answer(user_message(&body)), extra)
             }
         };
         completion(&content).set_delay(self.script.delay + extra)
@@ -207,7 +296,21 @@ fn line_after<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {
 fn read_request(body: &Value) -> Asked {
     let user = user_message(body);
     // Read from the prompt, as the schema is not in every mode's request.
-    if user.contains("Plan a course on: ") {
+    if user.contains("Translate the subtitles of lesson ") {
+        // "Translate the subtitles of lesson N of a course on ... into the
+        // language with BCP-47 tag "xx"."
+        let lesson = line_after(user, "Translate the subtitles of lesson ")
+            .and_then(|l| l.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .expect("lesson number in the prompt");
+        let language = user
+            .rsplit("into the language with BCP-47 tag \"")
+            .next()
+            .and_then(|l| l.split('"').next())
+            .unwrap_or("")
+            .to_owned();
+        Asked::Translation { lesson, language }
+    } else if user.contains("Plan a course on: ") {
         let topic = line_after(user, "Plan a course on: ")
             .unwrap_or("")
             .trim()
@@ -251,6 +354,18 @@ pub fn error(status: u16, code: &str) -> ResponseTemplate {
     }))
 }
 
+/// Each numbered cue of the prompt in capitals (the same length, so it fits).
+fn translation_answer(user: &str) -> String {
+    let cues: Vec<String> = user
+        .split("\nCues:\n")
+        .nth(1)
+        .unwrap_or("")
+        .lines()
+        .filter_map(|l| l.split_once(". ").map(|(_, t)| t.to_uppercase()))
+        .collect();
+    json!({ "cues": cues }).to_string()
+}
+
 fn outline_answer(topic: &str, lessons: u32) -> String {
     json!({
         "title": format!("All about {topic}"),
@@ -260,7 +375,10 @@ fn outline_answer(topic: &str, lessons: u32) -> String {
             "title": format!("{topic}, part {n}"),
             "concepts": ["first idea", "second idea"],
             "objectives": ["Explain the first idea"]
-        })).collect::<Vec<_>>()
+        })).collect::<Vec<_>>(),
+        "tags": ["Fake Tag", topic],
+        "difficulty": "beginner",
+        "learning_outcomes": ["Use the first idea"]
     })
     .to_string()
 }
@@ -280,7 +398,15 @@ fn lesson_answer(number: u32) -> String {
         "content_md": format!("# Lesson {number}\n\n## Idea\n\nSome teaching."),
         "sections": [{ "heading": "Idea", "body": "Some teaching." }],
         "quiz": [question("One?"), question("Two?"), question("Three?")],
-        "sources": [{ "title": "A textbook", "url": null }]
+        "sources": [{ "title": "A textbook", "url": null }],
+        "elements": [
+            { "id": format!("l{number}-code"), "kind": "code_block", "language": "python",
+              "code": "print('hi')", "caption": "Say hi", "expected_output": "hi" },
+            { "id": format!("l{number}-exercise"), "kind": "exercise", "prompt": "Do it",
+              "hints": ["Try"], "solution": "Done", "difficulty": null },
+            { "id": format!("l{number}-tf"), "kind": "true_false", "question": "Water is wet",
+              "answer": true, "explanation": "It is." }
+        ]
     })
     .to_string()
 }

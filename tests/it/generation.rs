@@ -104,6 +104,10 @@ async fn a_four_lesson_course_takes_one_outline_call_and_four_lesson_calls() {
             "LessonGenerated",
             "LessonGenerated",
             "LessonGenerated",
+            "SubtitlesGenerated",
+            "SubtitlesGenerated",
+            "SubtitlesGenerated",
+            "SubtitlesGenerated",
             "CourseCompleted"
         ]
     );

@@ -90,6 +90,7 @@ fn request(topic: &str, lessons: i64, grade: Option<&str>) -> CourseRequest {
         num_lessons: Some(lessons),
         language: Some("en".into()),
         source_filter: None,
+        ..Default::default()
     })
     .unwrap()
 }
@@ -182,6 +183,7 @@ fn valid_outline(lessons: u32) -> OutlineGenerated {
         lessons: serde_json::from_value(answer["lessons"].clone()).unwrap(),
         model: MODEL.into(),
         usage: TokenUsage::default(),
+        ..Default::default()
     }
 }
 

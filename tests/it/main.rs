@@ -2,14 +2,22 @@
 
 mod amqp;
 mod app;
+mod cluster;
+mod deletion;
 mod dialects;
+mod elements;
 mod fake_llm;
 mod generation;
 mod helpers;
 mod http;
 mod llm;
 mod llm_check;
+mod metadata;
+mod progress;
 mod projections;
 mod queues;
 mod real_llm;
+mod requests;
 mod store;
+mod subtitles;
+mod unavailable;

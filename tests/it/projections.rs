@@ -5,10 +5,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use coursegen::bench::realistic_lesson;
+use coursegen::domain::subtitles::Cue;
 use coursegen::domain::{
-    CourseCompleted, CourseDeleted, CourseEvent, CourseFailed, CourseRequested, CourseRestored,
-    GenerationRetried, GenerationStarted, LessonPlan, OutlineGenerated, SourceRef, TokenUsage,
+    CourseCompleted, CourseDeleted, CourseEvent, CourseFailed, CourseMetadata,
+    CourseMetadataChanged, CourseRequested, CourseRestored, Difficulty, ElementBody,
+    GenerationRetried, GenerationStarted, InteractiveElement, LessonPlan, MetadataChange,
+    OutlineGenerated, SourceRef, TokenUsage,
 };
+use coursegen::domain::{SubtitlesGenerated, SubtitlesRequested};
 use coursegen::projections::recount::{difference_sql, recounts};
 use coursegen::projections::{
     self, replay, start_runners_with, wait_for_position, CheckpointState, Projection,
@@ -53,8 +57,27 @@ fn course_story(rng: &mut impl Rng, user: Uuid, topic: &str) -> Vec<CourseEvent>
         num_lessons: lessons as u8,
         language: "en".into(),
         source_filter: None,
+        metadata: CourseMetadata {
+            author: rng.gen_bool(0.5).then(|| "Ada".to_owned()),
+            tags: if rng.gen_bool(0.5) {
+                vec!["biology".into(), format!("t{}", rng.gen_range(0..3))]
+            } else {
+                vec![]
+            },
+            difficulty: rng.gen_bool(0.3).then_some(Difficulty::Advanced),
+            prerequisites: if rng.gen_bool(0.3) {
+                vec!["reading".into()]
+            } else {
+                vec![]
+            },
+            learning_outcomes: vec![],
+        },
+        ..Default::default()
     }
     .into()];
+    if rng.gen_ratio(1, 5) {
+        events.push(edit(rng));
+    }
     let usage = TokenUsage {
         prompt_tokens: 10,
         completion_tokens: 20,
@@ -105,6 +128,9 @@ fn course_story(rng: &mut impl Rng, user: Uuid, topic: &str) -> Vec<CourseEvent>
                 .collect(),
             model: "offline".into(),
             usage,
+            tags: vec!["proposed".into(), "cells".into()],
+            difficulty: rng.gen_bool(0.7).then_some(Difficulty::Beginner),
+            learning_outcomes: vec![format!("understand {topic}")],
         }
         .into(),
     );
@@ -121,7 +147,71 @@ fn course_story(rng: &mut impl Rng, user: Uuid, topic: &str) -> Vec<CourseEvent>
             title: format!("Source {}", rng.gen_range(0..4)),
             url: Some("https://example.org".into()),
         });
+        lesson.estimated_minutes = rng.gen_range(0..30);
+        lesson.elements = (0..rng.gen_range(0..4))
+            .map(|i| InteractiveElement {
+                id: format!("l{n}-{i}"),
+                body: if i % 2 == 0 {
+                    ElementBody::CodeBlock {
+                        language: "rust".into(),
+                        code: format!("fn main() {{ println!(\"{i}\"); }}"),
+                        caption: "A program".into(),
+                        expected_output: (i == 0).then(|| i.to_string()),
+                    }
+                } else {
+                    ElementBody::MultipleChoice {
+                        question: "Which?".into(),
+                        options: vec!["a".into(), "b".into(), "c".into()],
+                        answer_indexes: vec![0, 2],
+                        explanation: String::new(),
+                    }
+                },
+            })
+            .collect();
         events.push(lesson.into());
+    }
+    if rng.gen_ratio(1, 3) {
+        events.push(edit(rng));
+    }
+    // Subtitles of the lessons done, some translated (one twice: the later
+    // track wins), some languages asked for.
+    for n in 1..=done {
+        let cue = |text: &str| Cue {
+            start_ms: 0,
+            end_ms: 1_500,
+            text: text.into(),
+        };
+        let mut languages = vec!["en"];
+        if rng.gen_bool(0.5) {
+            languages.push("fr");
+        }
+        if rng.gen_ratio(1, 5) {
+            languages.push("fr");
+        }
+        for language in languages {
+            events.push(
+                SubtitlesGenerated {
+                    lesson: n,
+                    language: language.into(),
+                    cues: vec![cue(&format!("Lesson {n} in {language}"))],
+                    model: (language != "en").then(|| "offline".into()),
+                    usage: if language == "en" {
+                        TokenUsage::default()
+                    } else {
+                        usage
+                    },
+                }
+                .into(),
+            );
+        }
+    }
+    if rng.gen_ratio(1, 4) {
+        events.push(
+            SubtitlesRequested {
+                languages: vec!["de".into(), "fr".into()],
+            }
+            .into(),
+        );
     }
     if done == lessons {
         if rng.gen_ratio(4, 5) {
@@ -150,6 +240,23 @@ fn course_story(rng: &mut impl Rng, user: Uuid, topic: &str) -> Vec<CourseEvent>
         }
     }
     events
+}
+
+/// A metadata edit of some of the fields.
+fn edit(rng: &mut impl Rng) -> CourseEvent {
+    CourseMetadataChanged {
+        change: MetadataChange {
+            author: rng.gen_bool(0.5).then(|| "Grace".to_owned()),
+            tags: rng
+                .gen_bool(0.5)
+                .then(|| vec!["edited".to_owned(), format!("e{}", rng.gen_range(0..3))]),
+            language: rng.gen_bool(0.3).then(|| "fr".to_owned()),
+            difficulty: Some(Difficulty::Intermediate),
+            prerequisites: rng.gen_bool(0.3).then(|| vec!["algebra".to_owned()]),
+            learning_outcomes: rng.gen_bool(0.5).then(|| vec!["do it".to_owned()]),
+        },
+    }
+    .into()
 }
 
 /// Appends a course's events one transaction per step, each held open for a
@@ -486,7 +593,15 @@ async fn a_clean_stop_commits_the_batch_in_progress_before_it_ends() {
     let db = TestDb::new().await;
     let last = write_courses(&db, 5).await;
     let mut blocker = db.client().await;
-    let running = start(&db, options()).await;
+    // One batch holds all five courses' events.
+    let running = start(
+        &db,
+        RunnerOptions {
+            batch_size: 500,
+            ..options()
+        },
+    )
+    .await;
     let held = hold_up_the_courses_batch(&db, &mut blocker).await;
     let mut stopping = std::pin::pin!(running.stop());
     assert!(
@@ -729,6 +844,7 @@ async fn a_v1_lesson_payload_is_projected_as_the_current_type() {
                 lessons: vec![],
                 model: "m".into(),
                 usage: TokenUsage::default(),
+                ..Default::default()
             }
             .into(),
         );
@@ -831,6 +947,7 @@ async fn a_course_leaving_a_slug_base_moves_the_later_ones_up() {
             num_lessons: 1,
             language: "en".into(),
             source_filter: None,
+            ..Default::default()
         }
         .into();
         let (stream, position) = write_course(&db, vec![requested]).await;
@@ -855,6 +972,7 @@ async fn a_course_leaving_a_slug_base_moves_the_later_ones_up() {
         }],
         model: "offline".into(),
         usage: TokenUsage::default(),
+        ..Default::default()
     }
     .into();
     let moved = db
@@ -1028,6 +1146,7 @@ async fn runners_apply_an_append_long_before_their_poll_interval() {
         num_lessons: 1,
         language: "en".into(),
         source_filter: None,
+        ..Default::default()
     }
     .into();
     let (_, position) = write_course(&db, vec![requested]).await;
@@ -1037,4 +1156,60 @@ async fn runners_apply_an_append_long_before_their_poll_interval() {
             .unwrap_or_else(|e| panic!("{p} was not woken: {e}"));
     }
     running.stop().await;
+}
+
+#[actix::test]
+async fn a_failed_replay_names_the_event_the_database_refused_not_its_batch() {
+    let db = TestDb::new().await;
+    write_courses(&db, 3).await;
+    // A description whose search vector is over PostgreSQL's 1 MB limit:
+    // it decodes, but the database refuses the row it makes.
+    let user = Uuid::new_v4();
+    let mut story = course_story(&mut rand::thread_rng(), user, "Too long");
+    story.truncate(2);
+    let (stream, _) = write_course(&db, story).await;
+    let description: String = (0..150_000).map(|n| format!("w{n} ")).collect();
+    let poison = db
+        .store
+        .append(
+            stream,
+            2,
+            &[NewEvent::from(&CourseEvent::from(OutlineGenerated {
+                title: "Too long".into(),
+                description,
+                lessons: vec![],
+                model: "offline".into(),
+                usage: TokenUsage::default(),
+                ..Default::default()
+            }))],
+            &Metadata::producer("test"),
+        )
+        .await
+        .unwrap()
+        .position;
+    let last = write_courses(&db, 2).await;
+    // The read horizon is cluster-wide: other tests' open transactions may
+    // hold the log back from the replay's reader a while.
+    eventually("the whole log to be readable", WAIT, || async {
+        let events = db
+            .store
+            .read_all_after(Position::START, 10_000)
+            .await
+            .unwrap();
+        events.last().filter(|e| e.position() >= last).map(|_| ())
+    })
+    .await;
+
+    let err = replay::replay(&db.store, Projection::Courses, false)
+        .await
+        .unwrap_err();
+    match err {
+        ProjectionError::ReplayFailed {
+            position, error, ..
+        } => {
+            assert_eq!(position, poison.global_position, "{error}");
+            assert!(error.contains("tsvector"), "{error}");
+        }
+        other => panic!("expected ReplayFailed, got {other}"),
+    }
 }

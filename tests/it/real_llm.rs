@@ -24,8 +24,12 @@ async fn a_real_server_generates_a_two_lesson_course_to_ready() {
         return;
     };
     // What the client decides (modes, re-asks and their reasons) on stderr.
-    coursegen::telemetry::init(
-        coursegen::config::LogFormat::Text,
+    let _ = coursegen::telemetry::init(
+        &coursegen::config::LogSettings {
+            log_format: coursegen::config::LogFormat::Text,
+            verbose: 0,
+            log_file: None,
+        },
         "warn,coursegen::llm=debug",
     );
     let model = std::env::var("COURSEGEN_TEST_LLM_MODEL").unwrap_or_else(|_| "local-model".into());

@@ -435,3 +435,81 @@ async fn a_subscriber_is_woken_again_after_its_listen_connection_is_killed() {
     // ... and an append after that still wakes a reader at once.
     assert_an_append_wakes_a_subscriber(&db, &notifier).await;
 }
+
+/// The NOTIFYs this test's database gets on the store's channel, as seen by
+/// a LISTEN connection of the test's own (closed with the receiver).
+async fn notifications(db: &TestDb) -> tokio::sync::mpsc::UnboundedReceiver<()> {
+    use futures::StreamExt;
+    let (client, mut connection) = db.config.connect(tokio_postgres::NoTls).await.unwrap();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let (listening_tx, listening) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
+        while let Some(Ok(message)) = messages.next().await {
+            if let tokio_postgres::AsyncMessage::Notification(_) = message {
+                if tx.send(()).is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    tokio::spawn(async move {
+        client
+            .batch_execute("LISTEN coursegen_events")
+            .await
+            .unwrap();
+        let _ = listening_tx.send(());
+        // The connection lives as long as its client.
+        std::future::pending::<()>().await;
+    });
+    listening.await.unwrap();
+    rx
+}
+
+/// Appends one event to a new stream on a runtime of its own that ends as
+/// soon as the append returns, as an HTTP worker's runtime may. (On a thread
+/// of the blocking pool: the caller's runtime goes on driving the pool's
+/// connections meanwhile.)
+async fn append_on_a_runtime_that_ends(store: &coursegen::store::EventStore) {
+    let store = store.clone();
+    tokio::task::spawn_blocking(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime
+            .block_on(store.append(Uuid::new_v4(), 0, &[event(0)], &meta()))
+            .unwrap();
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn appends_notify_again_after_the_runtime_that_appended_first_has_ended() {
+    let db = TestDb::new().await;
+    let mut notified = notifications(&db).await;
+    append_on_a_runtime_that_ends(&db.store).await;
+    db.store
+        .append(Uuid::new_v4(), 0, &[event(1)], &meta())
+        .await
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(30), notified.recv())
+        .await
+        .expect("a NOTIFY for the later append (the sender was restarted)")
+        .unwrap();
+}
+
+#[actix_web::test]
+async fn the_service_notifies_for_an_append_made_on_a_runtime_that_ended_at_once() {
+    let mut app = crate::app::TestApp::spawn(crate::app::Overrides::default()).await;
+    let mut notified = notifications(&app.db).await;
+    // The service runs the sender on its own runtime: the append's NOTIFY
+    // goes out although the runtime that appended is gone.
+    append_on_a_runtime_that_ends(&app.db.store).await;
+    tokio::time::timeout(Duration::from_secs(30), notified.recv())
+        .await
+        .expect("a NOTIFY sent from the service's runtime")
+        .unwrap();
+    app.stop().await;
+}

@@ -17,7 +17,7 @@ use crate::domain::CourseRequest;
 
 /// The JSON body of a request, as the README's RabbitMQ section specifies it.
 pub(crate) fn request_body(request: &CourseRequest) -> Vec<u8> {
-    serde_json::to_vec(&json!({
+    let mut body = json!({
         "request_id": request.request_id,
         "user_id": request.user_id,
         "topic": request.topic,
@@ -25,8 +25,18 @@ pub(crate) fn request_body(request: &CourseRequest) -> Vec<u8> {
         "num_lessons": request.num_lessons,
         "language": request.language,
         "source_filter": request.source_filter,
-    }))
-    .expect("requests serialize")
+    });
+    if !request.subtitle_languages.is_empty() {
+        body["subtitle_languages"] = json!(request.subtitle_languages);
+    }
+    // The optional metadata fields, those given only.
+    if let (Some(body), serde_json::Value::Object(metadata)) = (
+        body.as_object_mut(),
+        serde_json::to_value(&request.metadata).expect("metadata serializes"),
+    ) {
+        body.extend(metadata);
+    }
+    serde_json::to_vec(&body).expect("requests serialize")
 }
 
 /// The replies to one published request, read from an exclusive,

@@ -1,7 +1,8 @@
 //! The AMQP wire formats (the README's RabbitMQ section): the request body and the reply.
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use serde::{Deserialize, Serialize};
+use serde::de::{self, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -72,54 +73,112 @@ pub(crate) struct Refusal {
 /// # Errors
 /// A [`Refusal`] naming the first problem: too large, not UTF-8, not JSON
 /// (including nesting deeper than serde_json's limit of 128), not an object,
-/// a field of the wrong type, or a broken rule of [`CourseRequest::parse`].
+/// a field of the wrong type or unknown, or a broken rule of
+/// [`CourseRequest::parse`]; with the `request_id` when [`readable_request_id`]
+/// finds one, so that the sender hears why.
 pub(crate) fn parse_request(body: &[u8]) -> Result<CourseRequest, Refusal> {
-    let refuse = |reason: String, request_id: Option<String>| Refusal { reason, request_id };
+    read_request(body).map_err(|reason| Refusal {
+        reason,
+        request_id: readable_request_id(body),
+    })
+}
+
+fn read_request(body: &[u8]) -> Result<CourseRequest, String> {
     if body.len() > MAX_BODY_BYTES {
-        return Err(refuse(
-            format!(
-                "message body is {} bytes; at most {MAX_BODY_BYTES} are accepted",
-                body.len()
-            ),
-            None,
+        return Err(format!(
+            "message body is {} bytes; at most {MAX_BODY_BYTES} are accepted",
+            body.len()
         ));
     }
     if body.iter().all(u8::is_ascii_whitespace) {
-        return Err(refuse("message body is empty".into(), None));
+        return Err("message body is empty".into());
     }
-    let text = std::str::from_utf8(body)
-        .map_err(|e| refuse(format!("message body is not UTF-8: {e}"), None))?;
-    let value: Value = serde_json::from_str(text)
-        .map_err(|e| refuse(format!("message body is not valid JSON: {e}"), None))?;
-    let Value::Object(object) = &value else {
-        return Err(refuse(
-            format!(
-                "message body must be a JSON object, got {}",
-                json_kind(&value)
-            ),
-            None,
-        ));
-    };
-    let request_id = match object.get("request_id") {
-        Some(Value::String(id)) if !id.trim().is_empty() => {
-            Some(id.trim().chars().take(MAX_ECHOED_ID).collect())
-        }
-        _ => None,
-    };
-    let raw: RawCourseRequest = serde_json::from_value(value)
-        .map_err(|e| refuse(format!("invalid request: {e}"), request_id.clone()))?;
-    CourseRequest::parse(raw).map_err(|e| refuse(format!("invalid request: {e}"), request_id))
+    let text = std::str::from_utf8(body).map_err(|e| format!("message body is not UTF-8: {e}"))?;
+    let value: Value =
+        serde_json::from_str(text).map_err(|e| format!("message body is not valid JSON: {e}"))?;
+    // The same reading and rules, hence the same messages, as HTTP's.
+    RawCourseRequest::from_json(value)
+        .and_then(CourseRequest::parse)
+        .map_err(|e| e.to_string())
 }
 
-fn json_kind(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
+/// Largest body searched for a `request_id` to answer. Far above
+/// [`MAX_BODY_BYTES`], so that a message refused for its size is still
+/// answered; the search allocates nothing but the id (every other value is
+/// skipped as [`IgnoredAny`]), so it costs one linear scan of the bytes the
+/// broker already delivered.
+const MAX_PROBED_BYTES: usize = 16 * 1024 * 1024;
+
+/// The `request_id` of a body, if it is a JSON object whose `request_id` is a
+/// non-blank string (trimmed, at most [`MAX_ECHOED_ID`] characters), whatever
+/// else the body holds; nothing for anything else, bodies over
+/// [`MAX_PROBED_BYTES`] included. No course is built from it.
+fn readable_request_id(body: &[u8]) -> Option<String> {
+    /// Only `request_id`; serde skips every other field unread.
+    #[derive(Deserialize)]
+    struct Probe {
+        #[serde(default, deserialize_with = "string_or_skip")]
+        request_id: Option<String>,
     }
+    if body.len() > MAX_PROBED_BYTES {
+        return None;
+    }
+    let probe: Probe = serde_json::from_slice(body).ok()?;
+    probe
+        .request_id
+        .map(|id| id.trim().chars().take(MAX_ECHOED_ID).collect::<String>())
+        .filter(|id| !id.is_empty())
+}
+
+/// A string as itself; any other JSON value skipped (as [`IgnoredAny`]) and
+/// read as `None`.
+fn string_or_skip<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
+    struct StringOrSkip;
+
+    impl<'de> Visitor<'de> for StringOrSkip {
+        type Value = Option<String>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("any JSON value")
+        }
+
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            // At most what is echoed (plus room for trimming), however long.
+            Ok(Some(v.chars().take(4 * MAX_ECHOED_ID).collect()))
+        }
+
+        fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            while seq.next_element::<IgnoredAny>()?.is_some() {}
+            Ok(None)
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+            Ok(None)
+        }
+    }
+
+    deserializer.deserialize_any(StringOrSkip)
 }
 
 #[cfg(test)]
@@ -172,6 +231,68 @@ mod tests {
 
         let body = format!(r#"{{"request_id":"{REQUEST}","user_id":"{USER}","topic":7}}"#);
         let refusal = parse_request(body.as_bytes()).unwrap_err();
+        assert_eq!(refusal.request_id.as_deref(), Some(REQUEST));
+    }
+
+    #[test]
+    fn a_body_over_the_limit_is_refused_but_keeps_its_request_id() {
+        let topic = "x".repeat(1024 * 1024);
+        let body = format!(
+            r#"{{"user_id":"{USER}","topic":"{topic}","nested":[{{"a":[1,2]}}],"request_id":"{REQUEST}"}}"#
+        );
+        let refusal = parse_request(body.as_bytes()).unwrap_err();
+        assert!(refusal.reason.contains("bytes"), "{}", refusal.reason);
+        assert_eq!(refusal.request_id.as_deref(), Some(REQUEST));
+    }
+
+    #[test]
+    fn only_a_string_request_id_is_echoed_and_only_its_start() {
+        let cases: Vec<(String, Option<String>)> = vec![
+            (r#"{"request_id": [1, {"a": 2}], "topic": 1}"#.into(), None),
+            (r#"{"request_id": {"id": "x"}}"#.into(), None),
+            (r#"{"request_id": null}"#.into(), None),
+            (r#"{"request_id": "  "}"#.into(), None),
+            (r#"[{"request_id": "x"}]"#.into(), None),
+            (r#"{"request_id": "x", "request_id": "y"}"#.into(), None),
+            (
+                format!(r#"{{"request_id": "{}"}}"#, "i".repeat(10_000)),
+                Some("i".repeat(MAX_ECHOED_ID)),
+            ),
+            (
+                r#"{"request_id": " r1 ", "topic": 7}"#.into(),
+                Some("r1".into()),
+            ),
+        ];
+        for (body, want) in cases {
+            assert_eq!(
+                parse_request(body.as_bytes()).unwrap_err().request_id,
+                want,
+                "{body}"
+            );
+        }
+        let mut not_utf8 = br#"{"request_id": "r2", "topic": ""#.to_vec();
+        not_utf8.extend([0xff, 0xfe, b'"', b'}']);
+        let refusal = parse_request(&not_utf8).unwrap_err();
+        assert!(refusal.reason.contains("UTF-8"), "{}", refusal.reason);
+        assert_eq!(refusal.request_id.as_deref(), Some("r2"));
+        let huge = format!(
+            r#"{{"request_id":"r","t":"{}"}}"#,
+            "x".repeat(MAX_PROBED_BYTES)
+        );
+        assert_eq!(parse_request(huge.as_bytes()).unwrap_err().request_id, None);
+    }
+
+    #[test]
+    fn unknown_fields_are_refused_as_over_http() {
+        let body = format!(
+            r#"{{"request_id":"{REQUEST}","user_id":"{USER}","topic":"Cells","owner":"me"}}"#
+        );
+        let refusal = parse_request(body.as_bytes()).unwrap_err();
+        assert!(
+            refusal.reason.contains("unknown field `owner`"),
+            "{}",
+            refusal.reason
+        );
         assert_eq!(refusal.request_id.as_deref(), Some(REQUEST));
     }
 

@@ -61,6 +61,12 @@ impl User {
     pub(crate) fn may_access(&self, owner: Uuid) -> bool {
         self.admin || self.id == owner
     }
+
+    /// Whether the caller may make `owner` the owner of a new course:
+    /// admins name anyone, other users only themselves.
+    pub(crate) fn may_act_for(&self, owner: Uuid) -> bool {
+        self.may_access(owner)
+    }
 }
 
 impl FromRequest for User {

@@ -102,6 +102,11 @@ pub(crate) struct JobView {
     pub progress: f64,
     pub lessons_done: i32,
     pub lessons_total: i32,
+    /// Subtitle steps recorded: one per lesson in the course's language,
+    /// plus one per lesson and translation.
+    pub subtitle_steps_done: i32,
+    /// Subtitle steps planned: lessons × (1 + languages asked for).
+    pub subtitle_steps_total: i32,
     /// Generation attempts started (retries add one).
     pub attempt: i32,
     pub created_at: DateTime<Utc>,
@@ -146,6 +151,10 @@ impl JobView {
             progress,
             lessons_done: c.lessons_generated,
             lessons_total: c.total_lessons,
+            subtitle_steps_done: c.subtitles_generated,
+            subtitle_steps_total: c
+                .total_lessons
+                .saturating_mul(1 + c.subtitle_languages.len() as i32),
             attempt: c.attempt,
             created_at: c.created_at,
             updated_at: c.updated_at,

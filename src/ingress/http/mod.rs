@@ -139,11 +139,16 @@ pub(crate) struct ApiState {
     pub metrics: PrometheusHandle,
     /// How long a write waits for the projection to show it before answering.
     pub read_your_writes: Duration,
+    /// What progress streams follow courses through (one for all streams).
+    pub watch: courses::watch::CourseWatch,
 }
 
 impl ApiState {
-    /// State over `store` with `auth`, no projections and no hooks.
+    /// State over `store` with `auth`, no projections and no hooks; its
+    /// course watcher (started on the current runtime) only polls until
+    /// given wake-ups.
     pub(crate) fn new(store: EventStore, auth: Auth) -> Self {
+        let watch = courses::watch::CourseWatch::start(store.clone(), None);
         Self {
             store,
             auth,
@@ -151,6 +156,7 @@ impl ApiState {
             health: HealthHooks::default(),
             metrics: prometheus(),
             read_your_writes: Duration::from_secs(5),
+            watch,
         }
     }
 }
@@ -203,9 +209,15 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig, max_body_bytes: usize) {
             .service(
                 resource("/courses/{id}")
                     .get(courses::handlers::get)
-                    .delete(courses::handlers::delete),
+                    .delete(courses::handlers::delete)
+                    .patch(courses::metadata::edit),
             )
             .service(resource("/courses/{id}/lessons/{n}").get(courses::handlers::lesson))
+            .service(
+                resource("/courses/{id}/lessons/{n}/elements").get(courses::elements::elements),
+            )
+            .service(resource("/courses/{id}/lessons/{n}/subtitles").get(courses::subtitles::get))
+            .service(resource("/courses/{id}/subtitles").post(courses::subtitles::request))
             .service(resource("/courses/{id}/events").get(courses::handlers::events))
             .service(resource("/courses/{id}/progress").get(courses::progress::progress))
             .service(resource("/courses/{id}/restore").post(courses::handlers::restore))

@@ -7,13 +7,15 @@ use std::fmt::Write;
 
 use reqwest::Url;
 
+use super::elements::{elements, Exercise};
 use super::quiz::quiz;
 use super::templates::{Audience, TECHNICAL};
 use super::{capitalize, stable_hash, usage, MODEL};
+use crate::domain::metadata::lesson_minutes;
 use crate::domain::{
     CourseRequested, LessonGenerated, LessonPlan, LessonSection, OutlineGenerated, SourceRef,
 };
-use crate::llm::prompts;
+use crate::llm::prompts::{self, course_difficulty as difficulty};
 
 fn is_technical(topic: &str) -> bool {
     let t = topic.to_lowercase();
@@ -243,18 +245,29 @@ pub fn lesson(
     // Exercise with its solution.
     let objective = objectives[variant % objectives.len()].clone();
     let c2 = concept(2);
-    sections.push(LessonSection {
-        heading: "Exercise".into(),
-        body: format!(
+    let exercise = Exercise {
+        prompt: format!(
             "{objective}. To do so, write a short answer (five to eight sentences) to this \
              task: choose one example of {topic} from your own experience or reading, \
-             and explain it using {c0} and {c2}.\n\n\
-             ### Solution\n\n\
-             A strong answer names a specific example rather than a general one, uses \
+             and explain it using {c0} and {c2}."
+        ),
+        solution: format!(
+            "A strong answer names a specific example rather than a general one, uses \
              {c0} to say what is going on, and uses {c2} to say why it matters. It \
              ends by checking itself: would someone who has not taken this lesson \
              follow it? If your answer only lists terms, go back to the worked example \
              and add the reasoning that connects them."
+        ),
+        hints: vec![
+            format!("Start from one concrete case of {topic}, not a definition."),
+            format!("Say what {c0} explains about it before you bring in {c2}."),
+        ],
+    };
+    sections.push(LessonSection {
+        heading: "Exercise".into(),
+        body: format!(
+            "{}\n\n### Solution\n\n{}",
+            exercise.prompt, exercise.solution
         ),
     });
 
@@ -301,6 +314,18 @@ pub fn lesson(
             .iter()
             .map(|q| q.question.len() + q.options.concat().len() + q.explanation.len())
             .sum::<usize>();
+    let code = is_technical(topic).then(|| code_example(topic, plan));
+    let elements = elements(
+        topic,
+        plan,
+        number,
+        code.as_deref(),
+        exercise,
+        difficulty(course, outline),
+    );
+    let exercises = elements.iter().filter(|e| e.body.is_exercise()).count();
+    let questions = quiz.len() + elements.iter().filter(|e| e.body.is_question()).count();
+    let estimated_minutes = lesson_minutes(&content_md, questions, exercises);
     Some(LessonGenerated {
         number,
         title: plan.title.clone(),
@@ -310,6 +335,8 @@ pub fn lesson(
         sources,
         model: MODEL.to_owned(),
         usage: usage(prompt.system.len() + prompt.user.len(), completion_chars),
+        estimated_minutes,
+        elements,
     })
 }
 
@@ -367,6 +394,7 @@ mod tests {
             num_lessons: 3,
             language: "en".into(),
             source_filter: None,
+            ..Default::default()
         }
     }
 

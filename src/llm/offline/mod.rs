@@ -15,6 +15,7 @@
 //! - this module: the client and the outline; `lesson`: the lessons;
 //!   `quiz`: their quizzes.
 
+mod elements;
 mod lesson;
 mod quiz;
 mod templates;
@@ -25,6 +26,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::{prompts, LlmClient, LlmError};
+use crate::domain::metadata::{self, Difficulty};
+use crate::domain::subtitles::{wrap, Cue};
+use crate::domain::SubtitlesGenerated;
 use crate::domain::{CourseRequested, LessonGenerated, LessonPlan, OutlineGenerated, TokenUsage};
 pub(crate) use lesson::lesson;
 use templates::{Audience, Stage, CLOSING, COURSE_TITLES, MIDDLE, OPENING};
@@ -73,6 +77,34 @@ impl LlmClient for OfflineClient {
         lesson(course, outline, number).ok_or_else(|| LlmError::InvalidAnswer {
             attempts: 1,
             reason: format!("lesson {number} is not in the outline"),
+        })
+    }
+
+    /// The offline generator cannot translate: it keeps the text and marks
+    /// the first cue with the language (`[fr] ...`) where that still fits,
+    /// so that the whole pipeline (steps, storage, formats) runs offline.
+    async fn translate(
+        &self,
+        _course: &CourseRequested,
+        lesson: u32,
+        cues: &[Cue],
+        language: &str,
+    ) -> Result<SubtitlesGenerated, LlmError> {
+        self.simulate_latency().await;
+        let mut cues = cues.to_vec();
+        if let Some(first) = cues.first_mut() {
+            let marked = format!("[{language}] {}", first.text.replace('\n', " "));
+            if let Some(text) = wrap(&marked) {
+                first.text = text;
+            }
+        }
+        let chars: usize = cues.iter().map(|c| c.text.len()).sum();
+        Ok(SubtitlesGenerated {
+            lesson,
+            language: language.to_owned(),
+            cues,
+            model: Some(MODEL.to_owned()),
+            usage: usage(chars, chars),
         })
     }
 }
@@ -156,13 +188,41 @@ pub fn outline(course: &CourseRequested) -> OutlineGenerated {
             .iter()
             .map(|l| l.title.len() + l.concepts.concat().len() + l.objectives.concat().len() + 60)
             .sum::<usize>();
+    let (tags, difficulty, learning_outcomes) = proposals(course, &lessons);
     OutlineGenerated {
         title,
         description,
         lessons,
         model: MODEL.to_owned(),
         usage: usage(prompt.system.len() + prompt.user.len(), completion_chars),
+        tags,
+        difficulty: Some(difficulty),
+        learning_outcomes,
     }
+}
+
+/// The metadata an outline proposes: tags from the topic (the whole topic,
+/// then its longer words), the difficulty the audience suggests, and the
+/// first objective of each lesson as the course's outcomes.
+fn proposals(
+    course: &CourseRequested,
+    lessons: &[LessonPlan],
+) -> (Vec<String>, Difficulty, Vec<String>) {
+    let topic = course.topic.trim();
+    let words = topic
+        .split(|c: char| !c.is_alphanumeric() && c != '+' && c != '#')
+        .filter(|w| w.chars().count() > 3);
+    let tags = metadata::proposed_tags(std::iter::once(topic).chain(words).take(6));
+    let difficulty = match Audience::of(course) {
+        Audience::Children | Audience::Teens => Difficulty::Beginner,
+        Audience::Adults => Difficulty::Intermediate,
+        Audience::Advanced => Difficulty::Advanced,
+    };
+    let outcomes: Vec<String> = lessons
+        .iter()
+        .filter_map(|l| l.objectives.first().cloned())
+        .collect();
+    (tags, difficulty, metadata::proposed_items(&outcomes))
 }
 
 /// Tokens as a real model would roughly count them (about 4 characters each).

@@ -314,6 +314,7 @@ mod tests {
             num_lessons: 3,
             language: "en".into(),
             source_filter: None,
+            ..Default::default()
         }
     }
 

@@ -35,9 +35,13 @@ use self::http::{CallError, Transport};
 use self::parse::strip_think;
 use super::prompts::{self, LessonAnswer, OutlineAnswer, Prompt};
 use super::schema::{self, Schema};
+use super::translation;
 use super::validate::{self, InvalidAnswer};
 use super::{LlmClient, LlmError, LlmSettingsError};
-use crate::domain::{CourseRequested, LessonGenerated, OutlineGenerated, TokenUsage};
+use crate::domain::subtitles::Cue;
+use crate::domain::{
+    CourseRequested, LessonGenerated, OutlineGenerated, SubtitlesGenerated, TokenUsage,
+};
 
 /// Times the model is asked again after an answer that fails validation.
 pub(crate) const MAX_REASKS: u32 = 2;
@@ -46,6 +50,8 @@ pub(crate) const MAX_REASKS: u32 = 2;
 const OUTLINE_BUDGET: u32 = 2048;
 /// First token budget of a lesson (the markdown, its sections again, a quiz).
 const LESSON_BUDGET: u32 = 8192;
+/// First token budget of a subtitle translation (a lesson's cue texts).
+const TRANSLATION_BUDGET: u32 = 4096;
 
 /// Where and how to reach the server.
 #[derive(Debug, Clone)]
@@ -359,14 +365,39 @@ impl LlmClient for OpenAiClient {
                 schema::lesson_schema(number),
                 LESSON_BUDGET,
                 |answer: LessonAnswer| {
-                    let lesson =
-                        without_notes(answer.into_event(&self.model, TokenUsage::default()));
+                    let difficulty = prompts::course_difficulty(course, outline);
+                    let lesson = without_notes(answer.into_event(
+                        &self.model,
+                        TokenUsage::default(),
+                        difficulty,
+                    ));
                     validate::lesson(outline, number, &lesson)?;
                     Ok(lesson)
                 },
             )
             .await?;
         Ok(LessonGenerated {
+            usage: answered.usage,
+            ..answered.value
+        })
+    }
+
+    async fn translate(
+        &self,
+        course: &CourseRequested,
+        lesson: u32,
+        cues: &[Cue],
+        language: &str,
+    ) -> Result<SubtitlesGenerated, LlmError> {
+        let answered = self
+            .ask(
+                translation::prompt(course, lesson, cues, language),
+                schema::translation_schema(cues.len()),
+                TRANSLATION_BUDGET,
+                |answer| translation::accept(answer, cues, lesson, language, &self.model),
+            )
+            .await?;
+        Ok(SubtitlesGenerated {
             usage: answered.usage,
             ..answered.value
         })

@@ -11,7 +11,7 @@ use uuid::Uuid;
 use super::queries::CourseRecord;
 use super::slugs::slug_base;
 use super::LessonStatus;
-use crate::domain::{CourseEvent, CourseStatus, QuizQuestion, SourceRef};
+use crate::domain::{CourseEvent, CourseStatus, InteractiveElement, QuizQuestion, SourceRef};
 use crate::projections::{ApplyError, Decoded};
 
 /// A row of `lessons` (keyed by course and lesson number).
@@ -53,6 +53,15 @@ pub(super) struct BodyRow {
     pub generated_at: DateTime<Utc>,
 }
 
+/// A row of `subtitles`.
+#[derive(Debug, PartialEq)]
+pub(super) struct SubtitleRow {
+    pub cues: Value,
+    pub model: Option<String>,
+    pub total_tokens: i64,
+    pub generated_at: DateTime<Utc>,
+}
+
 /// What a batch changes.
 #[derive(Debug)]
 pub(super) struct Changes<'a> {
@@ -66,6 +75,10 @@ pub(super) struct Changes<'a> {
     pub dirty_lessons: BTreeSet<(Uuid, i32)>,
     pub bodies: HashMap<(Uuid, i32), BodyRow>,
     pub checks: HashMap<(Uuid, i32), Quiz<'a>>,
+    /// Each lesson's elements, as its latest `LessonGenerated` in the batch has them.
+    pub elements: HashMap<(Uuid, i32), &'a [InteractiveElement]>,
+    /// Each (lesson, language)'s latest track in the batch.
+    pub subtitles: HashMap<(Uuid, i32, String), SubtitleRow>,
 }
 
 /// The courses a batch touches: the `courses` rows to load.
@@ -115,6 +128,15 @@ fn distinct_sources(sources: &[SourceRef]) -> Vec<Value> {
     out
 }
 
+/// Distinct and sorted (as the recount's SQL orders them).
+fn sorted<'s>(items: impl Iterator<Item = &'s String>) -> Vec<String> {
+    items
+        .cloned()
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect()
+}
+
 /// Folds `events` (in log order) into the loaded `courses` and `lessons`.
 ///
 /// # Errors
@@ -128,6 +150,8 @@ pub(super) fn fold<'a>(
     let mut dirty_lessons: BTreeSet<(Uuid, i32)> = BTreeSet::new();
     let mut bodies: HashMap<(Uuid, i32), BodyRow> = HashMap::new();
     let mut checks: HashMap<(Uuid, i32), Quiz<'a>> = HashMap::new();
+    let mut elements: HashMap<(Uuid, i32), &'a [InteractiveElement]> = HashMap::new();
+    let mut subtitles: HashMap<(Uuid, i32, String), SubtitleRow> = HashMap::new();
 
     for &(d, event) in events {
         let id = d.stream_id;
@@ -168,6 +192,14 @@ pub(super) fn fold<'a>(
                     updated_at: at,
                     generated_at: None,
                     deleted_at: None,
+                    author: r.metadata.author.clone(),
+                    tags: r.metadata.tags.clone(),
+                    difficulty: r.metadata.difficulty,
+                    prerequisites: r.metadata.prerequisites.clone(),
+                    learning_outcomes: r.metadata.learning_outcomes.clone(),
+                    estimated_minutes: 0,
+                    subtitle_languages: sorted(r.subtitle_languages.iter()),
+                    subtitles_generated: 0,
                 },
             );
             dirty_courses.insert(id);
@@ -242,12 +274,24 @@ pub(super) fn fold<'a>(
                         }
                     },
                 );
+                elements.insert(key, &l.elements);
                 checks.insert(
                     key,
                     Quiz {
                         questions: &l.quiz,
                         from_log: current.then_some(d.position.global_position),
                         replaces,
+                    },
+                );
+            }
+            CourseEvent::SubtitlesGenerated(t) => {
+                subtitles.insert(
+                    (id, int(t.lesson), t.language.clone()),
+                    SubtitleRow {
+                        cues: serde_json::to_value(&t.cues).expect("cues serialize"),
+                        model: t.model.clone(),
+                        total_tokens: big(t.usage.total_tokens),
+                        generated_at: at,
                     },
                 );
             }
@@ -273,6 +317,16 @@ pub(super) fn fold<'a>(
                 c.prompt_tokens += big(o.usage.prompt_tokens);
                 c.completion_tokens += big(o.usage.completion_tokens);
                 c.total_tokens += big(o.usage.total_tokens);
+                // The outline's proposals fill what the request left empty.
+                if c.tags.is_empty() {
+                    c.tags = o.tags.clone();
+                }
+                if c.difficulty.is_none() {
+                    c.difficulty = o.difficulty;
+                }
+                if c.learning_outcomes.is_empty() {
+                    c.learning_outcomes = o.learning_outcomes.clone();
+                }
                 let base = slug_base(&o.title);
                 if base != c.slug_base {
                     c.slug_base = base;
@@ -281,6 +335,7 @@ pub(super) fn fold<'a>(
             }
             CourseEvent::LessonGenerated(l) => {
                 c.lessons_generated += 1;
+                c.estimated_minutes = c.estimated_minutes.saturating_add(int(l.estimated_minutes));
                 c.prompt_tokens += big(l.usage.prompt_tokens);
                 c.completion_tokens += big(l.usage.completion_tokens);
                 c.total_tokens += big(l.usage.total_tokens);
@@ -306,6 +361,37 @@ pub(super) fn fold<'a>(
             }
             CourseEvent::CourseDeleted(_) => c.deleted_at = Some(at),
             CourseEvent::CourseRestored(_) => c.deleted_at = None,
+            CourseEvent::SubtitlesGenerated(t) => {
+                c.subtitles_generated += 1;
+                c.prompt_tokens += big(t.usage.prompt_tokens);
+                c.completion_tokens += big(t.usage.completion_tokens);
+                c.total_tokens += big(t.usage.total_tokens);
+            }
+            CourseEvent::SubtitlesRequested(r) => {
+                c.subtitle_languages = sorted(c.subtitle_languages.iter().chain(&r.languages));
+            }
+            CourseEvent::SubtitlesFailed(_) | CourseEvent::SubtitlesCompleted(_) => {}
+            CourseEvent::CourseMetadataChanged(m) => {
+                let m = &m.change;
+                if let Some(a) = &m.author {
+                    c.author = Some(a.clone());
+                }
+                if let Some(t) = &m.tags {
+                    c.tags = t.clone();
+                }
+                if let Some(l) = &m.language {
+                    c.language = l.clone();
+                }
+                if let Some(d) = m.difficulty {
+                    c.difficulty = Some(d);
+                }
+                if let Some(p) = &m.prerequisites {
+                    c.prerequisites = p.clone();
+                }
+                if let Some(o) = &m.learning_outcomes {
+                    c.learning_outcomes = o.clone();
+                }
+            }
         }
     }
     Ok(Changes {
@@ -315,5 +401,7 @@ pub(super) fn fold<'a>(
         dirty_lessons,
         bodies,
         checks,
+        elements,
+        subtitles,
     })
 }

@@ -1,5 +1,6 @@
-//! The `courses` read model: `courses`, `lessons`, `lesson_bodies` and
-//! `lesson_checks` (SQL in `projections/0002_courses.sql`), its projector,
+//! The `courses` read model: `courses`, `lessons`, `lesson_bodies`,
+//! `lesson_checks` (SQL in `projections/0002_courses.sql` and later) and
+//! `interactive_elements` (`0008`), its projector,
 //! and every query of its tables ([`queries`]).
 //!
 //! A batch is applied set-wise: the rows it touches are loaded, the events
@@ -81,6 +82,12 @@ pub(crate) async fn apply(
         .await
         .map_err(&err)?;
     writer::write_checks(tx, suffix, &changes.checks)
+        .await
+        .map_err(&err)?;
+    writer::write_elements(tx, suffix, &changes.elements)
+        .await
+        .map_err(&err)?;
+    writer::write_subtitles(tx, suffix, &changes.subtitles)
         .await
         .map_err(&err)?;
     Ok(())

@@ -13,7 +13,7 @@ use tokio_postgres::Row;
 use uuid::Uuid;
 
 use super::LessonStatus;
-use crate::domain::CourseStatus;
+use crate::domain::{CourseStatus, Difficulty};
 use crate::projections::recount::Recount;
 use crate::store::Position;
 
@@ -25,7 +25,9 @@ macro_rules! course_columns {
         "id, user_id, request_id, title, description, slug, slug_base, slug_transaction_id, \
          slug_position, topic, grade_level, language, source_filter, status, error_message, \
          total_lessons, lessons_generated, sources, prompt_tokens, completion_tokens, \
-         total_tokens, attempt, model, created_at, updated_at, generated_at, deleted_at"
+         total_tokens, attempt, model, created_at, updated_at, generated_at, deleted_at, \
+         author, tags, difficulty, prerequisites, learning_outcomes, estimated_minutes, \
+         subtitle_languages, subtitles_generated"
     };
 }
 
@@ -34,15 +36,23 @@ pub(crate) const COURSE_COLUMNS: &str = course_columns!();
 
 /// The columns of `courses` that `CourseRequested` sets once and no later
 /// event changes (an upsert leaves them as they are).
-pub(super) const COURSE_FIXED_COLUMNS: [&str; 8] = [
+pub(super) const COURSE_FIXED_COLUMNS: [&str; 7] = [
     "id",
     "user_id",
     "request_id",
     "topic",
     "grade_level",
-    "language",
     "source_filter",
     "created_at",
+];
+
+/// The `text[]` columns of `courses`: the upsert ships them as `jsonb`
+/// arrays (arrays of arrays must be rectangular in PostgreSQL).
+pub(super) const COURSE_LIST_COLUMNS: [&str; 4] = [
+    "tags",
+    "prerequisites",
+    "learning_outcomes",
+    "subtitle_languages",
 ];
 
 /// The columns of `lessons`, as the projector reads and writes them.
@@ -56,6 +66,20 @@ pub(crate) const LESSON_BODY_COLUMNS: &str =
 /// The columns of `lesson_checks`, as the projector writes them.
 pub(crate) const LESSON_CHECK_COLUMNS: &str =
     "course_id, lesson_number, question_number, question, options, answer_index, explanation";
+
+/// The columns of `interactive_elements`, as the projector writes them.
+pub(crate) const ELEMENT_COLUMNS: &str =
+    "course_id, lesson_number, position, element_id, kind, body";
+
+/// The elements of lesson `$2` of course `$1`, in order (their JSON).
+pub(crate) const ELEMENTS_OF_LESSON: &str = include_str!("sql/elements_of_lesson.sql");
+
+/// The columns of `subtitles`, as the projector writes them.
+pub(crate) const SUBTITLE_COLUMNS: &str =
+    "course_id, lesson_number, language, cues, model, total_tokens, generated_at";
+
+/// Lesson `$2` of course `$1` in language `$3`: cues and model.
+pub(crate) const SUBTITLES: &str = include_str!("sql/subtitles_of_lesson.sql");
 
 /// One course by id (`$1`).
 pub(crate) const COURSE_BY_ID: &str =
@@ -104,6 +128,18 @@ pub(crate) struct CourseRecord {
     pub updated_at: DateTime<Utc>,
     pub generated_at: Option<DateTime<Utc>>,
     pub deleted_at: Option<DateTime<Utc>>,
+    pub author: Option<String>,
+    /// Normalised tags: an edit's, else the request's, else the outline's.
+    pub tags: Vec<String>,
+    pub difficulty: Option<Difficulty>,
+    pub prerequisites: Vec<String>,
+    pub learning_outcomes: Vec<String>,
+    /// Sum of the generated lessons' estimates (reading plus exercises).
+    pub estimated_minutes: i32,
+    /// Languages the subtitles are to be translated into, sorted.
+    pub subtitle_languages: Vec<String>,
+    /// Subtitle tracks recorded (one per lesson and language).
+    pub subtitles_generated: i32,
 }
 
 impl CourseRecord {
@@ -146,6 +182,14 @@ impl CourseRecord {
             updated_at: r.try_get(24)?,
             generated_at: r.try_get(25)?,
             deleted_at: r.try_get(26)?,
+            author: r.try_get(27)?,
+            tags: r.try_get(28)?,
+            difficulty: r.try_get(29)?,
+            prerequisites: r.try_get(30)?,
+            learning_outcomes: r.try_get(31)?,
+            estimated_minutes: r.try_get(32)?,
+            subtitle_languages: r.try_get(33)?,
+            subtitles_generated: r.try_get(34)?,
         })
     }
 }
@@ -270,6 +314,66 @@ pub(crate) async fn lesson(
         .transpose()
 }
 
+/// The interactive elements of lesson `number` of course `id`, in order.
+///
+/// # Errors
+/// The database failed.
+pub(crate) async fn elements(
+    client: &deadpool_postgres::Client,
+    id: Uuid,
+    number: i32,
+) -> Result<Vec<Value>, tokio_postgres::Error> {
+    let stmt = client.prepare_cached(ELEMENTS_OF_LESSON).await?;
+    client
+        .query(&stmt, &[&id, &number])
+        .await?
+        .iter()
+        .map(|r| r.try_get(0))
+        .collect()
+}
+
+/// The cues (JSON) and model of lesson `number` of course `id` in `language`.
+///
+/// # Errors
+/// The database failed.
+pub(crate) async fn subtitles(
+    client: &deadpool_postgres::Client,
+    id: Uuid,
+    number: i32,
+    language: &str,
+) -> Result<Option<(Value, Option<String>)>, tokio_postgres::Error> {
+    let stmt = client.prepare_cached(SUBTITLES).await?;
+    client
+        .query_opt(&stmt, &[&id, &number, &language])
+        .await?
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+        .transpose()
+}
+
+/// Every lesson's subtitles of course `id` in `language`: lesson number and
+/// cues (JSON), in lesson order.
+///
+/// # Errors
+/// The database failed.
+pub(crate) async fn subtitles_of_course(
+    client: &deadpool_postgres::Client,
+    id: Uuid,
+    language: &str,
+) -> Result<Vec<(i32, Value)>, tokio_postgres::Error> {
+    let stmt = client
+        .prepare_cached(
+            "SELECT lesson_number, cues FROM subtitles
+             WHERE course_id = $1 AND language = $2 ORDER BY lesson_number",
+        )
+        .await?;
+    client
+        .query(&stmt, &[&id, &language])
+        .await?
+        .iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+        .collect()
+}
+
 /// When the latest generation attempt of course `id` started.
 ///
 /// # Errors
@@ -319,8 +423,15 @@ pub(crate) struct CourseList {
     pub status: Option<CourseStatus>,
     /// Only courses requested after this instant.
     pub created_after: Option<DateTime<Utc>>,
-    /// Full-text search over title, topic and description (web search syntax).
+    /// Full-text search over title, tags, topic and description (web search syntax).
     pub search: Option<String>,
+    /// Only courses with this (normalised) tag.
+    pub tag: Option<String>,
+    /// Only courses by this author (any case).
+    pub author: Option<String>,
+    /// Only courses in this (canonical BCP-47) language.
+    pub language: Option<String>,
+    pub difficulty: Option<Difficulty>,
     pub order: CourseOrder,
     pub limit: i64,
     pub offset: i64,
@@ -354,6 +465,18 @@ impl CourseList {
         }
         if let Some(t) = &self.created_after {
             conditions.push(format!("created_at > ${}", param(t)));
+        }
+        if let Some(t) = &self.tag {
+            conditions.push(format!("tags @> ARRAY[${}::text]", param(t)));
+        }
+        if let Some(a) = &self.author {
+            conditions.push(format!("lower(author) = lower(${}::text)", param(a)));
+        }
+        if let Some(l) = &self.language {
+            conditions.push(format!("language = ${}", param(l)));
+        }
+        if let Some(d) = &self.difficulty {
+            conditions.push(format!("difficulty = ${}", param(d)));
         }
         if let Some(q) = &self.search {
             conditions.push(format!(
@@ -432,6 +555,18 @@ pub fn recounts() -> Vec<Recount> {
             columns: LESSON_CHECK_COLUMNS,
             live_filter: "",
             select: include_str!("sql/recount_lesson_checks.sql"),
+        },
+        Recount {
+            table: "interactive_elements",
+            columns: ELEMENT_COLUMNS,
+            live_filter: "",
+            select: include_str!("sql/recount_interactive_elements.sql"),
+        },
+        Recount {
+            table: "subtitles",
+            columns: SUBTITLE_COLUMNS,
+            live_filter: "",
+            select: include_str!("sql/recount_subtitles.sql"),
         },
     ]
 }

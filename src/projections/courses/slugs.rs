@@ -159,6 +159,14 @@ mod tests {
             updated_at: Utc::now(),
             generated_at: None,
             deleted_at: None,
+            author: None,
+            tags: Vec::new(),
+            difficulty: None,
+            prerequisites: Vec::new(),
+            learning_outcomes: Vec::new(),
+            estimated_minutes: 0,
+            subtitle_languages: Vec::new(),
+            subtitles_generated: 0,
         }
     }
 

@@ -51,6 +51,7 @@ impl std::str::FromStr for LessonStatus {
 
 text_sql!(CourseStatus);
 text_sql!(LessonStatus);
+text_sql!(crate::domain::Difficulty);
 
 #[cfg(test)]
 mod tests {

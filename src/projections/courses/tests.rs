@@ -59,6 +59,7 @@ fn requested() -> CourseEvent {
         num_lessons: 2,
         language: "en".into(),
         source_filter: None,
+        ..Default::default()
     })
 }
 
@@ -83,6 +84,7 @@ fn outline(title: &str) -> CourseEvent {
             .collect(),
         model: "offline".into(),
         usage: usage(10),
+        ..Default::default()
     })
 }
 
@@ -112,6 +114,7 @@ fn lesson(number: u32, questions: usize, sources: &[&str]) -> CourseEvent {
             .collect(),
         model: "offline".into(),
         usage: usage(100),
+        ..Default::default()
     })
 }
 

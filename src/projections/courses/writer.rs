@@ -9,13 +9,14 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::fold::{int, BodyRow, LessonRow, Quiz};
+use super::fold::{int, BodyRow, LessonRow, Quiz, SubtitleRow};
 use super::queries::{
-    CourseRecord, COURSE_COLUMNS, COURSE_FIXED_COLUMNS, LESSON_BODY_COLUMNS, LESSON_CHECK_COLUMNS,
-    LESSON_COLUMNS,
+    CourseRecord, COURSE_COLUMNS, COURSE_FIXED_COLUMNS, COURSE_LIST_COLUMNS, ELEMENT_COLUMNS,
+    LESSON_BODY_COLUMNS, LESSON_CHECK_COLUMNS, LESSON_COLUMNS, SUBTITLE_COLUMNS,
 };
 use super::slugs::SlugHolder;
 use super::LessonStatus;
+use crate::domain::InteractiveElement;
 
 type Tx<'a> = deadpool_postgres::Transaction<'a>;
 
@@ -121,23 +122,47 @@ pub(super) async fn rename_slugs(
     Ok(())
 }
 
+/// The array type each column of [`COURSE_COLUMNS`] is shipped as, in order.
+#[rustfmt::skip]
+const COURSE_ARRAY_TYPES: [&str; 35] = [
+    "uuid", "uuid", "uuid", "text", "text", "text", "text", "int8", "int8", "text", "text",
+    "text", "text", "text", "text", "int4", "int4", "jsonb", "int8", "int8", "int8", "int4",
+    "text", "timestamptz", "timestamptz", "timestamptz", "timestamptz", "text", "jsonb", "text",
+    "jsonb", "jsonb", "int4", "jsonb", "int4",
+];
+
 /// The rows of the upsert of `courses`, after `INSERT INTO courses<suffix>
-/// (<columns>)`: the arrays of [`COURSE_COLUMNS`] in order, then every column
-/// but [`COURSE_FIXED_COLUMNS`] updated.
+/// (<columns>)`: one array per column of [`COURSE_COLUMNS`] in order (the
+/// [`COURSE_LIST_COLUMNS`] as `jsonb`, turned into `text[]`), then every
+/// column but [`COURSE_FIXED_COLUMNS`] updated.
 static COURSES_UPSERT: LazyLock<String> = LazyLock::new(|| {
-    let update: Vec<String> = COURSE_COLUMNS
-        .split(", ")
+    let columns: Vec<&str> = COURSE_COLUMNS.split(", ").collect();
+    let select: Vec<String> = columns
+        .iter()
+        .map(|c| {
+            if COURSE_LIST_COLUMNS.contains(c) {
+                format!("ARRAY(SELECT jsonb_array_elements_text(u.{c}))")
+            } else {
+                format!("u.{c}")
+            }
+        })
+        .collect();
+    let arrays: Vec<String> = COURSE_ARRAY_TYPES
+        .iter()
+        .enumerate()
+        .map(|(i, t)| format!("${}::{t}[]", i + 1))
+        .collect();
+    let update: Vec<String> = columns
+        .iter()
         .filter(|c| !COURSE_FIXED_COLUMNS.contains(c))
         .map(|c| format!("{c} = EXCLUDED.{c}"))
         .collect();
     format!(
-        "SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[],
-                             $6::text[], $7::text[], $8::int8[], $9::int8[], $10::text[],
-                             $11::text[], $12::text[], $13::text[], $14::text[], $15::text[],
-                             $16::int4[], $17::int4[], $18::jsonb[], $19::int8[], $20::int8[],
-                             $21::int8[], $22::int4[], $23::text[], $24::timestamptz[],
-                             $25::timestamptz[], $26::timestamptz[], $27::timestamptz[])
+        "SELECT {} FROM unnest({}) AS u({})
          ON CONFLICT (id) DO UPDATE SET {}",
+        select.join(", "),
+        arrays.join(", "),
+        columns.join(", "),
         update.join(", ")
     )
 });
@@ -189,6 +214,14 @@ pub(super) async fn write_courses(
     let updated_at = col!(|c| c.updated_at);
     let generated_at = col!(|c| c.generated_at);
     let deleted_at = col!(|c| c.deleted_at);
+    let author = col!(|c| c.author.as_deref());
+    let tags = col!(|c| Value::from(c.tags.clone()));
+    let difficulty = col!(|c| c.difficulty);
+    let prerequisites = col!(|c| Value::from(c.prerequisites.clone()));
+    let outcomes = col!(|c| Value::from(c.learning_outcomes.clone()));
+    let minutes = col!(|c| c.estimated_minutes);
+    let subtitle_languages = col!(|c| Value::from(c.subtitle_languages.clone()));
+    let subtitles_generated = col!(|c| c.subtitles_generated);
     tx.execute(
         &stmt,
         &[
@@ -219,6 +252,14 @@ pub(super) async fn write_courses(
             &updated_at,
             &generated_at,
             &deleted_at,
+            &author,
+            &tags,
+            &difficulty,
+            &prerequisites,
+            &outcomes,
+            &minutes,
+            &subtitle_languages,
+            &subtitles_generated,
         ],
     )
     .await?;
@@ -418,6 +459,91 @@ pub(super) async fn write_checks(
     Ok(())
 }
 
+/// Writes the lessons' elements: a lesson generated again loses the
+/// elements it had and gets its new ones.
+pub(super) async fn write_elements(
+    tx: &Tx<'_>,
+    s: &str,
+    elements: &HashMap<(Uuid, i32), &[InteractiveElement]>,
+) -> Result<(), tokio_postgres::Error> {
+    if elements.is_empty() {
+        return Ok(());
+    }
+    let lesson_ids: Vec<Uuid> = elements.keys().map(|k| k.0).collect();
+    let lesson_ns: Vec<i32> = elements.keys().map(|k| k.1).collect();
+    let stmt = tx
+        .prepare_cached(&format!(
+            "DELETE FROM interactive_elements{s} AS e
+             USING unnest($1::uuid[], $2::int4[]) AS u(course_id, n)
+             WHERE e.course_id = u.course_id AND e.lesson_number = u.n"
+        ))
+        .await?;
+    tx.execute(&stmt, &[&lesson_ids, &lesson_ns]).await?;
+    let (mut ids, mut ns, mut positions) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut element_ids, mut kinds, mut bodies) = (Vec::new(), Vec::new(), Vec::new());
+    for ((id, n), list) in elements {
+        for (i, e) in list.iter().enumerate() {
+            ids.push(*id);
+            ns.push(*n);
+            positions.push(i32::try_from(i + 1).unwrap_or(i32::MAX));
+            element_ids.push(e.id.as_str());
+            kinds.push(e.body.kind());
+            bodies.push(serde_json::to_value(e).expect("elements serialize"));
+        }
+    }
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let stmt = tx
+        .prepare_cached(&format!(
+            "INSERT INTO interactive_elements{s} ({ELEMENT_COLUMNS})
+             SELECT * FROM unnest($1::uuid[], $2::int4[], $3::int4[], $4::text[], $5::text[],
+                                  $6::jsonb[])"
+        ))
+        .await?;
+    tx.execute(
+        &stmt,
+        &[&ids, &ns, &positions, &element_ids, &kinds, &bodies],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Writes the subtitle tracks (a track recorded again replaces the old one).
+pub(super) async fn write_subtitles(
+    tx: &Tx<'_>,
+    s: &str,
+    tracks: &HashMap<(Uuid, i32, String), SubtitleRow>,
+) -> Result<(), tokio_postgres::Error> {
+    if tracks.is_empty() {
+        return Ok(());
+    }
+    let stmt = tx
+        .prepare_cached(&format!(
+            "INSERT INTO subtitles{s} ({SUBTITLE_COLUMNS})
+             SELECT * FROM unnest($1::uuid[], $2::int4[], $3::text[], $4::jsonb[], $5::text[],
+                                  $6::int8[], $7::timestamptz[])
+             ON CONFLICT (course_id, lesson_number, language) DO UPDATE SET
+                 cues = EXCLUDED.cues, model = EXCLUDED.model,
+                 total_tokens = EXCLUDED.total_tokens, generated_at = EXCLUDED.generated_at"
+        ))
+        .await?;
+    let rows: Vec<_> = tracks.iter().collect();
+    let ids: Vec<Uuid> = rows.iter().map(|(k, _)| k.0).collect();
+    let ns: Vec<i32> = rows.iter().map(|(k, _)| k.1).collect();
+    let languages: Vec<&str> = rows.iter().map(|(k, _)| k.2.as_str()).collect();
+    let cues: Vec<&Value> = rows.iter().map(|(_, r)| &r.cues).collect();
+    let models: Vec<Option<&str>> = rows.iter().map(|(_, r)| r.model.as_deref()).collect();
+    let tokens: Vec<i64> = rows.iter().map(|(_, r)| r.total_tokens).collect();
+    let at: Vec<DateTime<Utc>> = rows.iter().map(|(_, r)| r.generated_at).collect();
+    tx.execute(
+        &stmt,
+        &[&ids, &ns, &languages, &cues, &models, &tokens, &at],
+    )
+    .await?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -428,7 +554,8 @@ mod tests {
     fn the_courses_upsert_has_one_array_per_column() {
         let columns = COURSE_COLUMNS.split(", ").count();
         let arrays = COURSES_UPSERT.matches("::").count();
-        assert_eq!(columns, 27);
+        assert_eq!(columns, 35);
+        assert_eq!(COURSE_ARRAY_TYPES.len(), columns);
         assert_eq!(arrays, columns, "{}", *COURSES_UPSERT);
         assert!(COURSES_UPSERT.contains(&format!("${columns}::")));
         assert!(!COURSES_UPSERT.contains(&format!("${}::", columns + 1)));

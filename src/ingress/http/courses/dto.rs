@@ -7,31 +7,11 @@ use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use crate::domain::{Course, CourseStatus};
+use crate::domain::{Course, CourseStatus, Difficulty};
 use crate::ingress::http::{ApiError, User};
 use crate::projections::courses::queries::{CourseList, CourseOrder, CourseRecord, LessonEntry};
 use crate::projections::courses::LessonStatus;
 use crate::store::RecordedEvent;
-
-/// The body of `POST /courses/generate`: the AMQP request without `user_id`
-/// (the caller is the user).
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct GenerateRequest {
-    /// Idempotency key (UUID): the same user and request id always mean the
-    /// same course. Generated when absent.
-    pub request_id: Option<String>,
-    /// What the course teaches (1 to 200 characters).
-    pub topic: Option<String>,
-    /// Audience, e.g. "Grade 8".
-    pub grade_level: Option<String>,
-    /// 1 to 20 (default 4).
-    pub num_lessons: Option<i64>,
-    /// BCP-47 tag (default "en").
-    pub language: Option<String>,
-    /// Relative path prefix restricting the sources.
-    pub source_filter: Option<String>,
-}
 
 /// Token totals of a course.
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -69,6 +49,20 @@ pub(crate) struct CourseView {
     pub updated_at: DateTime<Utc>,
     pub generated_at: Option<DateTime<Utc>>,
     pub deleted_at: Option<DateTime<Utc>>,
+    /// Who the course is credited to.
+    pub author: Option<String>,
+    /// Normalised tags (an edit's, else the request's, else the outline's proposal).
+    pub tags: Vec<String>,
+    /// beginner, intermediate or advanced.
+    pub difficulty: Option<Difficulty>,
+    pub prerequisites: Vec<String>,
+    pub learning_outcomes: Vec<String>,
+    /// Reading time of the generated lessons plus their quizzes and exercises.
+    pub estimated_minutes: i32,
+    /// Languages the subtitles are translated into (besides `language`).
+    pub subtitle_languages: Vec<String>,
+    /// Subtitle tracks recorded, one per lesson and language.
+    pub subtitles_generated: i32,
     /// The course's lessons (only on `GET /courses/{id}`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lessons: Option<Vec<LessonSummary>>,
@@ -103,6 +97,14 @@ impl From<CourseRecord> for CourseView {
             updated_at: c.updated_at,
             generated_at: c.generated_at,
             deleted_at: c.deleted_at,
+            author: c.author,
+            tags: c.tags,
+            difficulty: c.difficulty,
+            prerequisites: c.prerequisites,
+            learning_outcomes: c.learning_outcomes,
+            estimated_minutes: c.estimated_minutes,
+            subtitle_languages: c.subtitle_languages,
+            subtitles_generated: c.subtitles_generated,
             lessons: None,
         }
     }
@@ -130,7 +132,7 @@ impl CourseView {
             slug: None,
             topic: request.topic.clone(),
             grade_level: request.grade_level.clone(),
-            language: request.language.clone(),
+            language: course.language.clone(),
             source_filter: request.source_filter.clone(),
             status: course.status.unwrap_or(CourseStatus::Queued),
             error: course
@@ -154,6 +156,18 @@ impl CourseView {
                 .then(|| at("CourseCompleted"))
                 .flatten(),
             deleted_at: course.deleted.then(|| at("CourseDeleted")).flatten(),
+            author: course.metadata.author.clone(),
+            tags: course.metadata.tags.clone(),
+            difficulty: course.metadata.difficulty,
+            prerequisites: course.metadata.prerequisites.clone(),
+            learning_outcomes: course.metadata.learning_outcomes.clone(),
+            estimated_minutes: i32::try_from(course.estimated_minutes).unwrap_or(i32::MAX),
+            subtitle_languages: {
+                let mut l = course.subtitle_languages.clone();
+                l.sort();
+                l
+            },
+            subtitles_generated: course.subtitles.len() as i32,
             lessons: None,
         })
     }
@@ -217,6 +231,21 @@ pub(crate) struct LessonView {
     #[schema(value_type = Vec<Object>)]
     pub sources: Value,
     pub model: Option<String>,
+    /// Code blocks, exercises and quizzes (`kind`: code_block, exercise,
+    /// single_choice, multiple_choice, true_false, short_answer), each with
+    /// a stable `id`.
+    #[schema(value_type = Vec<Object>)]
+    pub elements: Value,
+}
+
+/// A lesson's interactive elements.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct ElementsView {
+    pub course_id: Uuid,
+    pub lesson: i32,
+    /// As in [`LessonView::elements`].
+    #[schema(value_type = Vec<Object>)]
+    pub elements: Value,
 }
 
 /// One event of a course's history.
@@ -252,7 +281,8 @@ impl From<RecordedEvent> for EventView {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub(crate) struct ReasonParams {
-    /// Kept in the history.
+    /// Kept in the history: at most 500 characters, no control characters
+    /// (otherwise 400).
     pub reason: Option<String>,
 }
 
@@ -271,8 +301,16 @@ pub(crate) struct ListParams {
     pub user: Option<Uuid>,
     /// Only courses requested after this instant (RFC 3339).
     pub created_after: Option<DateTime<Utc>>,
-    /// Full-text search over title, topic and description (web search syntax).
+    /// Full-text search over title, tags, topic and description (web search syntax).
     pub q: Option<String>,
+    /// Only courses with this tag (normalised like tags are).
+    pub tag: Option<String>,
+    /// Only courses by this author (any case).
+    pub author: Option<String>,
+    /// Only courses in this language (BCP-47, e.g. `pt-BR`).
+    pub language: Option<String>,
+    /// Only courses of this difficulty: beginner, intermediate or advanced.
+    pub difficulty: Option<String>,
     /// created_at, -created_at (default), updated_at, title, status, topic; `-` for descending.
     pub sort: Option<String>,
 }
@@ -337,11 +375,53 @@ impl ListParams {
                 )
             })?,
         };
+        let invalid = |e: crate::domain::ValidationError| {
+            ApiError::bad_request("invalid_query", e.to_string())
+        };
+        let tag = match self.tag.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
+            None => None,
+            Some(t) => Some(
+                crate::domain::metadata::parse_tags(vec![t.to_owned()])
+                    .map_err(invalid)?
+                    .into_iter()
+                    .next()
+                    .ok_or_else(|| {
+                        ApiError::bad_request("invalid_query", "tag is empty once normalised")
+                    })?,
+            ),
+        };
+        let author = self
+            .author
+            .map(|a| a.trim().to_owned())
+            .filter(|a| !a.is_empty());
+        if author.as_ref().is_some_and(|a| a.chars().count() > 100) {
+            return Err(ApiError::bad_request(
+                "invalid_query",
+                "author must be at most 100 characters",
+            ));
+        }
+        let language = self
+            .language
+            .map(|l| l.trim().to_owned())
+            .filter(|l| !l.is_empty())
+            .map(|l| crate::domain::metadata::parse_language_tag(&l))
+            .transpose()
+            .map_err(invalid)?;
+        let difficulty = self
+            .difficulty
+            .as_deref()
+            .map(str::parse::<Difficulty>)
+            .transpose()
+            .map_err(|e| ApiError::bad_request("invalid_query", e.to_string()))?;
         Ok(ListPage {
             list: CourseList {
                 user: owner,
                 status,
                 created_after: self.created_after,
+                tag,
+                author,
+                language,
+                difficulty,
                 search,
                 order,
                 limit: per_page,

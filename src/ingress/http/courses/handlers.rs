@@ -10,10 +10,11 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::dto::{
-    CoursePage, CourseView, EventView, GenerateRequest, LessonSummary, LessonView, ListParams,
-    ReasonParams,
+    CoursePage, CourseView, EventView, LessonSummary, LessonView, ListParams, ReasonParams,
 };
-use crate::domain::{Command, CourseRequest, CourseStatus, DomainError, RawCourseRequest};
+use crate::domain::{
+    Command, CourseRequest, CourseStatus, DomainError, RawCourseRequest, Reason, ValidationError,
+};
 use crate::ingress::http::error::{ApiError, ErrorBody};
 use crate::ingress::http::{ApiState, User};
 use crate::projections::courses::queries;
@@ -63,18 +64,23 @@ fn location(id: Uuid) -> String {
     format!("/api/v1/courses/{id}")
 }
 
-/// Request a course.
+/// Request a course. The body is the AMQP request (`request_id` optional
+/// here: generated when absent), read and checked by the same code, so a bad
+/// body gets the AMQP error reply's message. `user_id` names the owner: any
+/// user for an admin (the local user included), only the caller otherwise.
 ///
 /// 202 with the new course; 200 with the same course when this user already
-/// sent this `request_id` (nothing new is recorded); 409 when the request id
-/// was used for a different request.
+/// sent this `request_id` (nothing new is recorded); 403 for another user's
+/// `user_id` from a non-admin; 409 when the request id was used for a
+/// different request.
 #[utoipa::path(
     post, path = "/api/v1/courses/generate", tag = "courses",
-    request_body = GenerateRequest,
+    request_body = RawCourseRequest,
     responses(
         (status = 202, description = "Requested", body = CourseView),
         (status = 200, description = "Already requested: the same course", body = CourseView),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, description = "user_id names another user and the caller is no admin", body = ErrorBody),
         (status = 409, body = ErrorBody), (status = 413, body = ErrorBody),
         (status = 415, body = ErrorBody),
     ),
@@ -83,22 +89,20 @@ fn location(id: Uuid) -> String {
 pub(crate) async fn generate(
     state: web::Data<ApiState>,
     user: User,
-    body: web::Json<GenerateRequest>,
+    body: web::Json<Value>,
 ) -> Result<HttpResponse, ApiError> {
-    let body = body.into_inner();
-    let request = CourseRequest::parse(RawCourseRequest {
-        request_id: Some(
-            body.request_id
-                .unwrap_or_else(|| Uuid::new_v4().to_string()),
-        ),
-        user_id: Some(user.id.to_string()),
-        topic: body.topic,
-        grade_level: body.grade_level,
-        num_lessons: body.num_lessons,
-        language: body.language,
-        source_filter: body.source_filter,
-    })
-    .map_err(|e| ApiError::bad_request("invalid_request", e.to_string()))?;
+    let invalid = |e: ValidationError| ApiError::bad_request("invalid_request", e.to_string());
+    let mut raw = RawCourseRequest::from_json(body.into_inner()).map_err(invalid)?;
+    raw.user_id.get_or_insert_with(|| user.id.to_string());
+    raw.request_id
+        .get_or_insert_with(|| Uuid::new_v4().to_string());
+    let request = CourseRequest::parse(raw).map_err(invalid)?;
+    if !user.may_act_for(request.user_id) {
+        return Err(ApiError::Forbidden(format!(
+            "user_id {} is not you: only admins may request courses for other users",
+            request.user_id
+        )));
+    }
     let (id, outcome) = courses::submit(&state.store, request, Metadata::producer("http"))
         .await
         .map_err(|e| match e {
@@ -194,7 +198,7 @@ pub(crate) async fn get(
     Ok(HttpResponse::Ok().json(view))
 }
 
-/// One lesson: JSON (content, sections, quiz, sources), or its markdown
+/// One lesson: JSON (content, sections, quiz, sources, interactive elements), or its markdown
 /// with `Accept: text/markdown`.
 #[utoipa::path(
     get, path = "/api/v1/courses/{id}/lessons/{n}", tag = "courses",
@@ -239,6 +243,7 @@ pub(crate) async fn lesson(
             .content_type("text/markdown; charset=utf-8")
             .body(content));
     }
+    let elements = queries::elements(&client, id, number).await?;
     let entry = lesson.entry;
     Ok(HttpResponse::Ok().json(LessonView {
         course_id: id,
@@ -253,6 +258,7 @@ pub(crate) async fn lesson(
         sources: lesson.sources.unwrap_or(Value::Array(vec![])),
         model: lesson.model,
         quiz: lesson.checks,
+        elements: Value::Array(elements),
     }))
 }
 
@@ -290,7 +296,7 @@ pub(crate) async fn events(
 /// Runs a command on a course the caller may see, retrying when a
 /// concurrent writer (the course's actor) got in first, then waits for the
 /// projection and returns the course as it is now.
-async fn command(
+pub(super) async fn command(
     state: &ApiState,
     user: &User,
     id: Uuid,
@@ -312,6 +318,14 @@ async fn command(
     find_course(state, user, id).await
 }
 
+/// The checked `reason` of a delete or retry.
+///
+/// # Errors
+/// 400 for a reason too long or with control characters.
+fn reason(params: ReasonParams) -> Result<Option<Reason>, ApiError> {
+    Reason::parse(params.reason).map_err(|e| ApiError::bad_request("invalid_query", e.to_string()))
+}
+
 /// Soft-delete a course: gone from lists and reads, kept in its history
 /// (`CourseDeleted`); `restore` undoes it.
 #[utoipa::path(
@@ -330,7 +344,7 @@ pub(crate) async fn delete(
     id: web::Path<Uuid>,
     params: web::Query<ReasonParams>,
 ) -> Result<HttpResponse, ApiError> {
-    let reason = params.into_inner().reason;
+    let reason = reason(params.into_inner())?;
     let view = command(&state, &user, id.into_inner(), || Command::Delete {
         reason: reason.clone(),
     })
@@ -377,7 +391,7 @@ pub(crate) async fn retry(
     params: web::Query<ReasonParams>,
 ) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
-    let reason = params.into_inner().reason;
+    let reason = reason(params.into_inner())?;
     let view = command(&state, &user, id, || Command::Retry {
         reason: reason.clone(),
     })

@@ -5,14 +5,21 @@
 //! - [`dto`]: request bodies, query parameters and JSON views.
 //! - [`handlers`]: the endpoints (queries come from the read model,
 //!   `projections::courses::queries`).
+//! - [`elements`]: a lesson's interactive elements.
+//! - [`metadata`]: `PATCH`, the metadata edit.
+//! - [`subtitles`]: more languages, and a lesson's subtitles as JSON, WebVTT, SRT.
 //! - [`progress`]: the Server-Sent Events stream of a course's progress.
+//! - [`watch`]: the one watcher of the log those streams share.
 
 pub(crate) mod dto;
+pub(crate) mod elements;
 pub(crate) mod handlers;
+pub(crate) mod metadata;
 pub(crate) mod progress;
+pub(crate) mod subtitles;
+pub(crate) mod watch;
 
 pub(crate) use dto::{
-    CoursePage, CourseView, EventView, GenerateRequest, LessonSummary, LessonView, ListParams,
-    Tokens,
+    CoursePage, CourseView, EventView, LessonSummary, LessonView, ListParams, Tokens,
 };
 pub(crate) use progress::Progress;

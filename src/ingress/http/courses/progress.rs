@@ -1,5 +1,7 @@
 //! `GET /courses/{id}/progress`: a course's live progress as Server-Sent
-//! Events, polled from the read model.
+//! Events, followed through the API's shared
+//! [`CourseWatch`](super::watch::CourseWatch) (woken by
+//! appends, not polling the database per stream).
 
 use std::time::Duration;
 
@@ -9,9 +11,8 @@ use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::dto::CourseView;
 use super::handlers::find_course;
-use crate::domain::CourseStatus;
+use crate::domain::{Course, CourseStatus};
 use crate::ingress::http::error::{ApiError, ErrorBody};
 use crate::ingress::http::{ApiState, User};
 
@@ -27,13 +28,19 @@ pub(crate) struct Progress {
 }
 
 impl Progress {
-    fn of(v: &CourseView) -> Self {
+    /// The progress of course `id` as its events left it (the rules of
+    /// [`CourseView::from_stream`](super::CourseView::from_stream)).
+    fn of(id: Uuid, course: &Course) -> Self {
         Self {
-            course_id: v.course_id,
-            status: v.status,
-            lessons_generated: v.lessons_generated,
-            total_lessons: v.total_lessons,
-            error: v.error.clone(),
+            course_id: id,
+            status: course.status.unwrap_or(CourseStatus::Queued),
+            lessons_generated: course.lessons_done.len() as i32,
+            total_lessons: course.planned_lessons() as i32,
+            error: course
+                .failure
+                .as_ref()
+                .filter(|_| course.status == Some(CourseStatus::Failed))
+                .map(|f| format!("{}: {}", f.step, f.error)),
         }
     }
 
@@ -42,8 +49,6 @@ impl Progress {
     }
 }
 
-/// How often the progress stream looks at the course.
-const PROGRESS_POLL: Duration = Duration::from_millis(200);
 /// A comment line this often keeps proxies from closing an idle stream.
 const PROGRESS_KEEPALIVE: Duration = Duration::from_secs(15);
 
@@ -64,56 +69,41 @@ pub(crate) async fn progress(
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
-    let first = Progress::of(&find_course(&state, &user, id).await?);
+    // Who may see it, and a 404 for a course that does not exist.
+    find_course(&state, &user, id).await?;
+    let course = state.watch.follow(id).await?;
     struct Cursor {
-        state: web::Data<ApiState>,
-        user: User,
+        course: tokio::sync::watch::Receiver<Course>,
         last: Option<Progress>,
-        next: Option<Progress>,
         done: bool,
     }
     let cursor = Cursor {
-        state,
-        user,
+        course,
         last: None,
-        next: Some(first),
         done: false,
     };
     let stream = futures::stream::unfold(cursor, move |mut c| async move {
         if c.done {
             return None;
         }
-        let mut quiet = Duration::ZERO;
         loop {
-            let current = match c.next.take() {
-                Some(p) => p,
-                None => match find_course(&c.state, &c.user, id).await {
-                    Ok(v) => Progress::of(&v),
-                    Err(e) => {
-                        c.done = true;
-                        let msg = format!(
-                            "event: error\ndata: {}\n\n",
-                            serde_json::json!({"message": e.to_string()})
-                        );
-                        return Some((Ok::<_, actix_web::Error>(web::Bytes::from(msg)), c));
-                    }
-                },
-            };
+            let current = Progress::of(id, &c.course.borrow_and_update());
             if c.last.as_ref() != Some(&current) {
                 c.done = current.finished();
                 let data = serde_json::to_string(&current).expect("progress serializes");
                 c.last = Some(current);
                 return Some((
-                    Ok(web::Bytes::from(format!(
+                    Ok::<_, actix_web::Error>(web::Bytes::from(format!(
                         "event: progress\ndata: {data}\n\n"
                     ))),
                     c,
                 ));
             }
-            tokio::time::sleep(PROGRESS_POLL).await;
-            quiet += PROGRESS_POLL;
-            if quiet >= PROGRESS_KEEPALIVE {
-                return Some((Ok(web::Bytes::from_static(b": keep-alive\n\n")), c));
+            match tokio::time::timeout(PROGRESS_KEEPALIVE, c.course.changed()).await {
+                Ok(Ok(())) => {}
+                // The watcher is gone (the API is stopping).
+                Ok(Err(_)) => return None,
+                Err(_) => return Some((Ok(web::Bytes::from_static(b": keep-alive\n\n")), c)),
             }
         }
     });

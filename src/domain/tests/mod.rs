@@ -4,7 +4,11 @@ use uuid::Uuid;
 
 use super::*;
 
-fn request(lessons: u8) -> CourseRequest {
+mod deletion;
+mod metadata;
+mod subtitles;
+
+pub(super) fn request(lessons: u8) -> CourseRequest {
     CourseRequest::parse(RawCourseRequest {
         request_id: Some(Uuid::from_u128(1).to_string()),
         user_id: Some(Uuid::from_u128(2).to_string()),
@@ -15,11 +19,11 @@ fn request(lessons: u8) -> CourseRequest {
     .unwrap()
 }
 
-fn requested(lessons: u8) -> CourseEvent {
+pub(super) fn requested(lessons: u8) -> CourseEvent {
     request(lessons).into_event().into()
 }
 
-fn started(attempt: u32) -> CourseEvent {
+pub(super) fn started(attempt: u32) -> CourseEvent {
     GenerationStarted {
         attempt,
         model: "offline".into(),
@@ -27,7 +31,7 @@ fn started(attempt: u32) -> CourseEvent {
     .into()
 }
 
-fn outline(lessons: u32) -> OutlineGenerated {
+pub(super) fn outline(lessons: u32) -> OutlineGenerated {
     OutlineGenerated {
         title: "Cells".into(),
         description: "All about cells".into(),
@@ -46,10 +50,11 @@ fn outline(lessons: u32) -> OutlineGenerated {
             total_tokens: 30,
             estimated: false,
         },
+        ..Default::default()
     }
 }
 
-fn lesson(number: u32) -> LessonGenerated {
+pub(super) fn lesson(number: u32) -> LessonGenerated {
     LessonGenerated {
         number,
         title: format!("Lesson {number}"),
@@ -69,10 +74,11 @@ fn lesson(number: u32) -> LessonGenerated {
             total_tokens: 3,
             estimated: false,
         },
+        ..Default::default()
     }
 }
 
-fn failed() -> CourseEvent {
+pub(super) fn failed() -> CourseEvent {
     CourseFailed {
         step: "lesson 1".into(),
         error: "boom".into(),
@@ -82,11 +88,14 @@ fn failed() -> CourseEvent {
 }
 
 /// Given these events, when this command: the decision.
-fn given_when(given: &[CourseEvent], when: Command) -> Result<Vec<CourseEvent>, DomainError> {
+pub(super) fn given_when(
+    given: &[CourseEvent],
+    when: Command,
+) -> Result<Vec<CourseEvent>, DomainError> {
     decide(&Course::from_events(given), when)
 }
 
-fn generating(lessons: u32) -> Vec<CourseEvent> {
+pub(super) fn generating(lessons: u32) -> Vec<CourseEvent> {
     vec![
         requested(lessons as u8),
         started(1),
@@ -94,7 +103,7 @@ fn generating(lessons: u32) -> Vec<CourseEvent> {
     ]
 }
 
-fn complete_course(lessons: u32) -> Vec<CourseEvent> {
+pub(super) fn complete_course(lessons: u32) -> Vec<CourseEvent> {
     let mut events = generating(lessons);
     events.extend((1..=lessons).map(|n| lesson(n).into()));
     events.push(given_when(&events, Command::Complete).unwrap().remove(0));
@@ -389,7 +398,7 @@ fn anything_after_failed_except_a_retry_is_refused() {
         given_when(
             &given,
             Command::Retry {
-                reason: Some("flaky".into())
+                reason: Reason::parse(Some("flaky".into())).unwrap()
             }
         ),
         Ok(vec![GenerationRetried {
@@ -447,6 +456,17 @@ fn next_step_walks_outline_then_each_lesson_then_completion() {
         NextStep::Lesson(2)
     );
     events.push(lesson(2).into());
+    for n in 1..=2 {
+        let course = Course::from_events(&events);
+        assert_eq!(course.next_step(), NextStep::Subtitles(n));
+        let track = SubtitlesGenerated {
+            lesson: n,
+            language: "en".into(),
+            cues: course.narration[&n].clone(),
+            ..Default::default()
+        };
+        events.extend(decide(&course, Command::RecordSubtitles(track)).unwrap());
+    }
     assert_eq!(Course::from_events(&events).next_step(), NextStep::Complete);
     assert_eq!(
         Course::from_events(&complete_course(2)).next_step(),
