@@ -126,7 +126,8 @@ impl Handler<Reload> for CourseActor {
 
 /// What a step came to.
 enum StepOutcome {
-    /// The step is recorded; here is the new state.
+    /// The step is recorded; here is the new state (boxed: a course is
+    /// large beside the other outcomes).
     Recorded(Box<Course>),
     /// Nothing left to do: READY, FAILED, or gone.
     Done,

@@ -47,6 +47,8 @@ pub(super) async fn run(scratch: &ScratchDatabase, args: &GenerateArgs) -> anyho
         llm_max_concurrency: args.llm_concurrency,
         llm_timeout_secs: 120,
         llm_max_retries: 0,
+        llm_structured_output: Default::default(),
+        llm_max_tokens: 16384,
         offline_latency_ms: args.latency_ms,
     })?;
     let settings = SchedulerSettings {

@@ -212,6 +212,7 @@ pub fn realistic_lesson(number: u32) -> CourseEvent {
             prompt_tokens: 900,
             completion_tokens: 1300,
             total_tokens: 2200,
+            estimated: false,
         },
         ..Default::default()
     }

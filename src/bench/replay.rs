@@ -123,6 +123,7 @@ fn course_templates() -> Vec<(String, i16, serde_json::Value)> {
         prompt_tokens: 300,
         completion_tokens: 500,
         total_tokens: 800,
+        estimated: false,
     };
     let events: Vec<CourseEvent> = vec![
         CourseRequested {

@@ -84,6 +84,8 @@ pub(crate) async fn run(scratch: &ScratchDatabase, args: &SseArgs) -> anyhow::Re
         llm_max_concurrency: 16,
         llm_timeout_secs: 7200,
         llm_max_retries: 0,
+        llm_structured_output: Default::default(),
+        llm_max_tokens: 16384,
         // Every course stays GENERATING (or QUEUED) while measuring.
         offline_latency_ms: 3_600_000,
     })?;

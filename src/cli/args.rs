@@ -73,9 +73,29 @@ pub enum Commands {
     /// Show each projection's state, checkpoint and lag, or resume one that
     /// a poison event stopped.
     Projections(ProjectionsArgs),
+    /// The language model server: check that it works before generating.
+    #[command(subcommand)]
+    Llm(LlmCommand),
     /// Measure performance against the configured PostgreSQL (in a scratch database).
     #[command(subcommand)]
     Bench(crate::bench::BenchCommand),
+}
+
+/// `coursegen llm` commands.
+#[derive(Debug, Subcommand)]
+pub enum LlmCommand {
+    /// Send one tiny structured request to the configured server and report
+    /// the structured-output mode that works, the model, the latency and
+    /// the token usage; or why it does not work (unreachable, 401, model
+    /// not found, no structured output at all), with exit code 1.
+    Check(LlmCheckArgs),
+}
+
+/// The server `coursegen llm check` asks: the settings `serve` uses.
+#[derive(Debug, Args)]
+pub struct LlmCheckArgs {
+    #[command(flatten)]
+    pub llm: crate::llm::LlmSettings,
 }
 
 /// A course request.

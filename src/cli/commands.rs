@@ -9,8 +9,8 @@ use tokio::signal::unix::{signal, Signal, SignalKind};
 use uuid::Uuid;
 
 use super::args::{
-    Cli, Commands, CoursesAction, EditArgs, EventsArgs, ProjectionsAction, ProjectionsArgs,
-    ReplayArgs, RetryArgs, SubmitArgs, Via,
+    Cli, Commands, CoursesAction, EditArgs, EventsArgs, LlmCommand, ProjectionsAction,
+    ProjectionsArgs, ReplayArgs, RetryArgs, SubmitArgs, Via,
 };
 use super::output::{self, CourseProgress, ReplyProgress};
 use crate::config::DatabaseSettings;
@@ -94,7 +94,46 @@ async fn dispatch(
         }
         Commands::Replay(args) => replay(settings, cluster, args).await,
         Commands::Projections(args) => projections_command(settings, cluster, args).await,
+        Commands::Llm(LlmCommand::Check(args)) => Ok(llm_check(&args.llm).await),
         Commands::Bench(cmd) => crate::bench::run(settings, cluster, cmd).await,
+    }
+}
+
+/// `coursegen llm check`: what works on stdout (exit 0), or why not on
+/// stderr (exit 1). Needs no database.
+async fn llm_check(settings: &crate::llm::LlmSettings) -> ExitCode {
+    use crate::llm::check::{check, CheckOutcome};
+    match check(settings).await {
+        Ok(CheckOutcome::Offline) => {
+            println!(
+                "LLM_PROVIDER is offline: courses come from the built-in generator, no server \
+                 to check (set LLM_PROVIDER=openai and OPENAI_BASE_URL to use one)"
+            );
+            ExitCode::SUCCESS
+        }
+        Ok(CheckOutcome::Works(report)) => {
+            println!(
+                "works: {} at {}, structured output mode {}, {:.2} s, {} tokens ({} prompt + {} \
+                 completion{})",
+                report.model,
+                settings.openai_base_url,
+                report.mode,
+                report.latency.as_secs_f64(),
+                report.usage.total_tokens,
+                report.usage.prompt_tokens,
+                report.usage.completion_tokens,
+                if report.usage.estimated {
+                    ", estimated: the server reported no usage"
+                } else {
+                    ""
+                }
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("llm check failed: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

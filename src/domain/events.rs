@@ -15,15 +15,23 @@ pub struct TokenUsage {
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
     pub total_tokens: u64,
+    /// The counts are an estimate (from the text's length): the server
+    /// reported none. Absent in payloads when false, so events written
+    /// before the field existed read as counted, and counted ones are
+    /// stored as before (no new `event_version`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub estimated: bool,
 }
 
 impl std::ops::Add for TokenUsage {
     type Output = Self;
+    /// A sum is estimated when any of its parts is.
     fn add(self, o: Self) -> Self {
         Self {
             prompt_tokens: self.prompt_tokens + o.prompt_tokens,
             completion_tokens: self.completion_tokens + o.completion_tokens,
             total_tokens: self.total_tokens + o.total_tokens,
+            estimated: self.estimated || o.estimated,
         }
     }
 }

@@ -141,6 +141,65 @@ pub(crate) fn element_properties() -> Value {
     })
 }
 
+/// The elements of the lesson schema's grammar form, for servers that turn
+/// the schema into a grammar: one object shape per kind (`anyOf`, which
+/// both llama.cpp converters take), with only that kind's fields, the texts
+/// validation requires non-empty, and four options with indexes among them,
+/// so that a small model cannot write an element validation refuses.
+pub(crate) fn grammar_elements() -> Value {
+    let text = json!({ "type": "string", "minLength": 1 });
+    let texts = |min: usize, max: usize| json!({ "type": "array", "items": text, "minItems": min, "maxItems": max });
+    let indexes = |min: usize, max: usize| {
+        json!({ "type": "array", "items": { "enum": [0, 1, 2, 3] },
+                "minItems": min, "maxItems": max })
+    };
+    let kind = |kind: &str, fields: Value| {
+        let mut properties = json!({
+            "id": text,
+            "kind": { "const": kind },
+        });
+        let map = properties.as_object_mut().expect("an object");
+        map.extend(fields.as_object().expect("an object").clone());
+        let required: Vec<String> = map.keys().cloned().collect();
+        json!({
+            "type": "object",
+            "properties": properties,
+            "required": required,
+            "additionalProperties": false
+        })
+    };
+    json!({
+        "type": "array",
+        "items": { "anyOf": [
+            kind("code_block", json!({
+                "language": text, "code": text, "caption": { "type": "string" },
+                "expected_output": { "type": ["string", "null"] }
+            })),
+            kind("exercise", json!({
+                "prompt": text, "hints": texts(0, 3), "solution": text,
+                "difficulty": { "enum": ["beginner", "intermediate", "advanced"] }
+            })),
+            kind("single_choice", json!({
+                "question": text, "options": texts(4, 4), "answer_indexes": indexes(1, 1),
+                "explanation": { "type": "string" }
+            })),
+            kind("multiple_choice", json!({
+                "question": text, "options": texts(4, 4), "answer_indexes": indexes(1, 4),
+                "explanation": { "type": "string" }
+            })),
+            kind("true_false", json!({
+                "question": text, "answer": { "type": "boolean" },
+                "explanation": { "type": "string" }
+            })),
+            kind("short_answer", json!({
+                "question": text, "accepted_answers": texts(1, 3),
+                "explanation": { "type": "string" }
+            })),
+        ] },
+        "maxItems": 8
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,10 +13,13 @@
 //! [`LessonGenerated`]), already checked by [`validate`], so the caller only
 //! has to hand them to `decide`.
 
+pub mod check;
 pub(crate) mod elements;
 pub(crate) mod offline;
 pub(crate) mod openai;
 pub(crate) mod prompts;
+pub(crate) mod schema;
+mod settings;
 pub(crate) mod translation;
 pub mod validate;
 
@@ -24,110 +27,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use clap::{Args, ValueEnum};
 use tokio::sync::Semaphore;
 
 use crate::domain::subtitles::Cue;
 use crate::domain::{CourseRequested, LessonGenerated, OutlineGenerated, SubtitlesGenerated};
 
 pub use offline::OfflineClient;
-pub use openai::{OpenAiClient, OpenAiConfig, RetryPolicy};
+pub use openai::{CheckReport, Mode, OpenAiClient, OpenAiConfig, RetryPolicy, StructuredOutput};
+pub use settings::{LlmSettings, Provider};
 
 /// The OpenAI API, used when `OPENAI_BASE_URL` is not set.
 pub(crate) const DEFAULT_BASE_URL: &str = "https://api.openai.com/v1";
 /// Model asked for when `LLM_MODEL` is not set and the provider is `openai`.
 pub(crate) const DEFAULT_OPENAI_MODEL: &str = "gpt-4o-mini";
-
-/// Which generator writes the courses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Provider {
-    /// An OpenAI-compatible chat completions server.
-    Openai,
-    /// The built-in deterministic generator (no network, no key).
-    Offline,
-}
-
-/// How to reach the language model.
-#[derive(Clone, Args)]
-pub struct LlmSettings {
-    /// Generator of course content. Default: openai when OPENAI_API_KEY is
-    /// set, else offline.
-    #[arg(long, env = "LLM_PROVIDER", value_enum, global = true)]
-    pub llm_provider: Option<Provider>,
-
-    /// Base URL of an OpenAI-compatible API (OpenAI, Ollama, vLLM, llama.cpp server).
-    #[arg(long, env = "OPENAI_BASE_URL", default_value = DEFAULT_BASE_URL, global = true)]
-    pub openai_base_url: String,
-
-    /// API key, sent as a bearer token. Local servers usually need none.
-    #[arg(long, env = "OPENAI_API_KEY", hide_env_values = true, global = true)]
-    pub openai_api_key: Option<String>,
-
-    /// Model name. Default: gpt-4o-mini for openai; always "offline" for offline.
-    #[arg(long, env = "LLM_MODEL", global = true)]
-    pub llm_model: Option<String>,
-
-    /// LLM calls in flight across this instance; more wait their turn.
-    #[arg(long, env = "LLM_MAX_CONCURRENCY", default_value_t = 16, global = true)]
-    pub llm_max_concurrency: usize,
-
-    /// Time limit of one HTTP request to the LLM server, in seconds.
-    #[arg(long, env = "LLM_TIMEOUT_SECS", default_value_t = 120, global = true)]
-    pub llm_timeout_secs: u64,
-
-    /// Retries of a failed request (429, 5xx, timeout, connection error)
-    /// before the step fails.
-    #[arg(long, env = "LLM_MAX_RETRIES", default_value_t = 5, global = true)]
-    pub llm_max_retries: u32,
-
-    /// Simulated latency of each offline call, in milliseconds (for benchmarks).
-    #[arg(long, env = "OFFLINE_LATENCY_MS", default_value_t = 0, global = true)]
-    pub offline_latency_ms: u64,
-}
-
-/// Settings end up in logs; the API key must not.
-impl std::fmt::Debug for LlmSettings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LlmSettings")
-            .field("llm_provider", &self.llm_provider)
-            .field("openai_base_url", &self.openai_base_url)
-            .field(
-                "openai_api_key",
-                &self.openai_api_key.as_ref().map(|_| "<hidden>"),
-            )
-            .field("llm_model", &self.llm_model)
-            .field("llm_max_concurrency", &self.llm_max_concurrency)
-            .field("llm_timeout_secs", &self.llm_timeout_secs)
-            .field("llm_max_retries", &self.llm_max_retries)
-            .field("offline_latency_ms", &self.offline_latency_ms)
-            .finish()
-    }
-}
-
-impl LlmSettings {
-    /// The provider in effect: the one asked for, else `openai` when an API
-    /// key is set, else `offline` (clap cannot express a default that
-    /// depends on another variable).
-    pub(crate) fn provider(&self) -> Provider {
-        match (self.llm_provider, &self.openai_api_key) {
-            (Some(provider), _) => provider,
-            (None, Some(key)) if !key.trim().is_empty() => Provider::Openai,
-            (None, _) => Provider::Offline,
-        }
-    }
-
-    /// The model name in effect for the provider.
-    pub(crate) fn model(&self) -> String {
-        match self.provider() {
-            Provider::Offline => offline::MODEL.to_owned(),
-            Provider::Openai => self
-                .llm_model
-                .clone()
-                .filter(|m| !m.trim().is_empty())
-                .unwrap_or_else(|| DEFAULT_OPENAI_MODEL.to_owned()),
-        }
-    }
-}
 
 /// Writes course outlines and lessons.
 ///
@@ -205,6 +117,15 @@ pub enum LlmError {
         "the LLM server's reply is not an OpenAI chat completion: check OPENAI_BASE_URL; {message}"
     )]
     Protocol { message: String },
+    #[error(
+        "the LLM server does not take structured output mode {mode} ({status}): set \
+         LLM_STRUCTURED_OUTPUT=auto (or another mode); {message}"
+    )]
+    StructuredOutput {
+        mode: String,
+        status: u16,
+        message: String,
+    },
     #[error("the model gave no usable answer after {attempts} attempts: {reason}")]
     InvalidAnswer { attempts: u32, reason: String },
 }
@@ -236,6 +157,8 @@ pub enum LlmSettingsError {
     ZeroConcurrency,
     #[error("LLM_TIMEOUT_SECS must be at least 1")]
     ZeroTimeout,
+    #[error("LLM_MAX_TOKENS must be at least 256 (a lesson needs thousands)")]
+    TooFewMaxTokens,
     #[error(
         "LLM_PROVIDER=openai with the OpenAI API needs OPENAI_API_KEY \
          (or set OPENAI_BASE_URL to a local server, or LLM_PROVIDER=offline)"
@@ -266,25 +189,7 @@ pub(crate) fn client_from_settings(
         Provider::Offline => Arc::new(OfflineClient::new(Duration::from_millis(
             s.offline_latency_ms,
         ))),
-        Provider::Openai => {
-            let api_key = s.openai_api_key.clone().filter(|k| !k.trim().is_empty());
-            if api_key.is_none() && s.openai_base_url.trim_end_matches('/') == DEFAULT_BASE_URL {
-                return Err(LlmSettingsError::MissingApiKey);
-            }
-            if s.llm_timeout_secs == 0 {
-                return Err(LlmSettingsError::ZeroTimeout);
-            }
-            Arc::new(OpenAiClient::new(OpenAiConfig {
-                base_url: s.openai_base_url.clone(),
-                api_key,
-                model: s.model(),
-                timeout: Duration::from_secs(s.llm_timeout_secs),
-                retry: RetryPolicy {
-                    max_retries: s.llm_max_retries,
-                    ..RetryPolicy::default()
-                },
-            })?)
-        }
+        Provider::Openai => Arc::new(OpenAiClient::new(s.openai_config()?)?),
     };
     Ok(Arc::new(Limited {
         inner,
@@ -376,6 +281,8 @@ mod tests {
             llm_max_concurrency: 16,
             llm_timeout_secs: 120,
             llm_max_retries: 5,
+            llm_structured_output: StructuredOutput::Auto,
+            llm_max_tokens: 16384,
             offline_latency_ms: 0,
         }
     }

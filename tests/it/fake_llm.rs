@@ -2,6 +2,8 @@
 //! `/v1/chat/completions` that reads each request like a model would (which
 //! course, outline or which lesson) and answers with a valid structured
 //! answer, after an optional delay, unless a scripted failure comes first.
+//! A [`Dialect`] can take over the answering, to imitate a particular
+//! server (its refusals of a `response_format`, its reply shapes).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Condvar, Mutex};
@@ -23,6 +25,36 @@ pub enum Asked {
 #[derive(Default)]
 pub struct Seen {
     pub asked: Vec<(Instant, Asked)>,
+    /// The structured-output mode of each request (see [`mode_of`]).
+    pub modes: Vec<&'static str>,
+    /// The request bodies, in order.
+    pub bodies: Vec<Value>,
+}
+
+/// One request, as a [`Dialect`] sees it.
+pub struct Exchange<'a> {
+    pub body: &'a Value,
+    pub asked: &'a Asked,
+    /// Times the same thing was asked before (0 the first time).
+    pub repeat: usize,
+    /// A valid answer (JSON text) to what was asked.
+    pub answer: String,
+}
+
+/// Answers every request (after `first` and `always`) in a server's manner.
+pub type Dialect = Arc<dyn Fn(&Exchange) -> ResponseTemplate + Send + Sync>;
+
+/// The structured-output mode a request asked in, named as
+/// `LLM_STRUCTURED_OUTPUT` names it.
+pub fn mode_of(body: &Value) -> &'static str {
+    let format = &body["response_format"];
+    match format["type"].as_str() {
+        None => "none",
+        Some("json_schema") => "json_schema",
+        Some("json_object") if format.get("schema").is_some() => "json_object_schema",
+        Some("json_object") => "json_object",
+        Some(_) => "other",
+    }
 }
 
 /// Behaviour of the fake.
@@ -38,6 +70,8 @@ pub struct Script {
     pub slow_lessons: HashMap<u32, Duration>,
     /// Lesson numbers that always get this response instead of an answer.
     pub failing_lessons: HashMap<u32, ResponseTemplate>,
+    /// The server imitated, if not a well-behaved OpenAI.
+    pub dialect: Option<Dialect>,
     /// Holds the first request for one lesson until the test opens it.
     pub gate: Option<Gate>,
     /// Extra delay for translations of these lesson numbers.
@@ -161,6 +195,16 @@ impl FakeLlm {
         self.seen.lock().unwrap().asked.len()
     }
 
+    /// The structured-output mode of each request, in order.
+    pub fn modes(&self) -> Vec<&'static str> {
+        self.seen.lock().unwrap().modes.clone()
+    }
+
+    /// The request bodies, in order.
+    pub fn bodies(&self) -> Vec<Value> {
+        self.seen.lock().unwrap().bodies.clone()
+    }
+
     /// Arrival times of the requests.
     pub fn arrivals(&self) -> Vec<Instant> {
         self.seen
@@ -177,16 +221,32 @@ impl Respond for Responder {
     fn respond(&self, request: &Request) -> ResponseTemplate {
         let body: Value = serde_json::from_slice(&request.body).expect("JSON request");
         let asked = read_request(&body);
-        let index = {
+        let (index, repeat) = {
             let mut seen = self.seen.lock().unwrap();
+            let repeat = seen.asked.iter().filter(|(_, a)| *a == asked).count();
             seen.asked.push((Instant::now(), asked.clone()));
-            seen.asked.len() - 1
+            seen.modes.push(mode_of(&body));
+            seen.bodies.push(body.clone());
+            (seen.asked.len() - 1, repeat)
         };
         if let Some(r) = self.script.first.get(index) {
             return r.clone();
         }
         if let Some(r) = &self.script.always {
             return r.clone();
+        }
+        if let Some(dialect) = &self.script.dialect {
+            let answer = match &asked {
+                Asked::Outline { topic } => outline_answer(topic, lesson_count(&body)),
+                Asked::Lesson { number, .. } => lesson_answer(*number),
+                Asked::Translation { .. } => translation_answer(user_message(&body)),
+            };
+            return dialect(&Exchange {
+                body: &body,
+                asked: &asked,
+                repeat,
+                answer,
+            });
         }
         let (content, extra) = match &asked {
             Asked::Outline { topic } => {
@@ -235,10 +295,8 @@ fn line_after<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {
 
 fn read_request(body: &Value) -> Asked {
     let user = user_message(body);
-    let schema = body["response_format"]["json_schema"]["name"]
-        .as_str()
-        .unwrap_or("");
-    if schema.contains("translation") {
+    // Read from the prompt, as the schema is not in every mode's request.
+    if user.contains("Translate the subtitles of lesson ") {
         // "Translate the subtitles of lesson N of a course on ... into the
         // language with BCP-47 tag "xx"."
         let lesson = line_after(user, "Translate the subtitles of lesson ")
@@ -252,7 +310,7 @@ fn read_request(body: &Value) -> Asked {
             .unwrap_or("")
             .to_owned();
         Asked::Translation { lesson, language }
-    } else if schema.contains("outline") {
+    } else if user.contains("Plan a course on: ") {
         let topic = line_after(user, "Plan a course on: ")
             .unwrap_or("")
             .trim()

@@ -15,7 +15,7 @@ use crate::app::{Overrides, TestApp};
 use crate::fake_llm::{error, Asked, Script};
 use crate::helpers::eventually;
 
-async fn submit(store: &EventStore, topic: &str, lessons: i64) -> Uuid {
+pub(crate) async fn submit(store: &EventStore, topic: &str, lessons: i64) -> Uuid {
     let request = CourseRequest::parse(RawCourseRequest {
         request_id: Some(Uuid::new_v4().to_string()),
         user_id: Some(Uuid::new_v4().to_string()),
@@ -36,7 +36,7 @@ async fn load(store: &EventStore, id: Uuid) -> Course {
 }
 
 /// Waits until the course is READY or FAILED.
-async fn finished(store: &EventStore, id: Uuid, timeout: Duration) -> Course {
+pub(crate) async fn finished(store: &EventStore, id: Uuid, timeout: Duration) -> Course {
     eventually("the course to finish", timeout, || async {
         let course = load(store, id).await;
         matches!(

@@ -11,6 +11,7 @@ use coursegen::domain::{
 };
 use coursegen::llm::{
     validate, LlmClient, LlmError, OfflineClient, OpenAiClient, OpenAiConfig, RetryPolicy,
+    StructuredOutput,
 };
 use serde_json::{json, Value};
 use uuid::Uuid;
@@ -61,6 +62,8 @@ fn config(server: &MockServer) -> OpenAiConfig {
             base_delay: Duration::from_millis(5),
             max_delay: Duration::from_millis(20),
         },
+        structured_output: StructuredOutput::Auto,
+        max_tokens: 16384,
     }
 }
 
@@ -203,7 +206,8 @@ async fn outline_request_uses_a_strict_schema_and_records_usage() {
         TokenUsage {
             prompt_tokens: 100,
             completion_tokens: 50,
-            total_tokens: 150
+            total_tokens: 150,
+            estimated: false,
         }
     );
     let requests = server.received_requests().await.unwrap();
@@ -260,7 +264,7 @@ async fn lesson_answer_maps_onto_the_lesson_event() {
 }
 
 #[tokio::test]
-async fn no_api_key_sends_no_authorization_and_absent_usage_counts_zero() {
+async fn no_api_key_sends_no_authorization_and_absent_usage_is_estimated() {
     let (server, _) = fake_llm(vec![completion_with(&outline_answer(2), "stop", None)]).await;
     let client = OpenAiClient::new(OpenAiConfig {
         api_key: None,
@@ -270,7 +274,15 @@ async fn no_api_key_sends_no_authorization_and_absent_usage_counts_zero() {
 
     let outline = client.outline(&course(2)).await.unwrap();
 
-    assert_eq!(outline.usage, TokenUsage::default());
+    // About four characters a token, of the prompt and of the answer.
+    assert!(outline.usage.estimated);
+    let answer_tokens = outline_answer(2).len() as u64 / 4;
+    assert!(
+        (answer_tokens..=answer_tokens + 1).contains(&outline.usage.completion_tokens),
+        "{:?}",
+        outline.usage
+    );
+    assert!(outline.usage.prompt_tokens > 100, "{:?}", outline.usage);
     let requests = server.received_requests().await.unwrap();
     assert!(requests[0].headers.get("authorization").is_none());
 }
@@ -498,10 +510,10 @@ async fn quiz_answer_out_of_range_is_re_asked() {
 }
 
 #[tokio::test]
-async fn truncated_answer_is_re_asked() {
+async fn truncated_answer_is_asked_again_with_twice_the_budget() {
     let full = outline_answer(2);
     let (server, _) = fake_llm(vec![
-        completion_with(&full[..full.len() / 2], "length", Some((100, 4096))),
+        completion_with(&full[..full.len() / 2], "length", Some((100, 2048))),
         completion(&full),
     ])
     .await;
@@ -509,9 +521,35 @@ async fn truncated_answer_is_re_asked() {
     let outline = client(&server).outline(&course(2)).await.unwrap();
 
     assert_eq!(outline.lessons.len(), 2);
-    assert_eq!(outline.usage.completion_tokens, 4096 + 50);
+    assert_eq!(outline.usage.completion_tokens, 2048 + 50);
     let bodies = bodies(&server).await;
     assert_eq!(bodies.len(), 2);
+    assert_eq!(bodies[0]["max_tokens"], 2048);
+    assert_eq!(bodies[1]["max_tokens"], 4096);
+    // The same question, not a complaint about the cut-off half.
+    assert_eq!(bodies[1]["messages"], bodies[0]["messages"]);
+}
+
+#[tokio::test]
+async fn truncated_answer_at_llm_max_tokens_is_re_asked_for_a_shorter_one() {
+    let full = outline_answer(2);
+    let (server, _) = fake_llm(vec![
+        completion_with(&full[..full.len() / 2], "length", Some((100, 1000))),
+        completion_with(&full[..full.len() / 2], "length", Some((100, 1500))),
+        completion(&full),
+    ])
+    .await;
+    let client = OpenAiClient::new(OpenAiConfig {
+        max_tokens: 1500,
+        ..config(&server)
+    })
+    .unwrap();
+
+    client.outline(&course(2)).await.unwrap();
+
+    let bodies = bodies(&server).await;
+    let budgets: Vec<_> = bodies.iter().map(|b| b["max_tokens"].clone()).collect();
+    assert_eq!(budgets, [json!(1500), json!(1500), json!(1500)]);
     let complaint = last_message(&bodies[1])["content"].as_str().unwrap();
     assert!(complaint.contains("cut off"), "{complaint}");
 }
@@ -675,6 +713,8 @@ async fn unreachable_server_fails_as_a_retryable_connection_error() {
             base_delay: Duration::from_millis(5),
             max_delay: Duration::from_millis(20),
         },
+        structured_output: StructuredOutput::Auto,
+        max_tokens: 16384,
     })
     .unwrap();
 
@@ -685,4 +725,133 @@ async fn unreachable_server_fails_as_a_retryable_connection_error() {
         "{err:?}"
     );
     assert!(err.retryable());
+}
+
+/// llama-cpp-python's refusal of `json_schema` (a 500 around a FastAPI
+/// validation error), then any later request answered.
+fn refusing_json_schema(content: String) -> impl Fn(&Request) -> ResponseTemplate {
+    move |request: &Request| {
+        let body: Value = request.body_json().unwrap();
+        if body["response_format"]["type"] == "json_schema" {
+            return ResponseTemplate::new(500).set_body_json(json!({"error": {
+                "message": "1 validation error:\n  {'type': 'literal_error', 'loc': ('body', 'response_format', 'type'), 'msg': \"Input should be 'text' or 'json_object'\", 'input': 'json_schema'}",
+                "type": "internal_server_error", "param": null, "code": null}}));
+        }
+        completion(&content)
+    }
+}
+
+fn unique_model() -> String {
+    format!("model-{}", Uuid::new_v4().simple())
+}
+
+#[tokio::test]
+async fn a_refused_response_format_steps_down_at_once_even_with_no_retries_left() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(refusing_json_schema(outline_answer(2)))
+        .mount(&server)
+        .await;
+    let model = unique_model();
+    let mut config = OpenAiConfig {
+        model: model.clone(),
+        ..config(&server)
+    };
+    config.retry.max_retries = 0;
+    config.retry.base_delay = Duration::from_secs(3600);
+
+    let outline = OpenAiClient::new(config.clone())
+        .unwrap()
+        .outline(&course(2))
+        .await
+        .unwrap();
+
+    assert_eq!(outline.lessons.len(), 2);
+    let bodies = bodies(&server).await;
+    assert_eq!(bodies.len(), 2);
+    assert_eq!(bodies[1]["response_format"]["type"], "json_object");
+    assert!(bodies[1]["response_format"]["schema"].is_object());
+    // The schema is in the prompt too, for the model to read.
+    let system = bodies[1]["messages"][0]["content"].as_str().unwrap();
+    assert!(
+        system.contains("JSON schema") && system.contains("\"lessons\""),
+        "{system}"
+    );
+
+    // Another client of the same server and model starts in the mode learned.
+    OpenAiClient::new(config)
+        .unwrap()
+        .outline(&course(2))
+        .await
+        .unwrap();
+    let bodies = self::bodies(&server).await;
+    assert_eq!(bodies.len(), 3);
+    assert_eq!(bodies[2]["response_format"]["type"], "json_object");
+}
+
+#[tokio::test]
+async fn a_learned_mode_the_server_no_longer_takes_restarts_from_the_strictest() {
+    // First a server refusing json_schema teaches json_object_schema ...
+    let server = MockServer::start().await;
+    let refusing = Mock::given(method("POST"))
+        .respond_with(refusing_json_schema(outline_answer(2)))
+        .mount_as_scoped(&server)
+        .await;
+    let config = OpenAiConfig {
+        model: unique_model(),
+        ..config(&server)
+    };
+    OpenAiClient::new(config.clone())
+        .unwrap()
+        .outline(&course(2))
+        .await
+        .unwrap();
+    drop(refusing);
+    // ... then, on the same URL, one like LM Studio refuses json_object.
+    Mock::given(method("POST"))
+        .respond_with(|request: &Request| {
+            let body: Value = request.body_json().unwrap();
+            if body["response_format"]["type"] == "json_object" {
+                return ResponseTemplate::new(400).set_body_json(
+                    json!({"error": "'response_format.type' must be 'json_schema' or 'text'"}),
+                );
+            }
+            completion(&outline_answer(2))
+        })
+        .mount(&server)
+        .await;
+
+    OpenAiClient::new(config)
+        .unwrap()
+        .outline(&course(2))
+        .await
+        .unwrap();
+
+    let modes: Vec<Value> = bodies(&server)
+        .await
+        .iter()
+        .map(|b| b["response_format"]["type"].clone())
+        .collect();
+    assert_eq!(
+        modes,
+        ["json_schema", "json_object", "json_object", "json_schema"].map(|m| json!(m))
+    );
+}
+
+#[tokio::test]
+async fn an_answer_cut_off_by_the_servers_own_limit_is_re_asked_not_given_more_budget() {
+    // 700 tokens of the 2048 asked for: the server's context window ended it.
+    let full = outline_answer(2);
+    let (server, _) = fake_llm(vec![
+        completion_with(&full[..full.len() / 2], "length", Some((7000, 700))),
+        completion(&full),
+    ])
+    .await;
+
+    client(&server).outline(&course(2)).await.unwrap();
+
+    let bodies = bodies(&server).await;
+    assert_eq!(bodies[1]["max_tokens"], bodies[0]["max_tokens"]);
+    let complaint = last_message(&bodies[1])["content"].as_str().unwrap();
+    assert!(complaint.contains("cut off"), "{complaint}");
 }

@@ -82,6 +82,7 @@ fn course_story(rng: &mut impl Rng, user: Uuid, topic: &str) -> Vec<CourseEvent>
         prompt_tokens: 10,
         completion_tokens: 20,
         total_tokens: 30,
+        estimated: false,
     };
     events.push(
         GenerationStarted {

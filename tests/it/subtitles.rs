@@ -16,7 +16,7 @@ use coursegen::store::courses;
 use coursegen::store::{EventStore, Metadata};
 
 use crate::app::{Overrides, TestApp};
-use crate::fake_llm::{Asked, Script};
+use crate::fake_llm::{mode_of, Asked, Dialect, Exchange, Script};
 use crate::helpers::eventually;
 use crate::http::{assert_error, user_token};
 
@@ -464,5 +464,67 @@ async fn courses_subtitles_writes_files_and_events_show_the_tracks() {
             .any(|t| t.contains("in fr: ") && t.contains("translated by offline")),
         "{timeline}"
     );
+    app.stop().await;
+}
+
+/// A server that takes only `json_object` with a schema (llama.cpp before
+/// `json_schema`) translates too: the translation is asked in the mode the
+/// outline learned, with the grammar form fixing the number of cues.
+#[actix_rt::test]
+async fn a_translation_is_asked_in_the_mode_the_server_takes_with_the_cue_count_fixed() {
+    let llama_server: Dialect = std::sync::Arc::new(|x: &Exchange| {
+        match mode_of(x.body) {
+        "json_schema" => wiremock::ResponseTemplate::new(500).set_body_json(json!({
+            "error": {"code": 500, "type": "server_error",
+                "message": "response_format type must be one of \"text\" or \"json_object\", but got: json_schema"}
+        })),
+        _ => crate::fake_llm::completion(&x.answer),
+    }
+    });
+    let mut app = TestApp::spawn(
+        Overrides::default()
+            .fake_llm(Script {
+                dialect: Some(llama_server),
+                ..Script::default()
+            })
+            // Its own model name: the learned mode is kept per base URL and model.
+            .set("--llm-model", format!("model-{}", Uuid::new_v4().simple())),
+    )
+    .await;
+    let token = user_token(Uuid::new_v4());
+    let (status, body) = app
+        .generate(
+            &token,
+            json!({"topic": "Tides", "num_lessons": 1, "subtitle_languages": ["fr"]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let id = body["course_id"].as_str().unwrap().to_owned();
+    let course = app.finished(&token, &id).await;
+    assert_eq!(course["status"], "READY", "{course}");
+    assert_eq!(course["subtitles_generated"], 2, "{course}");
+
+    let translations: Vec<Value> = app
+        .llm()
+        .bodies()
+        .into_iter()
+        .filter(|b| {
+            b["messages"][1]["content"]
+                .as_str()
+                .is_some_and(|u| u.starts_with("Translate the subtitles"))
+        })
+        .collect();
+    assert_eq!(translations.len(), 1);
+    let format = &translations[0]["response_format"];
+    assert_eq!(format["type"], "json_object", "{format}");
+    let (_, json_en) = app.subtitles(&token, &id, "").await;
+    let json_en: Value = serde_json::from_str(&json_en).unwrap();
+    let cues = json_en["cues"].as_array().unwrap().len();
+    let schema = &format["schema"]["properties"]["cues"];
+    assert_eq!(schema["minItems"], cues, "{format}");
+    assert_eq!(schema["maxItems"], cues, "{format}");
+    assert_eq!(schema["items"]["minLength"], 1, "{format}");
+    let (status, _) = app.subtitles(&token, &id, "lang=fr").await;
+    assert_eq!(status, StatusCode::OK);
     app.stop().await;
 }

@@ -48,6 +48,7 @@ pub(super) fn outline(lessons: u32) -> OutlineGenerated {
             prompt_tokens: 10,
             completion_tokens: 20,
             total_tokens: 30,
+            estimated: false,
         },
         ..Default::default()
     }
@@ -71,6 +72,7 @@ pub(super) fn lesson(number: u32) -> LessonGenerated {
             prompt_tokens: 1,
             completion_tokens: 2,
             total_tokens: 3,
+            estimated: false,
         },
         ..Default::default()
     }
@@ -294,7 +296,8 @@ fn completion_with_every_lesson_sums_the_tokens_and_makes_it_ready() {
             usage: TokenUsage {
                 prompt_tokens: 12,
                 completion_tokens: 24,
-                total_tokens: 36
+                total_tokens: 36,
+                estimated: false,
             }
         }
         .into()]

@@ -233,5 +233,6 @@ pub(super) fn usage(prompt_chars: usize, completion_chars: usize) -> TokenUsage 
         prompt_tokens,
         completion_tokens,
         total_tokens: prompt_tokens + completion_tokens,
+        estimated: false,
     }
 }

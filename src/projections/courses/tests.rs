@@ -46,6 +46,7 @@ fn usage(total: u64) -> TokenUsage {
         prompt_tokens: total / 2,
         completion_tokens: total - total / 2,
         total_tokens: total,
+        estimated: false,
     }
 }
 
