@@ -111,6 +111,12 @@ impl ApiError {
         }
     }
 
+    /// The 400 of a request body that does not parse or validate: one code for
+    /// every handler, so clients branch on a single `invalid_request`.
+    pub(crate) fn invalid_request(message: impl std::fmt::Display) -> Self {
+        Self::bad_request("invalid_request", message.to_string())
+    }
+
     /// The 404 of a course that does not exist or is not the caller's.
     pub(crate) fn course_not_found(id: uuid::Uuid) -> Self {
         Self::NotFound(format!("no course with id {id}"))

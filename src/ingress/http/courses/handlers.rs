@@ -12,9 +12,7 @@ use uuid::Uuid;
 use super::dto::{
     CoursePage, CourseView, EventView, LessonSummary, LessonView, ListParams, ReasonParams,
 };
-use crate::domain::{
-    Command, CourseRequest, CourseStatus, DomainError, RawCourseRequest, Reason, ValidationError,
-};
+use crate::domain::{Command, CourseRequest, CourseStatus, DomainError, RawCourseRequest, Reason};
 use crate::ingress::http::error::{ApiError, ErrorBody};
 use crate::ingress::http::{ApiState, User};
 use crate::projections::courses::queries;
@@ -91,12 +89,12 @@ pub(crate) async fn generate(
     user: User,
     body: web::Json<Value>,
 ) -> Result<HttpResponse, ApiError> {
-    let invalid = |e: ValidationError| ApiError::bad_request("invalid_request", e.to_string());
-    let mut raw = RawCourseRequest::from_json(body.into_inner()).map_err(invalid)?;
+    let mut raw =
+        RawCourseRequest::from_json(body.into_inner()).map_err(ApiError::invalid_request)?;
     raw.user_id.get_or_insert_with(|| user.id.to_string());
     raw.request_id
         .get_or_insert_with(|| Uuid::new_v4().to_string());
-    let request = CourseRequest::parse(raw).map_err(invalid)?;
+    let request = CourseRequest::parse(raw).map_err(ApiError::invalid_request)?;
     if !user.may_act_for(request.user_id) {
         return Err(ApiError::Forbidden(format!(
             "user_id {} is not you: only admins may request courses for other users",

@@ -34,14 +34,12 @@ pub(crate) async fn edit(
     id: web::Path<Uuid>,
     body: web::Json<Value>,
 ) -> Result<HttpResponse, ApiError> {
-    let invalid = |e: String| ApiError::bad_request("invalid_request", e);
     let body = body.into_inner();
     if !body.is_object() {
-        return Err(invalid("an edit must be a JSON object".into()));
+        return Err(ApiError::invalid_request("an edit must be a JSON object"));
     }
-    let raw: RawMetadataChange =
-        serde_json::from_value(body).map_err(|e| invalid(e.to_string()))?;
-    let change = MetadataChange::parse(raw).map_err(|e| invalid(e.to_string()))?;
+    let raw: RawMetadataChange = serde_json::from_value(body).map_err(ApiError::invalid_request)?;
+    let change = MetadataChange::parse(raw).map_err(ApiError::invalid_request)?;
     let view = command(&state, &user, id.into_inner(), || {
         Command::ChangeMetadata(change.clone())
     })

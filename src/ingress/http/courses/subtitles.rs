@@ -46,16 +46,15 @@ pub(crate) async fn request(
     id: web::Path<Uuid>,
     body: web::Json<Value>,
 ) -> Result<HttpResponse, ApiError> {
-    let invalid = |e: String| ApiError::bad_request("invalid_request", e);
     let id = id.into_inner();
     let body: SubtitlesRequest =
-        serde_json::from_value(body.into_inner()).map_err(|e| invalid(e.to_string()))?;
+        serde_json::from_value(body.into_inner()).map_err(ApiError::invalid_request)?;
     let course = find_course(&state, &user, id).await?;
     let languages =
-        parse_languages(body.languages, &course.language).map_err(|e| invalid(e.to_string()))?;
+        parse_languages(body.languages, &course.language).map_err(ApiError::invalid_request)?;
     if languages.is_empty() {
-        return Err(invalid(
-            "name at least one language other than the course's".into(),
+        return Err(ApiError::invalid_request(
+            "name at least one language other than the course's",
         ));
     }
     let view = command(&state, &user, id, || Command::RequestSubtitles {
