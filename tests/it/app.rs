@@ -202,6 +202,16 @@ impl TestApp {
     }
 
     /// The test's RabbitMQ queues.
+    /// Runs the `coursegen` binary on this app's database, as a user at a
+    /// terminal would, and returns what it printed.
+    pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        std::process::Command::new(env!("CARGO_BIN_EXE_coursegen"))
+            .args(args)
+            .env("DATABASE_URL", self.db.url())
+            .output()
+            .unwrap()
+    }
+
     pub fn queues(&self) -> &Queues {
         self.queues.as_ref().expect("queues (Overrides::amqp)")
     }

@@ -279,11 +279,7 @@ async fn a_reason_too_long_or_with_control_characters_is_refused_everywhere() {
         if reason.contains('\0') {
             continue; // no argv holds a NUL
         }
-        let cli = std::process::Command::new(env!("CARGO_BIN_EXE_coursegen"))
-            .args(["retry", &id.to_string(), "--reason", &reason])
-            .env("DATABASE_URL", app.db.url())
-            .output()
-            .unwrap();
+        let cli = app.cli(&["retry", &id.to_string(), "--reason", &reason]);
         assert!(!cli.status.success());
         let stderr = String::from_utf8_lossy(&cli.stderr);
         assert!(stderr.contains(want), "{stderr}");

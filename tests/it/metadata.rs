@@ -220,14 +220,6 @@ async fn the_list_filters_by_tag_author_language_and_difficulty_and_searches_tag
     app.stop().await;
 }
 
-fn cli(app: &TestApp, args: &[&str]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_coursegen"))
-        .args(args)
-        .env("DATABASE_URL", app.db.url())
-        .output()
-        .unwrap()
-}
-
 #[actix_rt::test]
 async fn courses_edit_records_the_change_and_events_show_it_readably() {
     let mut app = TestApp::spawn(Overrides::default()).await;
@@ -236,24 +228,21 @@ async fn courses_edit_records_the_change_and_events_show_it_readably() {
     let id = app.course(&token, "Tides").await;
     app.finished(&token, &id).await;
 
-    let out = cli(
-        &app,
-        &[
-            "courses",
-            "edit",
-            &id,
-            "--tag",
-            "Moon",
-            "--tag",
-            "ocean",
-            "--author",
-            "Ada",
-            "--difficulty",
-            "beginner",
-            "--user",
-            &user.to_string(),
-        ],
-    );
+    let out = app.cli(&[
+        "courses",
+        "edit",
+        &id,
+        "--tag",
+        "Moon",
+        "--tag",
+        "ocean",
+        "--author",
+        "Ada",
+        "--difficulty",
+        "beginner",
+        "--user",
+        &user.to_string(),
+    ]);
     assert!(
         out.status.success(),
         "{}",
@@ -271,7 +260,7 @@ async fn courses_edit_records_the_change_and_events_show_it_readably() {
     assert_eq!(course["tags"], json!(["moon", "ocean"]));
     assert_eq!(course["difficulty"], "beginner");
 
-    let out = cli(&app, &["events", &id]);
+    let out = app.cli(&["events", &id]);
     assert!(out.status.success());
     let timeline = String::from_utf8_lossy(&out.stdout);
     let line = timeline
@@ -298,7 +287,7 @@ async fn courses_edit_records_the_change_and_events_show_it_readably() {
             "no course with id",
         ),
     ] {
-        let out = cli(&app, &args);
+        let out = app.cli(&args);
         assert!(!out.status.success());
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(stderr.contains(want), "{stderr}");

@@ -348,14 +348,6 @@ async fn a_translation_interrupted_by_a_crash_resumes_without_translating_again(
     app.stop().await;
 }
 
-fn cli(app: &TestApp, args: &[&str]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_coursegen"))
-        .args(args)
-        .env("DATABASE_URL", app.db.url())
-        .output()
-        .unwrap()
-}
-
 #[actix_rt::test]
 async fn courses_subtitles_writes_files_and_events_show_the_tracks() {
     let mut app = TestApp::spawn(Overrides::default()).await;
@@ -369,20 +361,17 @@ async fn courses_subtitles_writes_files_and_events_show_the_tracks() {
     let id = body["course_id"].as_str().unwrap().to_owned();
     app.finished(&token, &id).await;
 
-    let out = cli(
-        &app,
-        &[
-            "courses",
-            "subtitles",
-            &id,
-            "--lang",
-            "fr",
-            "--format",
-            "srt",
-            "--lesson",
-            "1",
-        ],
-    );
+    let out = app.cli(&[
+        "courses",
+        "subtitles",
+        &id,
+        "--lang",
+        "fr",
+        "--format",
+        "srt",
+        "--lesson",
+        "1",
+    ]);
     assert!(
         out.status.success(),
         "{}",
@@ -394,18 +383,15 @@ async fn courses_subtitles_writes_files_and_events_show_the_tracks() {
     assert!(texts[0].starts_with("[fr] "), "{srt}");
 
     let dir = std::env::temp_dir().join(format!("coursegen-subtitles-{}", Uuid::new_v4()));
-    let out = cli(
-        &app,
-        &[
-            "courses",
-            "subtitles",
-            &id,
-            "--format",
-            "vtt",
-            "--out-dir",
-            dir.to_str().unwrap(),
-        ],
-    );
+    let out = app.cli(&[
+        "courses",
+        "subtitles",
+        &id,
+        "--format",
+        "vtt",
+        "--out-dir",
+        dir.to_str().unwrap(),
+    ]);
     assert!(
         out.status.success(),
         "{}",
@@ -444,13 +430,13 @@ async fn courses_subtitles_writes_files_and_events_show_the_tracks() {
         ),
         (vec!["courses", "subtitles", id.as_str()], "name a --lesson"),
     ] {
-        let out = cli(&app, &args);
+        let out = app.cli(&args);
         assert!(!out.status.success());
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(stderr.contains(want), "{stderr}");
     }
 
-    let out = cli(&app, &["events", &id]);
+    let out = app.cli(&["events", &id]);
     let timeline = String::from_utf8_lossy(&out.stdout);
     let tracks: Vec<&str> = timeline
         .lines()
