@@ -7,6 +7,7 @@
 //! - [`llm`]: the language model: OpenAI-compatible client and offline generator.
 //! - [`actors`]: the scheduler and one course actor per in-flight course.
 //! - [`projections`]: read models built from the log: runners (checkpoint, lock, lag), replay.
+//! - [`render`]: lesson markdown to sanitised HTML, for every page that shows model output.
 //! - [`ingress`]: how requests arrive and replies leave: the HTTP API (`/api/v1`) and RabbitMQ.
 //! - [`app`]: `coursegen serve`: everything started, stopped cleanly on a signal.
 //! - [`retry`]: retry delays: one exponential backoff with a cap and jitter for every retrying loop.
@@ -25,6 +26,7 @@ pub mod domain;
 pub mod ingress;
 pub mod llm;
 pub mod projections;
+pub mod render;
 pub mod retry;
 pub mod store;
 pub mod telemetry;
