@@ -9,6 +9,7 @@
 //! - [`projections`]: read models built from the log: runners (checkpoint, lock, lag), replay.
 //! - [`render`]: lesson markdown to sanitised HTML, for every page that shows model output.
 //! - [`ingress`]: how requests arrive and replies leave: the HTTP API (`/api/v1`) and RabbitMQ.
+//! - [`web`]: the web app at `/`: server-rendered pages over the same projections and tenant rules as the API.
 //! - [`app`]: `coursegen serve`: everything started, stopped cleanly on a signal.
 //! - [`retry`]: retry delays: one exponential backoff with a cap and jitter for every retrying loop.
 //! - [`config`]: typed settings from the environment and CLI flags.
@@ -30,3 +31,4 @@ pub mod render;
 pub mod retry;
 pub mod store;
 pub mod telemetry;
+pub mod web;
