@@ -22,7 +22,7 @@ pub(crate) enum PageError {
     #[error("see {to}")]
     Redirect {
         to: String,
-        cookie: Option<Cookie<'static>>,
+        cookie: Option<Box<Cookie<'static>>>,
     },
 }
 
@@ -108,7 +108,7 @@ impl ResponseError for PageError {
                 let mut response = HttpResponse::SeeOther();
                 response.insert_header((header::LOCATION, to.as_str()));
                 if let Some(c) = cookie {
-                    response.cookie(c.clone());
+                    response.cookie((**c).clone());
                 }
                 response.finish()
             }

@@ -49,7 +49,7 @@ impl Session {
             let target = without_token(req);
             return Err(PageError::Redirect {
                 to: target,
-                cookie: Some(session_cookie(req, token)),
+                cookie: Some(Box::new(session_cookie(req, token))),
             });
         }
         let user = user_of(req, state)?;

@@ -2,6 +2,7 @@
 
 mod amqp;
 mod app;
+mod browser;
 mod cluster;
 mod deletion;
 mod dialects;
@@ -21,3 +22,4 @@ mod requests;
 mod store;
 mod subtitles;
 mod unavailable;
+mod web;
