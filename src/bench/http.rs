@@ -395,7 +395,10 @@ async fn seed_lessons(store: &EventStore, seed: &Seed) -> anyhow::Result<Vec<(Uu
         )
         .await?;
     let rows = client
-        .query("SELECT c.user_id, c.id FROM courses c JOIN lesson_bodies b ON b.course_id = c.id", &[])
+        .query(
+            "SELECT c.user_id, c.id FROM courses c JOIN lesson_bodies b ON b.course_id = c.id",
+            &[],
+        )
         .await?;
     let owners: std::collections::HashSet<(Uuid, Uuid)> = seed.courses.iter().copied().collect();
     Ok(rows
@@ -425,11 +428,20 @@ async fn pages_beside_json(
     println!();
     println!(
         "{:<28} {:>10} {:>9} {:>9} {:>10} {:>9} {:>9} {:>7}",
-        "web page (beside its JSON)", "page r/s", "page p50", "page p99", "json r/s", "json p50",
-        "json p99", "ratio"
+        "web page (beside its JSON)",
+        "page r/s",
+        "page p50",
+        "page p99",
+        "json r/s",
+        "json p50",
+        "json p99",
+        "ratio"
     );
     let base = format!("http://{addr}");
-    for (name, lesson) in [("GET / (library)", false), ("GET /courses/{id}/lessons/1", true)] {
+    for (name, lesson) in [
+        ("GET / (library)", false),
+        ("GET /courses/{id}/lessons/1", true),
+    ] {
         let one = |json: bool| {
             let (client, base, tokens, seed, lessons) = (
                 client.clone(),

@@ -2,7 +2,11 @@
 //! written), a lesson. They read what the API's handlers read, through the
 //! same functions, so the tenant rules are the API's.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+
 use actix_web::{web, HttpRequest, HttpResponse};
+use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::Value;
 use uuid::Uuid;
@@ -20,6 +24,7 @@ use crate::ingress::http::courses::progress;
 use crate::ingress::http::{ApiError, ApiState, User};
 use crate::projections::courses::queries;
 use crate::projections::courses::LessonStatus;
+use crate::render::Rendered;
 use crate::store::RecordedEvent;
 
 /// Courses on one library page.
@@ -337,25 +342,31 @@ pub(crate) async fn lesson_page(
     let id = course_id(id)?;
     let missing = || PageError::not_found(format!("This course has no lesson {n}."));
     let number: i32 = n.parse().map_err(|_| missing())?;
-    let course = find_course(state, &session.user, id).await?;
+    // The course, its outline and the lesson in one round trip.
+    let client = state.store.pool().get().await.map_err(ApiError::from)?;
+    let ((record, entries), lesson) = futures::try_join!(
+        queries::course_with_lessons(&client, id),
+        queries::lesson(&client, id, number)
+    )
+    .map_err(ApiError::from)?;
+    drop(client);
+    let course = match record {
+        Some(r) if session.user.may_access(r.user_id) => CourseView::from(r),
+        Some(_) => return Err(ApiError::course_not_found(id).into()),
+        None => find_course(state, &session.user, id).await?,
+    };
     if course.deleted_at.is_some() {
         return Err(PageError::status(
             actix_web::http::StatusCode::GONE,
             "This course was deleted. Its page has a Restore button.",
         ));
     }
-    let client = state.store.pool().get().await.map_err(ApiError::from)?;
-    let (lesson, (_, entries)) = futures::try_join!(
-        queries::lesson(&client, id, number),
-        queries::course_with_lessons(&client, id)
-    )
-    .map_err(ApiError::from)?;
     let lesson = lesson.ok_or_else(missing)?;
     let content = lesson
         .content_md
         .as_deref()
         .ok_or_else(|| PageError::not_found(format!("Lesson {n} is not written yet.")))?;
-    let rendered = crate::render::markdown(content);
+    let rendered = rendered(id, number, lesson.entry.generated_at, content);
     let base = format!("/courses/{id}");
     let neighbour = |k: i32| {
         entries
@@ -387,7 +398,7 @@ pub(crate) async fn lesson_page(
                 sub: h.level == 3,
             })
             .collect(),
-        html: rendered.html,
+        html: rendered.html.clone(),
         prev: neighbour(number - 1),
         next: neighbour(number + 1),
         quiz_url: format!("{base}/lessons/{number}/quiz#quiz"),
@@ -395,6 +406,30 @@ pub(crate) async fn lesson_page(
         score,
         sources: views::sources(lesson.sources.as_ref().unwrap_or(&Value::Null)),
     })
+}
+
+/// Lessons rendered recently, by course, number and when generated (a
+/// regenerated lesson is a new key): rendering and sanitising is most of
+/// a lesson page's work, and a lesson is read many times.
+type RenderCache = HashMap<(Uuid, i32, Option<DateTime<Utc>>), Arc<Rendered>>;
+
+/// Most lessons kept rendered; the cache starts over when full.
+const RENDER_CACHE_SIZE: usize = 512;
+
+fn rendered(id: Uuid, number: i32, at: Option<DateTime<Utc>>, content: &str) -> Arc<Rendered> {
+    static CACHE: OnceLock<Mutex<RenderCache>> = OnceLock::new();
+    let cache = CACHE.get_or_init(Mutex::default);
+    let key = (id, number, at);
+    if let Some(hit) = cache.lock().expect("render cache lock").get(&key) {
+        return hit.clone();
+    }
+    let fresh = Arc::new(crate::render::markdown(content));
+    let mut cache = cache.lock().expect("render cache lock");
+    if cache.len() >= RENDER_CACHE_SIZE {
+        cache.clear();
+    }
+    cache.insert(key, fresh.clone());
+    fresh
 }
 
 /// The quiz questions of a lesson (`checks`: question, options,
