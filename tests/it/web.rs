@@ -231,3 +231,125 @@ async fn with_auth_one_user_cannot_open_another_users_course_page() {
     })
     .await;
 }
+
+/// A client that does not follow redirects, so that every answer is seen;
+/// with `token`, it sends the session cookie a login would have set.
+fn page_client(token: Option<&str>) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(t) = token {
+        headers.insert(
+            reqwest::header::COOKIE,
+            format!("coursegen_session={t}").parse().unwrap(),
+        );
+    }
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .default_headers(headers)
+        .build()
+        .unwrap()
+}
+
+#[actix_web::test]
+async fn forms_without_the_csrf_token_are_refused_and_pages_answer_html() {
+    let app = TestApp::spawn(Overrides::default()).await;
+    let token = user_token(Uuid::new_v4());
+    let client = page_client(None);
+    // Without a session: the login page, coming back afterwards.
+    let r = client.get(app.url("/courses/new")).send().await.unwrap();
+    assert_eq!(r.status(), 303);
+    assert!(r.headers()["location"]
+        .to_str()
+        .unwrap()
+        .starts_with("/login?next=%2Fcourses%2Fnew"));
+    // ?token= is stored and dropped from the address.
+    let r = client
+        .get(app.url(&format!("/?q=x&token={token}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    assert_eq!(r.headers()["location"], "/?q=x");
+    let set_cookie = r.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(set_cookie.contains("HttpOnly") && set_cookie.contains("SameSite=Strict"));
+    let client = page_client(Some(&token));
+    let r = client.get(app.url("/")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .contains("script-src 'self'"));
+    assert!(r.text().await.unwrap().contains("No courses yet"));
+    // A form post without (or with another) CSRF token changes nothing.
+    for csrf in ["", "0123456789abcdef0123456789abcdef"] {
+        let r = client
+            .post(app.url("/courses/new"))
+            .form(&[("topic", "Forged"), ("csrf", csrf)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 403);
+        assert!(r.text().await.unwrap().contains("This form has expired"));
+    }
+    let (_, list) = app.get_json("/api/v1/courses", &token).await;
+    assert_eq!(list["total"], 0);
+    // Pages nobody serves are HTML; the API's stay JSON.
+    let r = client.get(app.url("/no/such/page")).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    assert!(r.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
+    let r = client.get(app.url("/api/v1/nothing")).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    assert!(r.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("application/json"));
+    for bad in ["/courses/not-a-uuid", "/courses/not-a-uuid/lessons/x"] {
+        let r = client.get(app.url(bad)).send().await.unwrap();
+        assert_eq!(r.status(), 404, "{bad}");
+    }
+}
+
+#[actix_web::test]
+async fn the_library_pages_filters_and_explains_an_empty_search() {
+    let app = TestApp::spawn(Overrides::default()).await;
+    let token = user_token(Uuid::new_v4());
+    for i in 0..23 {
+        let r = app
+            .post("/api/v1/courses/generate", &token)
+            .json(&json!({"topic": format!("Topic {i}"), "num_lessons": 1,
+                          "language": if i == 0 { "de" } else { "en" }}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 202);
+    }
+    let client = page_client(Some(&token));
+    let page = |q: &'static str| {
+        let (client, url) = (client.clone(), app.url(q));
+        async move {
+            let r = client.get(url).send().await.unwrap();
+            assert_eq!(r.status(), 200);
+            r.text().await.unwrap()
+        }
+    };
+    let first = page("/").await;
+    assert!(
+        first.contains("23 courses") && first.contains("Page 1 of 2"),
+        "{first}"
+    );
+    assert_eq!(first.matches("class=\"card\"").count(), 20);
+    assert!(first.contains("href=\"/?page=2\""));
+    let second = page("/?page=2").await;
+    assert_eq!(second.matches("class=\"card\"").count(), 3);
+    let german = page("/?language=de").await;
+    assert!(
+        german.contains("1 course<") && german.contains("Topic 0"),
+        "{german}"
+    );
+    let none = page("/?q=nothingmatchesthis").await;
+    assert!(none.contains("No course matches"));
+    let bad = page("/?status=DONE&page=x").await;
+    assert!(bad.contains("role=\"alert\""), "{bad}");
+}
