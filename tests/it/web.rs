@@ -353,3 +353,70 @@ async fn the_library_pages_filters_and_explains_an_empty_search() {
     let bad = page("/?status=DONE&page=x").await;
     assert!(bad.contains("role=\"alert\""), "{bad}");
 }
+
+#[actix_web::test]
+async fn a_failed_course_page_shows_the_reason_and_its_retry_button_reopens_it() {
+    let app = TestApp::spawn(Overrides::default().fake_llm(Script {
+        failing_lessons: [(1, crate::fake_llm::error(400, "invalid_request_error"))].into(),
+        ..Script::default()
+    }))
+    .await;
+    let token = user_token(Uuid::new_v4());
+    let r = app
+        .post("/api/v1/courses/generate", &token)
+        .json(&json!({"topic": "Fragile", "num_lessons": 1}))
+        .send()
+        .await
+        .unwrap();
+    let id = r.json::<serde_json::Value>().await.unwrap()["course_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    crate::helpers::eventually("the course fails", LIVE, || async {
+        let (_, c) = app.get_json(&format!("/api/v1/courses/{id}"), &token).await;
+        (c["status"] == "FAILED").then_some(())
+    })
+    .await;
+    let client = page_client(Some(&token));
+    let r = client
+        .get(app.url(&format!("/courses/{id}")))
+        .send()
+        .await
+        .unwrap();
+    let csrf = r
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|c| c.to_str().ok())
+        .find_map(|c| c.strip_prefix("coursegen_csrf="))
+        .and_then(|c| c.split(';').next())
+        .unwrap()
+        .to_owned();
+    let html = r.text().await.unwrap();
+    assert!(html.contains("id=\"failure-reason\""), "{html}");
+    assert!(html.contains("fake invalid_request_error"), "{html}");
+    assert!(html.contains(&format!("action=\"/courses/{id}/retry\"")));
+    let r = client
+        .post(app.url(&format!("/courses/{id}/retry")))
+        .header(
+            "cookie",
+            format!("coursegen_session={token}; coursegen_csrf={csrf}"),
+        )
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    assert_eq!(
+        r.headers()["location"],
+        format!("/courses/{id}?done=retried").as_str()
+    );
+    let (_, events) = app
+        .get_json(&format!("/api/v1/courses/{id}/events"), &token)
+        .await;
+    assert!(events
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["event_type"] == "GenerationRetried"));
+}
