@@ -11,6 +11,7 @@ mod events;
 mod ids;
 pub mod metadata;
 mod request;
+pub mod sources;
 mod status;
 pub mod subtitles;
 #[cfg(test)]

@@ -37,6 +37,7 @@ fn log(events: Vec<CourseEvent>) -> Vec<Decoded> {
             recorded_at: at(n as u32),
             event_version: event.event_version(),
             event: Ok(Some(event)),
+            source: None,
         })
         .collect()
 }
