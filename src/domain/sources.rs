@@ -297,7 +297,8 @@ mod tests {
     fn removed_document_is_added_again_as_the_next_version() {
         let id = source_id(Uuid::nil(), "a/b.md");
         let added = decide_ingest(&fold(&[]), id, content("h1")).unwrap();
-        let removed = decide_remove(&fold(std::slice::from_ref(&added)), Uuid::nil(), "a/b.md").unwrap();
+        let removed =
+            decide_remove(&fold(std::slice::from_ref(&added)), Uuid::nil(), "a/b.md").unwrap();
         let state = fold(&[added, removed]);
         assert!(!state.is_live());
         assert_eq!(decide_remove(&state, Uuid::nil(), "a/b.md"), None);
