@@ -462,7 +462,15 @@ async fn replay_rebuilds_exactly_the_rows_the_runners_built() {
     let last = write_courses(&db, 30).await;
     wait_all(&db, last).await;
     let before = fingerprint(&db).await;
-    assert!(before.iter().all(|(_, rows, _)| *rows > 0), "{before:?}");
+    // Course events only: the source library stays empty (its replay is
+    // checked in tests/it/sources.rs).
+    assert!(
+        before
+            .iter()
+            .filter(|(table, _, _)| !table.starts_with("source"))
+            .all(|(_, rows, _)| *rows > 0),
+        "{before:?}"
+    );
 
     let visible: i64 = db
         .client()
