@@ -206,6 +206,7 @@ pub fn realistic_lesson(number: u32) -> CourseEvent {
         sources: vec![SourceRef {
             title: "Campbell Biology, ch. 10".into(),
             url: None,
+            cited: None,
         }],
         model: "bench".into(),
         usage: TokenUsage {

@@ -6,10 +6,14 @@
 //! - [`ingest`] / [`remove`]: decide against the document's stream and append
 //!   (the same content at the same path records nothing).
 //!
+//! - [`grounding`]: retrieval for a course's steps, recorded in their
+//!   events, and the lesson citations built from what was retrieved.
+//!
 //! Queries of the projected library (list, one document, search) are in
 //! [`crate::projections::sources`].
 
 pub mod extract;
+pub mod grounding;
 
 use sha2::{Digest, Sha256};
 use text_splitter::{ChunkConfig, TextSplitter};

@@ -116,6 +116,7 @@ fn course_story(rng: &mut impl Rng, user: Uuid, topic: &str) -> Vec<CourseEvent>
     };
     events.push(
         OutlineGenerated {
+            retrieved: Vec::new(),
             title,
             description: format!("A short course about {topic}"),
             lessons: (1..=lessons)
@@ -146,6 +147,7 @@ fn course_story(rng: &mut impl Rng, user: Uuid, topic: &str) -> Vec<CourseEvent>
         lesson.sources.push(SourceRef {
             title: format!("Source {}", rng.gen_range(0..4)),
             url: Some("https://example.org".into()),
+            cited: None,
         });
         lesson.estimated_minutes = rng.gen_range(0..30);
         lesson.elements = (0..rng.gen_range(0..4))

@@ -349,3 +349,146 @@ async fn another_users_document_is_a_404_and_never_found() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
 }
+
+impl TestApp {
+    /// Waits until course `id` is in `status`; returns its view.
+    async fn course_in(&self, token: &str, id: &str, status: &str) -> Value {
+        crate::helpers::eventually(
+            &format!("course {id} {status}"),
+            std::time::Duration::from_secs(30),
+            || async {
+                let (_, v) = self.get_json(&format!("/api/v1/courses/{id}"), token).await;
+                (v["status"] == status).then_some(v)
+            },
+        )
+        .await
+    }
+}
+
+/// Every chunk a course's lessons cite, as (path, label, chunk id).
+async fn citations(
+    app: &TestApp,
+    token: &str,
+    id: &str,
+    lessons: u32,
+) -> Vec<(String, String, String)> {
+    let mut out = Vec::new();
+    for n in 1..=lessons {
+        let (s, lesson) = app
+            .get_json(&format!("/api/v1/courses/{id}/lessons/{n}"), token)
+            .await;
+        assert_eq!(s, StatusCode::OK, "{lesson}");
+        for src in lesson["sources"].as_array().unwrap() {
+            let c = &src["cited"];
+            assert!(
+                c.is_object(),
+                "an uncited source in a grounded lesson: {src}"
+            );
+            let label = c["label"].as_str().unwrap().to_owned();
+            assert!(
+                lesson["content"]
+                    .as_str()
+                    .unwrap()
+                    .contains(&format!("[{label}]")),
+                "{label} is listed but not cited inline"
+            );
+            out.push((
+                c["path"].as_str().unwrap().to_owned(),
+                label,
+                c["chunk_id"].as_str().unwrap().to_owned(),
+            ));
+        }
+    }
+    out
+}
+
+#[actix_web::test]
+async fn a_source_filter_matching_nothing_fails_at_retrieval_and_retry_completes_it_grounded_in_that_prefix_only(
+) {
+    let app = TestApp::spawn(Overrides::default()).await;
+    let (user, other) = (Uuid::new_v4(), Uuid::new_v4());
+    let (t, t_other) = (token(user), token(other));
+    let r = app
+        .post("/api/v1/courses/generate", &t)
+        .json(&json!({"topic": "Photosynthesis", "num_lessons": 2, "source_filter": "a/"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let id = r.json::<Value>().await.unwrap()["course_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let failed = app.course_in(&t, &id, "FAILED").await;
+    let error = failed["error"].as_str().unwrap();
+    assert!(error.contains("\"a/\""), "{error}");
+    let (_, history) = app
+        .get_json(&format!("/api/v1/courses/{id}/events"), &t)
+        .await;
+    let fail = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["event_type"] == "CourseFailed")
+        .unwrap();
+    assert_eq!(fail["payload"]["step"], "retrieval");
+    assert_eq!(fail["payload"]["retryable"], true);
+
+    let photosynthesis = "# Photosynthesis\n\n## Light reactions\n\nPhotosynthesis begins when chlorophyll absorbs light. The light reactions split water and release oxygen.\n\n## Calvin cycle\n\nThe Calvin cycle of photosynthesis fixes carbon dioxide into sugar.";
+    for (tok, path) in [
+        (&t, "a/photosynthesis.md"),
+        (&t, "b/photosynthesis.md"),
+        (&t_other, "a/photosynthesis.md"),
+    ] {
+        let (s, body) = app.add_text(tok, path, photosynthesis).await;
+        assert_eq!(s, StatusCode::CREATED, "{body}");
+    }
+    let r = app
+        .post(&format!("/api/v1/courses/{id}/retry"), &t)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+    let ready = app.course_in(&t, &id, "READY").await;
+
+    let cited = citations(&app, &t, &id, 2).await;
+    assert!(!cited.is_empty(), "a grounded course cites its documents");
+    let mine: Value = app.get_json("/api/v1/sources?prefix=a/", &t).await.1;
+    let my_a = mine[0]["id"].as_str().unwrap();
+    for (path, _, _) in &cited {
+        assert_eq!(path, "a/photosynthesis.md", "cited outside the filter");
+    }
+    let (_, doc) = app.get_json(&format!("/api/v1/sources/{my_a}"), &t).await;
+    let my_chunks: Vec<&str> = doc["chunks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_str().unwrap())
+        .collect();
+    for (_, _, chunk) in &cited {
+        assert!(
+            my_chunks.contains(&chunk.as_str()),
+            "cited another user's chunk {chunk}"
+        );
+    }
+    // The course's sources are the union of its lessons'.
+    let union = ready["sources"].as_array().unwrap();
+    assert!(!union.is_empty());
+    assert!(union
+        .iter()
+        .all(|s| s["cited"]["path"] == "a/photosynthesis.md"));
+    // What was retrieved is in the lesson's event.
+    let (_, history) = app
+        .get_json(&format!("/api/v1/courses/{id}/events"), &t)
+        .await;
+    let lesson = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["event_type"] == "LessonGenerated")
+        .unwrap();
+    let retrieved = lesson["payload"]["retrieved"].as_array().unwrap();
+    assert!(!retrieved.is_empty());
+    assert!(retrieved[0]["score_micros"].as_u64().unwrap() > 0);
+    assert_eq!(retrieved[0]["version"], 1);
+}

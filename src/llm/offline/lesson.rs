@@ -327,6 +327,7 @@ pub fn lesson(
     let questions = quiz.len() + elements.iter().filter(|e| e.body.is_question()).count();
     let estimated_minutes = lesson_minutes(&content_md, questions, exercises);
     Some(LessonGenerated {
+        retrieved: Vec::new(),
         number,
         title: plan.title.clone(),
         content_md,
@@ -346,12 +347,14 @@ fn sources(course: &CourseRequested, outline: &OutlineGenerated, number: u32) ->
     let notes = SourceRef {
         title: format!("{}, course notes for lesson {number}", outline.title),
         url: None,
+        cited: None,
     };
     if let Some(filter) = &course.source_filter {
         return vec![
             SourceRef {
                 title: format!("Reference collection \"{filter}\": {}", course.topic),
                 url: None,
+                cited: None,
             },
             notes,
         ];
@@ -373,6 +376,7 @@ fn sources(course: &CourseRequested, outline: &OutlineGenerated, number: u32) ->
         SourceRef {
             title: format!("Wikipedia: {}", course.topic),
             url: search,
+            cited: None,
         },
         notes,
     ]

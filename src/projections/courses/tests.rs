@@ -111,6 +111,7 @@ fn lesson(number: u32, questions: usize, sources: &[&str]) -> CourseEvent {
             .map(|t| SourceRef {
                 title: (*t).into(),
                 url: None,
+                cited: None,
             })
             .collect(),
         model: "offline".into(),
