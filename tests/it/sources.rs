@@ -492,3 +492,71 @@ async fn a_source_filter_matching_nothing_fails_at_retrieval_and_retry_completes
     assert!(retrieved[0]["score_micros"].as_u64().unwrap() > 0);
     assert_eq!(retrieved[0]["version"], 1);
 }
+
+#[actix_rt::test]
+async fn an_amqp_request_with_a_source_filter_is_grounded_in_that_prefix_or_answered_with_an_error()
+{
+    use coursegen::domain::{course_id, CourseEvent};
+    use coursegen::ingress::amqp::wire::ReplyStatus;
+
+    let _shared = crate::amqp::BROKER.read().await;
+    let app = TestApp::spawn(Overrides::default().amqp()).await;
+    let user = Uuid::new_v4();
+    let t = token(user);
+    for (path, text) in [
+        (
+            "a/volcano.md",
+            "# Volcanoes\n\nMagma rises through the crust and erupts as lava from volcanoes.",
+        ),
+        (
+            "b/volcano.md",
+            "# Volcanoes\n\nVolcanoes of the b folder erupt lava too, but must never be cited.",
+        ),
+    ] {
+        let (s, body) = app.add_text(&t, path, text).await;
+        assert_eq!(s, StatusCode::CREATED, "{body}");
+    }
+    let (reply_to, mut replies) = app.queues().reply_queue().await;
+    let (grounded, nothing) = (Uuid::new_v4(), Uuid::new_v4());
+    for (request_id, filter) in [(grounded, "a/"), (nothing, "zzz/")] {
+        let body = serde_json::to_vec(&json!({
+            "request_id": request_id, "user_id": user, "topic": "Volcanoes",
+            "num_lessons": 2, "source_filter": filter,
+        }))
+        .unwrap();
+        app.queues().publish(&body, Some(&reply_to), None).await;
+    }
+    let mut finals = std::collections::HashMap::new();
+    while finals.len() < 2 {
+        let (reply, _) = crate::amqp::next_reply(&mut replies).await;
+        if reply.status != ReplyStatus::Accepted {
+            finals.insert(reply.request_id.clone().unwrap(), reply);
+        }
+    }
+    let ok = &finals[&grounded.to_string()];
+    assert_eq!(ok.status, ReplyStatus::Success, "{ok:?}");
+    let failed = &finals[&nothing.to_string()];
+    assert_eq!(failed.status, ReplyStatus::Error);
+    assert!(
+        failed.error.as_deref().unwrap().contains("zzz/"),
+        "{failed:?}"
+    );
+
+    let mut cited = 0;
+    for e in app
+        .db
+        .store
+        .read_stream(course_id(user, grounded))
+        .await
+        .unwrap()
+    {
+        if let CourseEvent::LessonGenerated(l) = e.to_course_event().unwrap() {
+            assert!(!l.retrieved.is_empty());
+            for s in &l.sources {
+                assert_eq!(s.cited.as_ref().unwrap().path, "a/volcano.md");
+                cited += 1;
+            }
+        }
+    }
+    assert!(cited > 0);
+}
