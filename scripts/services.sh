@@ -4,6 +4,7 @@
 #   scripts/services.sh postgres            PostgreSQL server installed and running on 127.0.0.1:5432
 #   scripts/services.sh rabbitmq            RabbitMQ installed and running on 127.0.0.1:5672
 #   scripts/services.sh chromium            headless Chromium and chromedriver (the web app's browser tests)
+#   scripts/services.sh pdftotext           poppler's pdftotext installed (the PDF text layer of sources)
 # Installs with apt-get (Debian/Ubuntu) when something is missing.
 set -euo pipefail
 
@@ -79,5 +80,6 @@ case "${1:-}" in
   rabbitmq) ensure_rabbitmq ;;
   chromium) ensure_chromium ;;
   pg-bin-dir) pg_bin_dir ;;
-  *) echo "usage: $0 postgres-binaries|postgres|rabbitmq|chromium" >&2; exit 2 ;;
+  pdftotext) command -v pdftotext >/dev/null 2>&1 || apt_install poppler-utils ;;
+  *) echo "usage: $0 postgres-binaries|postgres|rabbitmq|chromium|pdftotext" >&2; exit 2 ;;
 esac
