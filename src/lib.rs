@@ -8,6 +8,7 @@
 //! - [`actors`]: the scheduler and one course actor per in-flight course.
 //! - [`projections`]: read models built from the log: runners (checkpoint, lock, lag), replay.
 //! - [`render`]: lesson markdown to sanitised HTML, for every page that shows model output.
+//! - [`export`]: courses as files: the `EXPORT_DIR` backup projector, JSON, Markdown, SCORM 1.2 and Common Cartridge packages.
 //! - [`ingress`]: how requests arrive and replies leave: the HTTP API (`/api/v1`) and RabbitMQ.
 //! - [`app`]: `coursegen serve`: everything started, stopped cleanly on a signal.
 //! - [`retry`]: retry delays: one exponential backoff with a cap and jitter for every retrying loop.
@@ -23,6 +24,7 @@ pub mod cli;
 pub mod config;
 pub mod database;
 pub mod domain;
+pub mod export;
 pub mod ingress;
 pub mod llm;
 pub mod projections;
