@@ -4,9 +4,11 @@
 //! - `commands`: what each command does, and its exit code.
 //! - `output`: the terminal output: the event timeline and progress bars.
 //! - `subtitles`: `courses subtitles`, writing subtitle files.
+//! - `export`: `export`, writing packages, and the backup rebuild of `replay`.
 
 mod args;
 mod commands;
+mod export;
 mod output;
 mod subtitles;
 

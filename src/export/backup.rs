@@ -127,6 +127,15 @@ impl BackupDir {
         sync_dir(&self.root)
     }
 
+    /// Removes `.deleted/<slug>/` (the copy of a course restored since).
+    fn forget_deleted(&self, slug: &str) -> std::io::Result<()> {
+        self.course_dir(slug)?;
+        match std::fs::remove_dir_all(self.root.join(DELETED).join(slug)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+
     /// Removes `<slug>/` (a renamed course's old directory).
     fn remove(&self, slug: &str) -> std::io::Result<()> {
         let dir = self.course_dir(slug)?;
@@ -273,6 +282,7 @@ async fn sync_course(
             let (new, old) = (slug.clone(), exported.filter(|old| *old != slug));
             blocking(move || {
                 d.write(&new, &files)?;
+                d.forget_deleted(&new)?;
                 match old {
                     Some(old) => d.remove(&old),
                     None => Ok(()),

@@ -154,7 +154,7 @@ impl Modify for BearerAuth {
         courses::handlers::lesson, courses::handlers::events, courses::progress::progress,
         courses::handlers::delete, courses::handlers::restore, courses::handlers::retry,
         courses::metadata::edit, courses::elements::elements, courses::subtitles::request,
-        courses::subtitles::get, jobs::list, jobs::get, health, metrics, openapi,
+        courses::subtitles::get, courses::export::export, jobs::list, jobs::get, health, metrics, openapi,
     ),
     components(schemas(
         ErrorBody, ComponentHealth, crate::domain::RawCourseRequest,
