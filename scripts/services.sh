@@ -3,6 +3,7 @@
 #   scripts/services.sh postgres-binaries   PostgreSQL server binaries (initdb, pg_ctl) installed
 #   scripts/services.sh postgres            PostgreSQL server installed and running on 127.0.0.1:5432
 #   scripts/services.sh rabbitmq            RabbitMQ installed and running on 127.0.0.1:5672
+#   scripts/services.sh export-tools        xmllint (libxml2-utils) and chromium, for the export tests
 # Installs with apt-get (Debian/Ubuntu) when something is missing.
 set -euo pipefail
 
@@ -67,10 +68,18 @@ ensure_rabbitmq() {
   log "RabbitMQ did not come up"; return 1
 }
 
+# The export tests: xmllint checks the package XML, headless Chromium runs
+# the SCORM runtime.
+ensure_export_tools() {
+  command -v xmllint >/dev/null 2>&1 || apt_install libxml2-utils
+  command -v chromium >/dev/null 2>&1 || apt_install chromium
+}
+
 case "${1:-}" in
+  export-tools) ensure_export_tools ;;
   postgres-binaries) ensure_postgres_binaries ;;
   postgres) ensure_postgres ;;
   rabbitmq) ensure_rabbitmq ;;
   pg-bin-dir) pg_bin_dir ;;
-  *) echo "usage: $0 postgres-binaries|postgres|rabbitmq" >&2; exit 2 ;;
+  *) echo "usage: $0 postgres-binaries|postgres|rabbitmq|export-tools" >&2; exit 2 ;;
 esac
