@@ -46,12 +46,17 @@ async fn exportable(client: &deadpool_postgres::Client, id: Uuid) -> anyhow::Res
 }
 
 /// Writes the package to `dir`, through a temporary file renamed into place.
-fn write_package(dir: &Path, name: &str, files: &[export::PackageFile]) -> anyhow::Result<PathBuf> {
+fn write_package(
+    dir: &Path,
+    name: &str,
+    files: &[export::PackageFile],
+    modified: chrono::DateTime<chrono::Utc>,
+) -> anyhow::Result<PathBuf> {
     let path = dir.join(name);
     let tmp = dir.join(format!(".{name}.{}.tmp", Uuid::new_v4().simple()));
     let file =
         std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-    let written = archive::write_zip(files, std::io::BufWriter::new(file))
+    let written = archive::write_zip(files, modified, std::io::BufWriter::new(file))
         .map_err(anyhow::Error::from)
         .and_then(|w| Ok(w.into_inner().map_err(|e| e.into_error())?.sync_all()?))
         .and_then(|()| Ok(std::fs::rename(&tmp, &path)?));
@@ -101,9 +106,10 @@ pub(super) async fn export(
         let course = exportable(&client, id).await?;
         let name = args.format.archive_name(&course.slug);
         let files = args.format.files(&course);
-        let out = args.out.clone();
+        let (out, modified) = (args.out.clone(), course.updated_at);
         let path =
-            tokio::task::spawn_blocking(move || write_package(&out, &name, &files)).await??;
+            tokio::task::spawn_blocking(move || write_package(&out, &name, &files, modified))
+                .await??;
         progress.suspend(|| println!("{}", path.display()));
         progress.inc(1);
     }

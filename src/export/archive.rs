@@ -4,6 +4,7 @@
 use std::io::Write;
 
 use bytes::Bytes;
+use chrono::{DateTime, Datelike, Timelike, Utc};
 use tokio::sync::mpsc;
 use zip::write::SimpleFileOptions;
 use zip::{CompressionMethod, ZipWriter};
@@ -11,20 +12,42 @@ use zip::{CompressionMethod, ZipWriter};
 use super::PackageFile;
 
 /// Writes `files` as a zip into `out` without seeking (a stream: sizes go
-/// into data descriptors), in the order given.
+/// into data descriptors), in the order given, each dated `modified` (the
+/// course's last change, so that the same course gives the same bytes).
 ///
 /// # Errors
 /// What `out` fails with.
-pub fn write_zip<W: Write>(files: &[PackageFile], out: W) -> zip::result::ZipResult<W> {
+pub fn write_zip<W: Write>(
+    files: &[PackageFile],
+    modified: DateTime<Utc>,
+    out: W,
+) -> zip::result::ZipResult<W> {
     let mut zip = ZipWriter::new_stream(out);
-    let options = SimpleFileOptions::default()
+    let mut options = SimpleFileOptions::default()
         .compression_method(CompressionMethod::Deflated)
         .unix_permissions(0o644);
+    if let Some(time) = zip_time(modified) {
+        options = options.last_modified_time(time);
+    }
     for f in files {
         zip.start_file(f.path.as_str(), options)?;
         zip.write_all(&f.bytes)?;
     }
     Ok(zip.finish()?.into_inner())
+}
+
+/// `time` as a zip (MS-DOS) time, which covers 1980 to 2107 only.
+fn zip_time(time: DateTime<Utc>) -> Option<zip::DateTime> {
+    let narrow = |v: u32| u8::try_from(v).ok();
+    zip::DateTime::from_date_and_time(
+        u16::try_from(time.year()).ok()?,
+        narrow(time.month())?,
+        narrow(time.day())?,
+        narrow(time.hour())?,
+        narrow(time.minute())?,
+        narrow(time.second())?,
+    )
+    .ok()
 }
 
 /// A `Write` that sends what it is given as chunks down a channel (the
@@ -67,6 +90,7 @@ impl Write for ChannelWriter {
 /// of chunks, produced as the client reads them (a bounded channel).
 pub fn stream_zip(
     files: Vec<PackageFile>,
+    modified: DateTime<Utc>,
 ) -> impl futures::Stream<Item = Result<Bytes, std::io::Error>> {
     let (tx, mut rx) = mpsc::channel(4);
     tokio::task::spawn_blocking(move || {
@@ -74,7 +98,7 @@ pub fn stream_zip(
             tx: tx.clone(),
             buf: Vec::with_capacity(CHUNK),
         };
-        match write_zip(&files, writer) {
+        match write_zip(&files, modified, writer) {
             Ok(mut w) => {
                 if let Err(e) = w.flush() {
                     tracing::debug!(error = %e, "export download ended early");

@@ -1,11 +1,14 @@
 //! The whole course as every export format reads it, loaded from the
 //! `courses` read model in one place.
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
 use uuid::Uuid;
 
+use crate::domain::subtitles::Cue;
 use crate::domain::{CourseStatus, Difficulty, InteractiveElement, LessonSection, QuizQuestion};
 use crate::projections::courses::queries::{self, CourseRecord};
 
@@ -55,6 +58,8 @@ pub struct LessonExport {
     pub elements: Vec<InteractiveElement>,
     pub sources: Vec<Value>,
     pub model: Option<String>,
+    /// The narration's timed cues by language (`start_ms`, `end_ms`, `text`).
+    pub subtitles: BTreeMap<String, Vec<Cue>>,
 }
 
 impl LessonExport {
@@ -115,6 +120,11 @@ async fn load_lessons(
 ) -> Result<CourseExport, LoadError> {
     let id = record.id;
     let (_, entries) = queries::course_with_lessons(client, id).await?;
+    let mut tracks: BTreeMap<i32, BTreeMap<String, Vec<Cue>>> = BTreeMap::new();
+    for (n, language, cues) in queries::subtitle_tracks(client, id).await? {
+        let cues = parse(id, n, "subtitles", cues)?;
+        tracks.entry(n).or_default().insert(language, cues);
+    }
     let mut lessons = Vec::with_capacity(entries.len());
     for entry in entries {
         let n = entry.number;
@@ -142,6 +152,7 @@ async fn load_lessons(
                 _ => Vec::new(),
             },
             model: lesson.model,
+            subtitles: tracks.remove(&n).unwrap_or_default(),
         });
     }
     Ok(CourseExport {

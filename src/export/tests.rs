@@ -11,6 +11,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::*;
+use crate::domain::subtitles::Cue;
 use crate::domain::{
     CourseStatus, Difficulty, ElementBody, InteractiveElement, LessonSection, QuizQuestion,
 };
@@ -60,6 +61,15 @@ pub(crate) fn course() -> CourseExport {
         ],
         sources: vec![json!({"title": "Botany", "url": "https://example.org/b"})],
         model: Some("offline".into()),
+        subtitles: [(
+            "fr".to_owned(),
+            vec![Cue {
+                start_ms: 0,
+                end_ms: 1500,
+                text: "Bonjour".into(),
+            }],
+        )]
+        .into(),
     }
     };
     CourseExport {
@@ -174,7 +184,7 @@ fn xmllint(name: &str, bytes: &[u8]) {
 }
 
 fn zipped(format: ExportFormat, course: &CourseExport) -> Vec<(String, Vec<u8>)> {
-    let bytes = archive::write_zip(&format.files(course), Vec::new()).unwrap();
+    let bytes = archive::write_zip(&format.files(course), course.updated_at, Vec::new()).unwrap();
     unzip(&bytes)
 }
 
@@ -269,6 +279,7 @@ fn course_json_holds_the_whole_course() {
     assert_eq!(v["lessons"][0]["sections"][0]["heading"], "Summary");
     assert_eq!(v["sources"][0]["title"], "Botany");
     assert_eq!(v["author"], "Ada");
+    assert_eq!(v["lessons"][0]["subtitles"]["fr"][0]["text"], "Bonjour");
 }
 
 #[test]

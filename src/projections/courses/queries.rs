@@ -374,6 +374,29 @@ pub(crate) async fn subtitles_of_course(
         .collect()
 }
 
+/// Every subtitle track of course `id`: lesson number, language and cues
+/// (JSON), by lesson then language (what an export carries).
+///
+/// # Errors
+/// The database failed.
+pub(crate) async fn subtitle_tracks(
+    client: &deadpool_postgres::Client,
+    id: Uuid,
+) -> Result<Vec<(i32, String, Value)>, tokio_postgres::Error> {
+    let stmt = client
+        .prepare_cached(
+            "SELECT lesson_number, language, cues FROM subtitles
+             WHERE course_id = $1 ORDER BY lesson_number, language",
+        )
+        .await?;
+    client
+        .query(&stmt, &[&id])
+        .await?
+        .iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+        .collect()
+}
+
 /// When the latest generation attempt of course `id` started.
 ///
 /// # Errors

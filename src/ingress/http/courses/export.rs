@@ -76,5 +76,5 @@ pub(crate) async fn export(
             disposition: DispositionType::Attachment,
             parameters: vec![DispositionParam::Filename(name)],
         })
-        .streaming(archive::stream_zip(files)))
+        .streaming(archive::stream_zip(files, course.updated_at)))
 }
