@@ -404,7 +404,13 @@ async fn replay(
             .await
             .context("replaying the log")?
     };
-    if let Some(dir) = &args.export.export_dir {
+    // The backup is rebuilt with all projections, or when named.
+    if let Some(dir) = args
+        .export
+        .export_dir
+        .as_ref()
+        .filter(|_| backup_only || args.projection.is_none())
+    {
         super::export::rebuild_backup(&db.store, dir).await?;
     }
     for report in reports {

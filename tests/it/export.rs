@@ -259,8 +259,9 @@ async fn cli_export_writes_every_ready_course_or_says_why_not() {
 }
 
 /// The LMS of the runtime test: a stub `window.API` recording every call,
-/// framing the SCO, answering its quiz (the first question right, every
-/// other one wrong) and printing the calls into `#log`.
+/// framing the SCO, answering its quiz (the first `RIGHT` questions right,
+/// every other one wrong) and printing the calls and the stored values into
+/// `#log`.
 const LMS_STUB: &str = r#"<!DOCTYPE html>
 <html><head><meta charset="utf-8"><title>LMS stub</title>
 <script>
@@ -283,7 +284,7 @@ function answer() {
   for (var i = 0; i < qs.length; i++) {
     var right = Number(qs[i].getAttribute("data-answer"));
     var inputs = qs[i].querySelectorAll("input");
-    inputs[i === 0 ? right : (right + 1) % inputs.length].click();
+    inputs[i < RIGHT ? right : (right + 1) % inputs.length].click();
   }
   doc.getElementById("submit-quiz").click();
   document.getElementById("log").textContent =
@@ -294,38 +295,19 @@ function answer() {
 <iframe id="sco" src="SCO_PAGE" onload="answer()"></iframe>
 </body></html>"#;
 
-#[actix_web::test]
-async fn the_scorm_quiz_reports_score_and_status_through_the_runtime_api() {
-    let app = TestApp::spawn(Overrides::default()).await;
-    let user = Uuid::new_v4();
-    let (id, _) = ready_course(&app, &token(user), "Bees", 1).await;
-    let r = app
-        .get(
-            &format!("/api/v1/courses/{id}/export?format=scorm12"),
-            &token(user),
-        )
-        .send()
-        .await
-        .unwrap();
-    let files = unzip(&r.bytes().await.unwrap());
-    let dir = temp_dir("scorm-runtime");
-    let pkg = dir.join("pkg");
-    for (name, bytes) in &files {
-        std::fs::create_dir_all(pkg.join(name).parent().unwrap()).unwrap();
-        std::fs::write(pkg.join(name), bytes).unwrap();
-    }
-    let page = files
-        .iter()
-        .map(|(n, _)| n)
-        .find(|n| n.starts_with("01-") && n.ends_with(".html"))
-        .unwrap();
+/// Opens the SCO `page` of the package in `dir` framed by the stub LMS in
+/// headless Chromium, answering `right` questions right; returns the log:
+/// the number of questions, the API calls as `Name(args)`, the stored values.
+fn run_sco(dir: &Path, page: &str, right: usize) -> (u64, Vec<String>, Value) {
+    let lms = dir.join(format!("lms-{right}.html"));
     std::fs::write(
-        dir.join("lms.html"),
-        LMS_STUB.replace("SCO_PAGE", &format!("pkg/{page}")),
+        &lms,
+        LMS_STUB
+            .replace("SCO_PAGE", &format!("pkg/{page}"))
+            .replace("RIGHT", &right.to_string()),
     )
     .unwrap();
-
-    let profile = dir.join("profile");
+    let profile = dir.join(format!("profile-{right}"));
     let out = std::process::Command::new("chromium")
         .args([
             "--headless",
@@ -343,9 +325,9 @@ async fn the_scorm_quiz_reports_score_and_status_through_the_runtime_api() {
             "--dump-dom",
         ])
         .arg(format!("--user-data-dir={}", profile.display()))
-        .arg(format!("file://{}", dir.join("lms.html").display()))
+        .arg(format!("file://{}", lms.display()))
         .output()
-        .expect("chromium");
+        .expect("chromium (scripts/test.sh installs it)");
     let dom = String::from_utf8_lossy(&out.stdout);
     let log = dom
         .split("<pre id=\"log\">")
@@ -354,9 +336,7 @@ async fn the_scorm_quiz_reports_score_and_status_through_the_runtime_api() {
         .unwrap_or_else(|| panic!("no log in the page: {dom}"));
     let log: Value = serde_json::from_str(&log.replace("&quot;", "\"").replace("&amp;", "&"))
         .unwrap_or_else(|e| panic!("{e}: {log}"));
-    let questions = log["questions"].as_u64().unwrap();
-    assert!(questions >= 2, "a quiz to answer");
-    let calls: Vec<String> = log["calls"]
+    let calls = log["calls"]
         .as_array()
         .unwrap()
         .iter()
@@ -370,22 +350,63 @@ async fn the_scorm_quiz_reports_score_and_status_through_the_runtime_api() {
             format!("{}({})", c["call"].as_str().unwrap(), args.join(", "))
         })
         .collect();
+    (
+        log["questions"].as_u64().unwrap(),
+        calls,
+        log["store"].clone(),
+    )
+}
+
+#[actix_web::test]
+async fn the_scorm_quiz_reports_score_and_status_through_the_runtime_api() {
+    let app = TestApp::spawn(Overrides::default()).await;
+    let user = Uuid::new_v4();
+    let (id, _) = ready_course(&app, &token(user), "Bees", 1).await;
+    let r = app
+        .get(
+            &format!("/api/v1/courses/{id}/export?format=scorm12"),
+            &token(user),
+        )
+        .send()
+        .await
+        .unwrap();
+    let files = unzip(&r.bytes().await.unwrap());
+    let dir = temp_dir("scorm-runtime");
+    for (name, bytes) in &files {
+        let path = dir.join("pkg").join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, bytes).unwrap();
+    }
+    let page = files
+        .iter()
+        .map(|(n, _)| n.as_str())
+        .find(|n| n.starts_with("01-") && n.ends_with(".html"))
+        .unwrap();
+
+    // One question right: failed, with its share of the score.
+    let (questions, calls, store) = run_sco(&dir, page, 1);
     eprintln!("recorded SCORM API calls:\n{}", calls.join("\n"));
+    assert!(questions >= 2, "a quiz to answer");
     let score = (100.0 / questions as f64).round() as u64;
-    assert_eq!(calls.first().unwrap(), "LMSInitialize()");
-    let set_score = format!("LMSSetValue(cmi.core.score.raw, {score})");
-    let set_status = "LMSSetValue(cmi.core.lesson_status, failed)".to_owned();
     let at = |call: &str| {
         calls
             .iter()
             .position(|c| c == call)
             .unwrap_or_else(|| panic!("{call} not among {calls:?}"))
     };
-    assert!(at(&set_score) < at("LMSCommit()"));
-    assert!(at(&set_status) < at("LMSCommit()"));
-    assert!(at("LMSCommit()") < at("LMSFinish()"));
-    assert_eq!(log["store"]["cmi.core.score.raw"], score.to_string());
-    assert_eq!(log["store"]["cmi.core.lesson_status"], "failed");
+    assert_eq!(at("LMSInitialize()"), 0);
+    let commit = at("LMSCommit()");
+    assert!(at(&format!("LMSSetValue(cmi.core.score.raw, {score})")) < commit);
+    assert!(at("LMSSetValue(cmi.core.lesson_status, failed)") < commit);
+    assert!(commit < at("LMSFinish()"));
+    assert_eq!(store["cmi.core.score.raw"], score.to_string());
+    assert_eq!(store["cmi.core.lesson_status"], "failed");
+
+    // Every question right: passed with 100.
+    let (_, calls, store) = run_sco(&dir, page, questions as usize);
+    assert_eq!(store["cmi.core.score.raw"], "100", "{calls:?}");
+    assert_eq!(store["cmi.core.lesson_status"], "passed");
+    assert_eq!(calls.last().unwrap(), "LMSFinish()");
     std::fs::remove_dir_all(dir).unwrap();
 }
 
