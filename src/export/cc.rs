@@ -64,8 +64,7 @@ pub fn manifest(course: &CourseExport) -> String {
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\
          <manifest identifier=\"MANIFEST-{id}\"\n  \
          xmlns=\"http://www.imsglobal.org/xsd/imsccv1p1/imscp_v1p1\"\n  \
-         xmlns:lomimscc=\"http://ltsc.ieee.org/xsd/imsccv1p1/LOM/manifest\"\n  \
-         xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\">\n  \
+         xmlns:lomimscc=\"http://ltsc.ieee.org/xsd/imsccv1p1/LOM/manifest\">\n  \
          <metadata>\n    <schema>IMS Common Cartridge</schema>\n    <schemaversion>1.1.0</schemaversion>\n    \
          <lomimscc:lom>\n      <lomimscc:general>\n        <lomimscc:title>\n          \
          <lomimscc:string language=\"{lang}\">{title}</lomimscc:string>\n        </lomimscc:title>\n        \

@@ -36,7 +36,8 @@ pub fn files(course: &CourseExport) -> Vec<PackageFile> {
 }
 
 /// `imsmanifest.xml`: the SCORM 1.2 content-packaging namespaces (IMS CP
-/// 1.1.2 and ADL CP 1.2), one organization with an item per lesson, and a
+/// 1.1.2 and ADL CP 1.2; no `xsi:schemaLocation`, which would name XSD
+/// files the package does not carry), one organization with an item per lesson, and a
 /// resource per SCO listing its page, plus one asset resource with the
 /// shared files the SCOs depend on. Every file of the package is listed.
 pub fn manifest(course: &CourseExport) -> String {
@@ -46,10 +47,7 @@ pub fn manifest(course: &CourseExport) -> String {
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\
          <manifest identifier=\"MANIFEST-{id}\" version=\"1.0\"\n  \
          xmlns=\"http://www.imsproject.org/xsd/imscp_rootv1p1p2\"\n  \
-         xmlns:adlcp=\"http://www.adlnet.org/xsd/adlcp_rootv1p2\"\n  \
-         xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\"\n  \
-         xsi:schemaLocation=\"http://www.imsproject.org/xsd/imscp_rootv1p1p2 imscp_rootv1p1p2.xsd \
-         http://www.adlnet.org/xsd/adlcp_rootv1p2 adlcp_rootv1p2.xsd\">\n  \
+         xmlns:adlcp=\"http://www.adlnet.org/xsd/adlcp_rootv1p2\">\n  \
          <metadata>\n    <schema>ADL SCORM</schema>\n    <schemaversion>1.2</schemaversion>\n  </metadata>\n  \
          <organizations default=\"ORG-1\">\n    <organization identifier=\"ORG-1\">\n      \
          <title>{title}</title>\n",
