@@ -78,7 +78,7 @@ pub enum Commands {
     /// named after its slug (`<slug>-<format>.zip`, `<slug>.imscc`), the
     /// paths printed one per line.
     ///
-    /// SCORM and Common Cartridge import into Moodle, Canvas and Blackboard.
+    /// Moodle and Canvas import the SCORM package and the cartridge.
     Export(ExportArgs),
     /// The language model server: check that it works before generating.
     #[command(subcommand)]
