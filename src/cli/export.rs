@@ -126,7 +126,7 @@ pub(super) async fn rebuild_backup(store: &EventStore, dir: &Path) -> anyhow::Re
         .with_context(|| format!("rebuilding the file backup in {}", dir.display()))?;
     progress.finish_and_clear();
     eprintln!(
-        "{}: {} courses written, {} directories moved to .deleted/",
+        "{}: course directories written: {}, moved to .deleted/: {}",
         backup::NAME,
         report.written,
         report.moved_away

@@ -237,17 +237,29 @@ fn sink<E: std::error::Error + Send + Sync + 'static>(e: E) -> ApplierError {
     ApplierError::Sink(Box::new(e))
 }
 
-/// Brings the backup of course `id` in line with the read model; records
-/// which directory is the course's in `export_backups` through `tx`.
+/// A change of `export_backups` a synced course asks for.
+#[derive(Debug)]
+enum IndexChange {
+    /// The course's directory is now `slug`.
+    Set(Uuid, String),
+    /// The course has no directory any more.
+    Remove(Uuid),
+}
+
+/// Brings the backup of course `id` in line with the read model; returns
+/// the change of `export_backups` that records it. Reads only through `tx`:
+/// the batch's writes all come at its end, so that the transaction holds no
+/// transaction id (which would hold back every reader's commit horizon)
+/// while files are written.
 async fn sync_course(
     store: &EventStore,
     tx: &Transaction<'_>,
     dir: &BackupDir,
     id: Uuid,
-) -> Result<(), ApplierError> {
+) -> Result<Option<IndexChange>, ApplierError> {
     let client = store.pool().get().await.map_err(sink)?;
     let Some(record) = queries::course(&client, id).await.map_err(sink)? else {
-        return Ok(());
+        return Ok(None);
     };
     let exported: Option<String> = tx
         .query_opt(
@@ -263,18 +275,15 @@ async fn sync_course(
         &record.slug,
         exported.as_deref(),
     ) {
-        Action::Keep => Ok(()),
+        Action::Keep => Ok(None),
         Action::Delete { slug } => {
             let d = dir.clone();
             blocking(move || d.move_to_deleted(&slug)).await?;
-            tx.execute("DELETE FROM export_backups WHERE course_id = $1", &[&id])
-                .await
-                .map_err(sink)?;
-            Ok(())
+            Ok(Some(IndexChange::Remove(id)))
         }
         Action::Write { slug } => {
             let Some(course) = load(&client, id).await.map_err(sink)? else {
-                return Ok(());
+                return Ok(None);
             };
             drop(client);
             let files = backup_files(&course);
@@ -289,16 +298,30 @@ async fn sync_course(
                 }
             })
             .await?;
-            tx.execute(
-                "INSERT INTO export_backups (course_id, slug, exported_at) VALUES ($1, $2, now())
-                 ON CONFLICT (course_id) DO UPDATE SET slug = $2, exported_at = now()",
-                &[&id, &slug],
-            )
-            .await
-            .map_err(sink)?;
-            Ok(())
+            Ok(Some(IndexChange::Set(id, slug)))
         }
     }
+}
+
+/// Writes the batch's changes of `export_backups`.
+async fn record(tx: &Transaction<'_>, changes: &[IndexChange]) -> Result<(), ApplierError> {
+    for change in changes {
+        match change {
+            IndexChange::Set(id, slug) => tx
+                .execute(
+                    "INSERT INTO export_backups (course_id, slug, exported_at) VALUES ($1, $2, now())
+                     ON CONFLICT (course_id) DO UPDATE SET slug = $2, exported_at = now()",
+                    &[id, slug],
+                )
+                .await
+                .map_err(sink)?,
+            IndexChange::Remove(id) => tx
+                .execute("DELETE FROM export_backups WHERE course_id = $1", &[id])
+                .await
+                .map_err(sink)?,
+        };
+    }
+    Ok(())
 }
 
 async fn blocking(
@@ -349,10 +372,11 @@ impl BatchApplier for Backup {
         wait_for_position(&self.store, "courses", last, COURSES_WAIT)
             .await
             .map_err(sink)?;
+        let mut changes = Vec::new();
         for id in ids {
-            sync_course(&self.store, tx, &self.dir, id).await?;
+            changes.extend(sync_course(&self.store, tx, &self.dir, id).await?);
         }
-        Ok(())
+        record(tx, &changes).await
     }
 }
 
