@@ -548,3 +548,34 @@ async fn a_crash_mid_backup_leaves_no_half_written_course_directory() {
     let _ = second.wait();
     std::fs::remove_dir_all(export_dir).unwrap();
 }
+
+#[actix_web::test]
+async fn replay_rebuilds_the_backup_and_moves_what_belongs_to_no_course_away() {
+    let app = TestApp::spawn(Overrides::default()).await;
+    let user = Uuid::new_v4();
+    let (id, slug) = ready_course(&app, &token(user), "Meteorites", 1).await;
+    let export_dir = temp_dir("backup-replay");
+    std::fs::create_dir_all(export_dir.join("stale-course")).unwrap();
+    let dir = export_dir.display().to_string();
+
+    let run = app.cli(&["replay", "--projection", "file_backup"]);
+    assert!(!run.status.success());
+    assert!(String::from_utf8_lossy(&run.stderr).contains("EXPORT_DIR"));
+
+    let run = app.cli(&[
+        "replay",
+        "--projection",
+        "file_backup",
+        "--export-dir",
+        &dir,
+    ]);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert_eq!(tree(&export_dir.join(&slug)), expected_backup(&app, id));
+    assert!(!export_dir.join("stale-course").exists());
+    assert!(export_dir.join(".deleted/stale-course").exists());
+    std::fs::remove_dir_all(export_dir).unwrap();
+}
