@@ -29,6 +29,7 @@ pub struct PackageFile {
 }
 
 impl PackageFile {
+    /// The file `path` with `bytes`.
     pub fn new(path: impl Into<String>, bytes: Vec<u8>) -> Self {
         Self {
             path: path.into(),
@@ -38,8 +39,7 @@ impl PackageFile {
 }
 
 /// What a course is exported as.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ExportFormat {
     /// `course.json`: the whole course.
     Json,
@@ -57,8 +57,10 @@ pub enum ExportFormat {
 pub struct UnknownFormat(String);
 
 impl ExportFormat {
+    /// Every format, in the order `--help` names them.
     pub const ALL: [Self; 4] = [Self::Json, Self::Markdown, Self::Scorm12, Self::Cc];
 
+    /// The name of `--format` and `?format=`.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Json => "json",

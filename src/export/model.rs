@@ -119,19 +119,23 @@ async fn load_lessons(
     record: CourseRecord,
 ) -> Result<CourseExport, LoadError> {
     let id = record.id;
-    let (_, entries) = queries::course_with_lessons(client, id).await?;
+    let ((lessons_rows, element_rows), track_rows) = futures::try_join!(
+        queries::lessons_with_elements(client, id),
+        queries::subtitle_tracks(client, id)
+    )?;
     let mut tracks: BTreeMap<i32, BTreeMap<String, Vec<Cue>>> = BTreeMap::new();
-    for (n, language, cues) in queries::subtitle_tracks(client, id).await? {
+    for (n, language, cues) in track_rows {
         let cues = parse(id, n, "subtitles", cues)?;
         tracks.entry(n).or_default().insert(language, cues);
     }
-    let mut lessons = Vec::with_capacity(entries.len());
-    for entry in entries {
-        let n = entry.number;
-        let Some(lesson) = queries::lesson(client, id, n).await? else {
-            continue;
-        };
-        let elements = queries::elements(client, id, n).await?;
+    let mut elements: BTreeMap<i32, Vec<InteractiveElement>> = BTreeMap::new();
+    for (n, body) in element_rows {
+        let element = parse(id, n, "interactive elements", body)?;
+        elements.entry(n).or_default().push(element);
+    }
+    let mut lessons = Vec::with_capacity(lessons_rows.len());
+    for lesson in lessons_rows {
+        let n = lesson.entry.number;
         lessons.push(LessonExport {
             number: n,
             title: lesson.entry.title,
@@ -143,10 +147,7 @@ async fn load_lessons(
                 None => Vec::new(),
             },
             quiz: parse(id, n, "quiz", lesson.checks)?,
-            elements: elements
-                .into_iter()
-                .map(|e| parse(id, n, "interactive elements", e))
-                .collect::<Result<_, _>>()?,
+            elements: elements.remove(&n).unwrap_or_default(),
             sources: match lesson.sources {
                 Some(Value::Array(a)) => a,
                 _ => Vec::new(),
