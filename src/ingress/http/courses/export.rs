@@ -25,7 +25,8 @@ pub(crate) struct ExportQuery {
 /// Download a READY course as a zip named after its slug
 /// (`<slug>-json.zip`, `<slug>-markdown.zip`, `<slug>-scorm12.zip`, or
 /// `<slug>.imscc` for a Common Cartridge). A course that is not the
-/// caller's answers 404; a deleted one 410; one still generating or failed 409.
+/// caller's answers 404; a deleted one 410; one still generating or failed
+/// (or just finished, before the read model has it) 409.
 #[utoipa::path(
     get, path = "/api/v1/courses/{id}/export", tag = "courses",
     params(("id" = Uuid, Path, description = "course id"), ExportQuery),
@@ -66,7 +67,12 @@ pub(crate) async fn export(
     let course = export::load(&client, id)
         .await
         .map_err(|e| ApiError::from(InternalError::Export(e)))?
-        .ok_or_else(|| ApiError::course_not_found(id))?;
+        // Found in the log only: the read model has not caught up yet.
+        .ok_or_else(|| {
+            ApiError::Conflict(format!(
+                "course {id} is not in the read model yet; try again in a moment"
+            ))
+        })?;
     drop(client);
     let name = format.archive_name(&course.slug);
     let files = format.files(&course);
