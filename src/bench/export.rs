@@ -25,9 +25,29 @@ pub struct ExportArgs {
 /// `bench export`: fills the log, projects it, then times the backup and the packages.
 pub(super) async fn run(scratch: &ScratchDatabase, args: &ExportArgs) -> anyhow::Result<()> {
     let store = scratch.store(4);
-    super::replay::fill_log(&store, args.courses).await?;
-    replay::replay(&store, Projection::Courses, false).await?;
+    let written = super::replay::fill_log(&store, args.courses).await?;
     let client = store.pool().get().await?;
+    // The log is read below the cluster's oldest running transaction: a
+    // long one elsewhere on the server (another database's) holds it back.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let readable: i64 = client
+            .query_one(
+                "SELECT count(*) FROM events WHERE transaction_id < pg_snapshot_xmin(pg_current_snapshot())",
+                &[],
+            )
+            .await?
+            .get(0);
+        if u64::try_from(readable).unwrap_or(0) >= written {
+            break;
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the log stayed behind a long transaction on the server for 2 minutes"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    replay::replay(&store, Projection::Courses, false).await?;
     let ids: Vec<Uuid> = client
         .query("SELECT id FROM courses ORDER BY id", &[])
         .await?
