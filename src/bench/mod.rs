@@ -22,6 +22,7 @@ pub(crate) mod export;
 pub(crate) mod generate;
 pub(crate) mod http;
 pub(crate) mod replay;
+pub(crate) mod sources;
 pub(crate) mod sse;
 
 use std::process::ExitCode;
@@ -75,6 +76,8 @@ pub enum BenchCommand {
     /// files atomically; SCORM zips built in memory, beside only loading
     /// the courses.
     Export(export::ExportArgs),
+    /// Source library: ingest vs raw COPY, retrieval p50/p99 with prefix filters, recall@5.
+    Sources(sources::SourcesBenchArgs),
 }
 
 /// Runs a benchmark.
@@ -97,6 +100,7 @@ pub(crate) async fn run(
         BenchCommand::Amqp(args) => amqp::run(&scratch, &args).await,
         BenchCommand::Sse(args) => sse::run(&scratch, &args).await,
         BenchCommand::Export(args) => export::run(&scratch, &args).await,
+        BenchCommand::Sources(args) => sources::run(&scratch, &args).await,
     };
     scratch.drop_database().await?;
     result.map(|()| ExitCode::SUCCESS)
@@ -213,6 +217,7 @@ pub fn realistic_lesson(number: u32) -> CourseEvent {
         sources: vec![SourceRef {
             title: "Campbell Biology, ch. 10".into(),
             url: None,
+            cited: None,
         }],
         model: "bench".into(),
         usage: TokenUsage {

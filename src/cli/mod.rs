@@ -4,12 +4,14 @@
 //! - `commands`: what each command does, and its exit code.
 //! - `output`: the terminal output: the event timeline and progress bars.
 //! - `subtitles`: `courses subtitles`, writing subtitle files.
+//! - `sources`: `sources add|list|rm|search`, the source library.
 //! - `export`: `export`, writing packages, and the backup rebuild of `replay`.
 
 mod args;
 mod commands;
 mod export;
 mod output;
+mod sources;
 mod subtitles;
 
 pub use args::Cli;

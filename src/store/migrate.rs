@@ -97,6 +97,10 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../../schema/0005_course_work_subtitles.sql"),
     },
     Migration {
+        name: "projections/0010_sources.sql",
+        sql: include_str!("../../projections/0010_sources.sql"),
+    },
+    Migration {
         name: "projections/0012_export_backups.sql",
         sql: include_str!("../../projections/0012_export_backups.sql"),
     },
