@@ -5,6 +5,7 @@
 #   scripts/services.sh rabbitmq            RabbitMQ installed and running on 127.0.0.1:5672
 #   scripts/services.sh chromium            headless Chromium and chromedriver (the web app's browser tests)
 #   scripts/services.sh pdftotext           poppler's pdftotext installed (the PDF text layer of sources)
+#   scripts/services.sh xmllint             xmllint (libxml2-utils), for the export tests' package checks
 # Installs with apt-get (Debian/Ubuntu) when something is missing.
 set -euo pipefail
 
@@ -74,6 +75,11 @@ ensure_chromium() {
   apt_install chromium chromium-driver
 }
 
+# The export tests check the package XML with xmllint.
+ensure_xmllint() {
+  command -v xmllint >/dev/null 2>&1 || apt_install libxml2-utils
+}
+
 case "${1:-}" in
   postgres-binaries) ensure_postgres_binaries ;;
   postgres) ensure_postgres ;;
@@ -81,5 +87,6 @@ case "${1:-}" in
   chromium) ensure_chromium ;;
   pg-bin-dir) pg_bin_dir ;;
   pdftotext) command -v pdftotext >/dev/null 2>&1 || apt_install poppler-utils ;;
-  *) echo "usage: $0 postgres-binaries|postgres|rabbitmq|chromium|pdftotext" >&2; exit 2 ;;
+  xmllint) ensure_xmllint ;;
+  *) echo "usage: $0 postgres-binaries|postgres|rabbitmq|chromium|pdftotext|xmllint" >&2; exit 2 ;;
 esac

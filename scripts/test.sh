@@ -8,6 +8,7 @@ command -v cargo >/dev/null 2>&1 || { echo "cargo not found: install Rust (https
 scripts/services.sh postgres
 scripts/services.sh rabbitmq
 scripts/services.sh chromium
+scripts/services.sh xmllint
 scripts/services.sh pdftotext
 
 # Tests create (and drop) one database each on this server.

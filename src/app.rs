@@ -40,6 +40,9 @@ pub struct ServeArgs {
     /// RabbitMQ ingress (off unless AMQP_URL is set).
     #[command(flatten)]
     pub amqp: AmqpSettings,
+
+    #[command(flatten)]
+    pub export: crate::config::ExportSettings,
 }
 
 /// Everything `serve` runs, started.
@@ -49,6 +52,8 @@ pub struct Application {
     grace: Duration,
     _notifier: Arc<Notifier>,
     store: EventStore,
+    /// Where the file backup projector writes (off when `None`).
+    export_dir: Option<std::path::PathBuf>,
     /// The projection runners, once [`Application::start_http`] started them.
     projections: Option<Arc<Projections>>,
     /// The running HTTP API and its bound address.
@@ -74,6 +79,7 @@ impl Application {
             args.llm.llm_max_concurrency.saturating_mul(2),
             Duration::from_secs_f64(args.shutdown_grace_secs.max(0.0)),
         );
+        app.export_dir.clone_from(&args.export.export_dir);
         if args.amqp.amqp_url.is_some() {
             let amqp = AmqpService::start(
                 app.store.clone(),
@@ -127,6 +133,7 @@ impl Application {
             grace,
             _notifier: notifier,
             store,
+            export_dir: None,
             projections: None,
             http: None,
             health: HealthHooks::default(),
@@ -153,6 +160,16 @@ impl Application {
             // and is reported and stopped with the read models.
             if let Some(publisher) = self.amqp.as_ref().and_then(AmqpService::publisher) {
                 runners.add(replies::NAME, publisher);
+            }
+            if let Some(dir) = &self.export_dir {
+                let backup = crate::export::backup::start(
+                    self.store.clone(),
+                    self._notifier.wakeups(),
+                    dir.clone(),
+                    projections::RunnerOptions::default(),
+                )
+                .await?;
+                runners.add(crate::export::backup::NAME, backup);
             }
             self.projections = Some(Arc::new(runners));
         }

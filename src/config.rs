@@ -34,6 +34,16 @@ pub struct DatabaseSettings {
     pub max_connections: usize,
 }
 
+/// The file backup.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ExportSettings {
+    /// Keep a file backup of every READY course under this directory:
+    /// `<slug>/course.json`, `README.md` and `NN-<lesson>.md`, rewritten when
+    /// the course changes, moved to `.deleted/` when it is deleted. Off when unset.
+    #[arg(long, env = "EXPORT_DIR")]
+    pub export_dir: Option<PathBuf>,
+}
+
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, Default, ValueEnum)]
 pub enum LogFormat {

@@ -9,6 +9,7 @@
 //! - [`projections`]: read models built from the log: runners (checkpoint, lock, lag), replay.
 //! - [`render`]: lesson markdown to sanitised HTML, for every page that shows model output.
 //! - [`sources`]: the source library: files to document versions (text, chunks, language), ingested into one stream per document.
+//! - [`export`]: courses as files: the `EXPORT_DIR` backup projector, JSON, Markdown, SCORM 1.2 and Common Cartridge packages.
 //! - [`ingress`]: how requests arrive and replies leave: the HTTP API (`/api/v1`) and RabbitMQ.
 //! - [`web`]: the web app at `/`: server-rendered pages over the same projections and tenant rules as the API.
 //! - [`app`]: `coursegen serve`: everything started, stopped cleanly on a signal.
@@ -25,6 +26,7 @@ pub mod cli;
 pub mod config;
 pub mod database;
 pub mod domain;
+pub mod export;
 pub mod ingress;
 pub mod llm;
 pub mod projections;

@@ -11,12 +11,14 @@
 //! - [`replay`]: projection replay beside a pure-SQL rebuild, then live lag.
 //! - [`amqp`]: publish to `accepted` reply beside a bare publish-to-consume.
 //! - [`sse`]: database transactions per second of idle progress streams.
+//! - [`export`]: the file backup and SCORM packages beside raw writes and plain loads.
 //!
 //! The benchmarks are part of the command line, not of the service: like
 //! `cli` and `main` they report failures with `anyhow`.
 
 pub(crate) mod amqp;
 pub(crate) mod append;
+pub(crate) mod export;
 pub(crate) mod generate;
 pub(crate) mod http;
 pub(crate) mod replay;
@@ -70,6 +72,10 @@ pub enum BenchCommand {
     /// (`GET /courses/{id}/progress`) open, beside the service's own with
     /// none open.
     Sse(sse::SseArgs),
+    /// The EXPORT_DIR backup rebuilt for N courses, beside writing the same
+    /// files atomically; SCORM zips built in memory, beside only loading
+    /// the courses.
+    Export(export::ExportArgs),
     /// Source library: ingest vs raw COPY, retrieval p50/p99 with prefix filters, recall@5.
     Sources(sources::SourcesBenchArgs),
 }
@@ -93,6 +99,7 @@ pub(crate) async fn run(
         BenchCommand::Replay(args) => replay::run(&scratch, &args).await,
         BenchCommand::Amqp(args) => amqp::run(&scratch, &args).await,
         BenchCommand::Sse(args) => sse::run(&scratch, &args).await,
+        BenchCommand::Export(args) => export::run(&scratch, &args).await,
         BenchCommand::Sources(args) => sources::run(&scratch, &args).await,
     };
     scratch.drop_database().await?;

@@ -175,7 +175,7 @@ fn course_templates() -> Vec<(String, i16, serde_json::Value)> {
 
 /// Writes `courses` courses of 7 events server-side, 1,000 courses per
 /// transaction; returns the number of events.
-async fn fill_log(store: &EventStore, courses: u32) -> anyhow::Result<u64> {
+pub(super) async fn fill_log(store: &EventStore, courses: u32) -> anyhow::Result<u64> {
     let t = course_templates();
     let client = store.pool().get().await?;
     let stmt = client

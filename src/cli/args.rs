@@ -77,6 +77,13 @@ pub enum Commands {
     /// Show each projection's state, checkpoint and lag, or resume one that
     /// a poison event stopped.
     Projections(ProjectionsArgs),
+    /// Write READY courses as files: the whole course as JSON, its Markdown,
+    /// a SCORM 1.2 package or an IMS Common Cartridge 1.1, one zip per course
+    /// named after its slug (`<slug>-<format>.zip`, `<slug>.imscc`), the
+    /// paths printed one per line.
+    ///
+    /// Moodle and Canvas import the SCORM package and the cartridge.
+    Export(ExportArgs),
     /// The language model server: check that it works before generating.
     #[command(subcommand)]
     Llm(LlmCommand),
@@ -233,14 +240,36 @@ pub struct RetryArgs {
 
 /// Which projections to rebuild.
 #[derive(Debug, Args)]
-#[group(multiple = false)]
 pub struct ReplayArgs {
-    /// The projection to rebuild: courses or course_summary.
+    /// The projection to rebuild: courses, course_summary, sources, or file_backup
+    /// (the EXPORT_DIR backup: every course directory written afresh).
     #[arg(long)]
     pub projection: Option<String>,
-    /// Rebuild every projection (the default).
-    #[arg(long)]
+    /// Rebuild every projection (the default); the file backup too when
+    /// EXPORT_DIR is set.
+    #[arg(long, conflicts_with = "projection")]
     pub all: bool,
+    #[command(flatten)]
+    pub export: crate::config::ExportSettings,
+}
+
+/// Which courses to export, and how.
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("which").required(true).args(["course_ids", "all"])))]
+pub struct ExportArgs {
+    /// The courses (ids printed by `submit`); each must be READY.
+    pub course_ids: Vec<Uuid>,
+    /// Every READY course (not the deleted ones), with a progress bar.
+    #[arg(long, conflicts_with = "course_ids")]
+    pub all: bool,
+    /// json (the whole course), markdown (README.md and one file per
+    /// lesson), scorm12 (SCORM 1.2, one SCO per lesson) or cc (Common
+    /// Cartridge 1.1 with QTI quizzes).
+    #[arg(long, default_value = "json")]
+    pub format: crate::export::ExportFormat,
+    /// The directory the files go to (created when missing).
+    #[arg(long, default_value = ".")]
+    pub out: std::path::PathBuf,
 }
 
 /// What to do with the projections.

@@ -96,6 +96,7 @@ async fn dispatch(
         Commands::Replay(args) => replay(settings, cluster, args).await,
         Commands::Projections(args) => projections_command(settings, cluster, args).await,
         Commands::Llm(LlmCommand::Check(args)) => Ok(llm_check(&args.llm).await),
+        Commands::Export(args) => super::export::export(settings, cluster, args).await,
         Commands::Bench(cmd) => crate::bench::run(settings, cluster, cmd).await,
     }
 }
@@ -386,15 +387,33 @@ async fn replay(
     cluster: &ClusterHold,
     args: ReplayArgs,
 ) -> anyhow::Result<ExitCode> {
+    let backup_only = args.projection.as_deref() == Some(crate::export::backup::NAME);
     let projections = match (&args.projection, args.all) {
+        (Some(_), false) if backup_only => Vec::new(),
         (Some(name), false) => vec![Projection::parse(name)?],
         // `--all`, or no projection named (clap refuses both together).
         _ => Projection::ALL.to_vec(),
     };
+    if backup_only && args.export.export_dir.is_none() {
+        anyhow::bail!("file_backup needs EXPORT_DIR (or --export-dir): the directory to rebuild");
+    }
     let db = Database::open(settings, cluster).await?;
-    let reports = replay::replay_all(&db.store, &projections, true)
-        .await
-        .context("replaying the log")?;
+    let reports = if projections.is_empty() {
+        Vec::new()
+    } else {
+        replay::replay_all(&db.store, &projections, true)
+            .await
+            .context("replaying the log")?
+    };
+    // The backup is rebuilt with all projections, or when named.
+    if let Some(dir) = args
+        .export
+        .export_dir
+        .as_ref()
+        .filter(|_| backup_only || args.projection.is_none())
+    {
+        super::export::rebuild_backup(&db.store, dir).await?;
+    }
     for report in reports {
         eprintln!(
             "{}: {} events in {:.1} s ({:.0} events/s), checkpoint {}/{}",
@@ -466,8 +485,8 @@ async fn projections_command(
 /// The names of every checkpointed runner: the read models, then the AMQP
 /// reply publisher (which has a checkpoint but no tables to replay).
 fn checkpointed() -> impl Iterator<Item = &'static str> {
-    Projection::ALL
-        .into_iter()
-        .map(Projection::name)
-        .chain([crate::ingress::amqp::replies::NAME])
+    Projection::ALL.into_iter().map(Projection::name).chain([
+        crate::ingress::amqp::replies::NAME,
+        crate::export::backup::NAME,
+    ])
 }

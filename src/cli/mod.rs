@@ -5,9 +5,11 @@
 //! - `output`: the terminal output: the event timeline and progress bars.
 //! - `subtitles`: `courses subtitles`, writing subtitle files.
 //! - `sources`: `sources add|list|rm|search`, the source library.
+//! - `export`: `export`, writing packages, and the backup rebuild of `replay`.
 
 mod args;
 mod commands;
+mod export;
 mod output;
 mod sources;
 mod subtitles;

@@ -246,7 +246,8 @@ impl BatchApplier for Tables {
     }
 }
 
-fn lock_key(kind: &str, name: &str) -> i64 {
+/// The key of a lock of `kind` for the projector `name`.
+pub(crate) fn lock_key(kind: &str, name: &str) -> i64 {
     let digest = Sha256::digest(format!("coursegen:projection:{kind}:{name}").as_bytes());
     i64::from_be_bytes(digest[..8].try_into().expect("8 bytes"))
 }

@@ -100,6 +100,10 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "projections/0010_sources.sql",
         sql: include_str!("../../projections/0010_sources.sql"),
     },
+    Migration {
+        name: "projections/0012_export_backups.sql",
+        sql: include_str!("../../projections/0012_export_backups.sql"),
+    },
 ];
 
 /// Arbitrary key of the migration advisory lock.

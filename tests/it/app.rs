@@ -249,7 +249,7 @@ impl TestApp {
 
     /// The servers' flags: [`DEFAULTS`], the fake LLM and the queues when
     /// there are, then the test's overrides (a later setting of a flag wins).
-    fn flags(&self) -> Vec<String> {
+    pub fn flags(&self) -> Vec<String> {
         let mut settings: Vec<(&str, Option<String>)> = DEFAULTS
             .iter()
             .map(|(flag, value)| (*flag, Some((*value).to_owned())))

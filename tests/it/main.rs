@@ -7,6 +7,7 @@ mod cluster;
 mod deletion;
 mod dialects;
 mod elements;
+mod export;
 mod fake_llm;
 mod generation;
 mod helpers;

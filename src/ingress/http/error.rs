@@ -85,6 +85,9 @@ pub enum InternalError {
     /// A stored value the projection wrote does not decode.
     #[error("stored data does not decode")]
     Decode(#[from] serde_json::Error),
+    /// A course could not be read for an export.
+    #[error("export failed")]
+    Export(#[from] crate::export::LoadError),
     /// A handler ran in an app that was not given the [`super::ApiState`].
     #[error("the API state is not configured")]
     NoState,

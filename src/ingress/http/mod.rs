@@ -221,6 +221,7 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig, max_body_bytes: usize) {
             .service(resource("/courses/{id}/lessons/{n}/subtitles").get(courses::subtitles::get))
             .service(resource("/courses/{id}/subtitles").post(courses::subtitles::request))
             .service(resource("/courses/{id}/events").get(courses::handlers::events))
+            .service(resource("/courses/{id}/export").get(courses::export::export))
             .service(resource("/courses/{id}/progress").get(courses::progress::progress))
             .service(resource("/courses/{id}/restore").post(courses::handlers::restore))
             .service(resource("/courses/{id}/retry").post(courses::handlers::retry))

@@ -154,8 +154,8 @@ impl Modify for BearerAuth {
         courses::handlers::lesson, courses::handlers::events, courses::progress::progress,
         courses::handlers::delete, courses::handlers::restore, courses::handlers::retry,
         courses::metadata::edit, courses::elements::elements, courses::subtitles::request,
-        courses::subtitles::get, jobs::list, jobs::get, health, metrics, openapi,
-        sources::add, sources::list, sources::get, sources::delete, sources::search,
+        courses::subtitles::get, courses::export::export, jobs::list, jobs::get, health, metrics,
+        openapi, sources::add, sources::list, sources::get, sources::delete, sources::search,
     ),
     components(schemas(
         ErrorBody, ComponentHealth, crate::domain::RawCourseRequest,

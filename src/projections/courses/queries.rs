@@ -74,6 +74,9 @@ pub(crate) const ELEMENT_COLUMNS: &str =
 /// The elements of lesson `$2` of course `$1`, in order (their JSON).
 pub(crate) const ELEMENTS_OF_LESSON: &str = include_str!("sql/elements_of_lesson.sql");
 
+/// The elements of every lesson of course `$1`: lesson number and JSON.
+pub(crate) const ELEMENTS_OF_COURSE: &str = include_str!("sql/elements_of_course.sql");
+
 /// The columns of `subtitles`, as the projector writes them.
 pub(crate) const SUBTITLE_COLUMNS: &str =
     "course_id, lesson_number, language, cues, model, total_tokens, generated_at";
@@ -90,6 +93,9 @@ pub(crate) const LESSONS_OF_COURSE: &str = include_str!("sql/lessons_of_course.s
 
 /// Lesson `$2` of course `$1` with its content and quiz: a row of [`Lesson`].
 pub(crate) const LESSON: &str = include_str!("sql/lesson.sql");
+
+/// Every lesson of course `$1` with its content and quiz: rows of [`Lesson`].
+pub(crate) const LESSONS_FULL_OF_COURSE: &str = include_str!("sql/lessons_full_of_course.sql");
 
 /// When the latest generation attempt of course `$1` started (the job view).
 pub(crate) const ATTEMPT_STARTED: &str = include_str!("sql/attempt_started.sql");
@@ -371,6 +377,60 @@ pub(crate) async fn subtitles_of_course(
         .await?
         .iter()
         .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+        .collect()
+}
+
+/// Every lesson of course `id` with its content and quiz, and every
+/// lesson's interactive elements (lesson number, JSON), all in order: what
+/// an export reads, three statements pipelined on one connection.
+///
+/// # Errors
+/// The database failed.
+pub(crate) async fn lessons_with_elements(
+    client: &deadpool_postgres::Client,
+    id: Uuid,
+) -> Result<(Vec<Lesson>, Vec<(i32, Value)>), tokio_postgres::Error> {
+    let (lessons_stmt, elements_stmt) = futures::try_join!(
+        client.prepare_cached(LESSONS_FULL_OF_COURSE),
+        client.prepare_cached(ELEMENTS_OF_COURSE)
+    )?;
+    let params: [&(dyn ToSql + Sync); 1] = [&id];
+    let (lessons, elements) = futures::try_join!(
+        client.query(&lessons_stmt, &params),
+        client.query(&elements_stmt, &params)
+    )?;
+    Ok((
+        lessons
+            .iter()
+            .map(Lesson::from_row)
+            .collect::<Result<_, _>>()?,
+        elements
+            .iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect::<Result<_, tokio_postgres::Error>>()?,
+    ))
+}
+
+/// Every subtitle track of course `id`: lesson number, language and cues
+/// (JSON), by lesson then language (what an export carries).
+///
+/// # Errors
+/// The database failed.
+pub(crate) async fn subtitle_tracks(
+    client: &deadpool_postgres::Client,
+    id: Uuid,
+) -> Result<Vec<(i32, String, Value)>, tokio_postgres::Error> {
+    let stmt = client
+        .prepare_cached(
+            "SELECT lesson_number, language, cues FROM subtitles
+             WHERE course_id = $1 ORDER BY lesson_number, language",
+        )
+        .await?;
+    client
+        .query(&stmt, &[&id])
+        .await?
+        .iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
         .collect()
 }
 

@@ -5,6 +5,7 @@
 //! - [`dto`]: request bodies, query parameters and JSON views.
 //! - [`handlers`]: the endpoints (queries come from the read model,
 //!   `projections::courses::queries`).
+//! - [`export`]: the course as a zip download (JSON, Markdown, SCORM, Common Cartridge).
 //! - [`elements`]: a lesson's interactive elements.
 //! - [`metadata`]: `PATCH`, the metadata edit.
 //! - [`subtitles`]: more languages, and a lesson's subtitles as JSON, WebVTT, SRT.
@@ -13,6 +14,7 @@
 
 pub(crate) mod dto;
 pub(crate) mod elements;
+pub(crate) mod export;
 pub(crate) mod handlers;
 pub(crate) mod metadata;
 pub(crate) mod progress;
