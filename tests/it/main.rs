@@ -13,6 +13,7 @@ mod http;
 mod llm;
 mod llm_check;
 mod metadata;
+mod nul;
 mod progress;
 mod projections;
 mod queues;

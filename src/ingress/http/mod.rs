@@ -6,6 +6,7 @@
 //! - [`system`]: health, Prometheus metrics, the OpenAPI document.
 //! - [`auth`]: bearer JWTs, or the local user when no secret is configured.
 //! - [`error`]: the one mapping of errors to statuses and JSON bodies.
+//! - [`untrusted`]: the edge check of every request (no NUL character).
 //!
 //! Queries read the projections (and the log for history); writes go through
 //! the domain's commands, then wait for the projection to pass the append so
@@ -16,6 +17,7 @@ pub(crate) mod courses;
 pub(crate) mod error;
 pub(crate) mod jobs;
 pub(crate) mod system;
+pub(crate) mod untrusted;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -189,6 +191,7 @@ pub(crate) fn prometheus() -> PrometheusHandle {
 /// Registers the routes (under `/api/v1`, plus `/health` and `/metrics` at
 /// the root for probes and scrapers) and the extractor error handlers.
 pub(crate) fn configure(cfg: &mut web::ServiceConfig, max_body_bytes: usize) {
+    untrusted::configure(cfg, max_body_bytes);
     cfg.app_data(
         web::JsonConfig::default()
             .limit(max_body_bytes)
@@ -355,6 +358,7 @@ pub(crate) fn serve(
     let mut server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
+            .wrap(from_fn(untrusted::reject_nul))
             .wrap(from_fn(track_latency))
             .configure(|cfg| configure(cfg, max_body))
     })
