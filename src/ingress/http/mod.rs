@@ -5,6 +5,7 @@
 //! - [`jobs`]: a course's generation seen as a job (the predecessor's API).
 //! - [`system`]: health, Prometheus metrics, the OpenAPI document.
 //! - [`auth`]: bearer JWTs, or the local user when no secret is configured.
+//! - [`docs`]: what the OpenAPI document says of every operation alike.
 //! - [`error`]: the one mapping of errors to statuses and JSON bodies.
 //! - [`untrusted`]: the edge check of every request (no NUL character).
 //!
@@ -14,6 +15,7 @@
 
 pub(crate) mod auth;
 pub(crate) mod courses;
+pub(crate) mod docs;
 pub(crate) mod error;
 pub(crate) mod jobs;
 pub(crate) mod system;
@@ -241,8 +243,22 @@ fn resource(path: &str) -> actix_web::Resource {
     web::resource(path).default_service(web::to(method_not_allowed))
 }
 
-async fn method_not_allowed() -> Result<actix_web::HttpResponse, ApiError> {
-    Err(ApiError::MethodNotAllowed)
+/// A JSON 405 whose `Allow` lists the methods the OpenAPI document gives
+/// the route (RFC 9110 asks for it on every 405).
+async fn method_not_allowed(req: actix_web::HttpRequest) -> actix_web::HttpResponse {
+    use actix_web::http::header::{HeaderValue, ALLOW};
+    use actix_web::ResponseError;
+    let mut response = ApiError::MethodNotAllowed.error_response();
+    if let Some(allow) = req
+        .match_pattern()
+        .as_deref()
+        .and_then(docs::allowed_methods)
+    {
+        response
+            .headers_mut()
+            .insert(ALLOW, HeaderValue::from_static(allow));
+    }
+    response
 }
 
 async fn not_found() -> Result<actix_web::HttpResponse, ApiError> {
