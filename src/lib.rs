@@ -15,6 +15,7 @@
 //! - [`telemetry`]: logging setup (text or JSON lines, on stderr or to a file).
 //! - [`cli`]: the command-line interface.
 //! - [`bench`]: benchmarks run with `coursegen bench`.
+//! - `fuzzing` (hidden): entry points of the cargo-fuzz targets in `fuzz/`.
 
 pub mod actors;
 pub mod app;
@@ -23,6 +24,8 @@ pub mod cli;
 pub mod config;
 pub mod database;
 pub mod domain;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod ingress;
 pub mod llm;
 pub mod projections;
