@@ -111,7 +111,8 @@ mod tests {
     #[test]
     fn the_committed_fuzz_inputs_replay_without_a_panic() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
-        let targets: [(&str, fn(&[u8])); 4] = [
+        type Target = fn(&[u8]);
+        let targets: [(&str, Target); 4] = [
             ("amqp_request", super::amqp_request),
             ("http_body", super::http_body),
             ("http_query", super::http_query),
