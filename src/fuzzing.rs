@@ -30,17 +30,17 @@ pub fn amqp_request(body: &[u8]) {
     }
 }
 
-/// An HTTP JSON body, as `POST /courses/generate` reads it: the edge's NUL
-/// scan agrees exactly with what serde decodes (for valid JSON), and the
-/// request rules never panic.
+/// An HTTP JSON body, as `POST /courses/generate` reads it: no NUL that
+/// serde decodes escapes the edge's scan (the scan may refuse more: a NUL
+/// in a duplicate key's first value, which serde drops), and the request
+/// rules never panic.
 pub fn http_body(body: &[u8]) {
     let Ok(value) = serde_json::from_slice::<Value>(body) else {
         return;
     };
-    assert_eq!(
-        nul::in_json(body),
-        holds_nul(&value),
-        "the NUL scan and serde disagree"
+    assert!(
+        nul::in_json(body) || !holds_nul(&value),
+        "a NUL decoded by serde passed the edge's scan"
     );
     if let Ok(raw) = RawCourseRequest::from_json(value) {
         let _ = CourseRequest::parse(raw);
@@ -58,7 +58,7 @@ pub fn http_query(query: &[u8]) {
         return;
     };
     let params = params.into_inner();
-    if !nul::has_percent_nul(query) {
+    if !nul::in_url(query) {
         for s in [&params.q, &params.tag, &params.author, &params.sort]
             .into_iter()
             .flatten()

@@ -26,6 +26,12 @@ pub fn has_json_escaped_nul(text: &[u8]) -> bool {
     false
 }
 
+/// Whether a path or query string carries a NUL: raw (no HTTP/1 parser lets
+/// one through today) or percent-encoded.
+pub fn in_url(bytes: &[u8]) -> bool {
+    bytes.contains(&0) || has_percent_nul(bytes)
+}
+
 /// `%00`: a NUL once percent-decoded (query strings, paths, forms).
 pub fn has_percent_nul(bytes: &[u8]) -> bool {
     bytes.windows(3).any(|w| w == b"%00")

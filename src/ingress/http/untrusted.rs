@@ -80,7 +80,7 @@ fn nul(place: &str) -> ApiError {
 
 fn uri_or_headers(req: &ServiceRequest) -> Option<ApiError> {
     let uri = req.uri();
-    if nul::has_percent_nul(uri.path().as_bytes()) {
+    if nul::in_url(uri.path().as_bytes()) {
         return Some(nul("the path"));
     }
     if uri
