@@ -140,6 +140,10 @@ impl Modify for ParameterSchemas {
                         "sort" => one_of(CourseOrder::KEYS),
                         "difficulty" => one_of(Difficulty::ALL.map(Difficulty::as_str)),
                         "format" => one_of(Format::NAMES),
+                        "q" => ObjectBuilder::new()
+                            .schema_type(Type::String)
+                            .max_length(Some(super::courses::dto::MAX_QUERY_CHARS))
+                            .into(),
                         _ => continue,
                     };
                     param.schema = Some(RefOr::T(schema));

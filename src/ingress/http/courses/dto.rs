@@ -317,6 +317,8 @@ pub(crate) struct ListParams {
 
 /// Highest `page` of a list.
 pub(crate) const MAX_PAGE: i64 = 1_000_000;
+/// Longest full-text search `q`, in characters.
+pub(crate) const MAX_QUERY_CHARS: usize = 200;
 /// Highest `per_page` of a list.
 pub(crate) const MAX_PER_PAGE: i64 = 100;
 
@@ -362,10 +364,13 @@ impl ListParams {
             (false, _) => Some(user.id),
         };
         let search = self.q.filter(|q| !q.trim().is_empty());
-        if search.as_ref().is_some_and(|q| q.chars().count() > 200) {
+        if search
+            .as_ref()
+            .is_some_and(|q| q.chars().count() > MAX_QUERY_CHARS)
+        {
             return Err(ApiError::bad_request(
                 "invalid_query",
-                "q must be at most 200 characters",
+                format!("q must be at most {MAX_QUERY_CHARS} characters"),
             ));
         }
         let order = match self.sort.as_deref() {
