@@ -3,6 +3,7 @@
 //! - [`courses`]: generate, list/search, read (with lessons), history, progress
 //!   (SSE), soft delete, restore, retry.
 //! - [`jobs`]: a course's generation seen as a job (the predecessor's API).
+//! - [`sources`]: the caller's source library: upload, list, read, remove, search.
 //! - [`system`]: health, Prometheus metrics, the OpenAPI document.
 //! - [`auth`]: bearer JWTs, or the local user when no secret is configured.
 //! - [`docs`]: what the OpenAPI document says of every operation alike.
@@ -18,6 +19,7 @@ pub(crate) mod courses;
 pub(crate) mod docs;
 pub(crate) mod error;
 pub(crate) mod jobs;
+pub(crate) mod sources;
 pub(crate) mod system;
 pub(crate) mod untrusted;
 
@@ -227,6 +229,13 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig, max_body_bytes: usize) {
             .service(resource("/courses/{id}/progress").get(courses::progress::progress))
             .service(resource("/courses/{id}/restore").post(courses::handlers::restore))
             .service(resource("/courses/{id}/retry").post(courses::handlers::retry))
+            .service(resource("/sources").post(sources::add).get(sources::list))
+            .service(resource("/sources/search").get(sources::search))
+            .service(
+                resource("/sources/{id}")
+                    .get(sources::get)
+                    .delete(sources::delete),
+            )
             .service(resource("/jobs").get(jobs::list))
             .service(resource("/jobs/{id}").get(jobs::get))
             .service(resource("/health").get(system::health))
