@@ -18,6 +18,7 @@
 //! - [`telemetry`]: logging setup (text or JSON lines, on stderr or to a file).
 //! - [`cli`]: the command-line interface.
 //! - [`bench`]: benchmarks run with `coursegen bench`.
+//! - `fuzzing` (hidden): entry points of the cargo-fuzz targets in `fuzz/`.
 
 pub mod actors;
 pub mod app;
@@ -27,6 +28,8 @@ pub mod config;
 pub mod database;
 pub mod domain;
 pub mod export;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod ingress;
 pub mod llm;
 pub mod projections;

@@ -157,17 +157,23 @@ impl MetadataChange {
 #[schema(as = MetadataEdit)]
 pub struct RawMetadataChange {
     /// At most 100 characters.
+    #[schema(max_length = 100, nullable = false)]
     pub author: Option<String>,
     /// 1 to 20 tags of at most 40 characters; normalised (lower case,
     /// spaces become `-`).
+    #[schema(min_items = 1, max_items = 20, nullable = false)]
     pub tags: Option<Vec<String>>,
     /// BCP-47 tag.
+    #[schema(nullable = false)]
     pub language: Option<String>,
     /// beginner, intermediate or advanced.
+    #[schema(nullable = false)]
     pub difficulty: Option<String>,
     /// 1 to 20 items of at most 300 characters.
+    #[schema(min_items = 1, max_items = 20, nullable = false)]
     pub prerequisites: Option<Vec<String>>,
     /// 1 to 20 items of at most 300 characters.
+    #[schema(min_items = 1, max_items = 20, nullable = false)]
     pub learning_outcomes: Option<Vec<String>>,
 }
 
@@ -235,6 +241,10 @@ pub fn normalize_tag(tag: &str) -> Option<String> {
 /// # Errors
 /// Too many or too long tags, control characters.
 pub fn parse_tags(tags: Vec<String>) -> Result<Vec<String>, ValidationError> {
+    // The list as sent is bounded (as the API documents it), repeats included.
+    if tags.len() > MAX_TAGS {
+        return Err(ValidationError::TooManyTags(tags.len()));
+    }
     let mut out: Vec<String> = Vec::new();
     for tag in &tags {
         reject_control("tags", tag)?;
@@ -311,6 +321,12 @@ pub(super) fn parse_list(
     field: &'static str,
     items: Vec<String>,
 ) -> Result<Vec<String>, ValidationError> {
+    if items.len() > MAX_LIST_ITEMS {
+        return Err(ValidationError::ListLength {
+            field,
+            got: items.len(),
+        });
+    }
     let items: Vec<String> = items
         .into_iter()
         .map(|i| i.trim().to_owned())

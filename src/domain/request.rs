@@ -39,34 +39,51 @@ pub struct RawCourseRequest {
     /// Idempotency key (UUID): the same user and request id always mean the
     /// same course. Required over AMQP; generated over HTTP and the CLI when
     /// absent.
+    #[schema(format = Uuid)]
     pub request_id: Option<String>,
     /// The owner (UUID). Over HTTP an admin may name any user; anyone else
     /// only themselves (another id is 403). Absent over HTTP: the caller.
+    #[schema(format = Uuid)]
     pub user_id: Option<String>,
-    /// What the course teaches (1 to 200 characters).
+    /// What the course teaches (1 to 200 characters once trimmed, no
+    /// control characters).
+    #[schema(required = true, value_type = String, min_length = 1, max_length = 200,
+             pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$")]
     pub topic: Option<String>,
     /// Audience, e.g. "Grade 8" (at most 50 characters).
+    #[schema(max_length = 50)]
     pub grade_level: Option<String>,
     /// 1 to 20 (default 4).
+    #[schema(minimum = 1, maximum = 20)]
+    #[serde(default, deserialize_with = "integral")]
     pub num_lessons: Option<i64>,
     /// BCP-47 tag (default "en").
     pub language: Option<String>,
-    /// Relative path prefix restricting the sources.
+    /// Relative path prefix restricting the sources (at most 200 characters).
+    #[schema(
+        max_length = 200,
+        pattern = r"^\s*$|^([^./\\:\u0000-\u001f\u007f-\u009f][^/\\:\u0000-\u001f\u007f-\u009f]*|\.[^./\\:\u0000-\u001f\u007f-\u009f][^/\\:\u0000-\u001f\u007f-\u009f]*|\.\.[^/\\:\u0000-\u001f\u007f-\u009f]+|\.)([/\\]([^./\\:\u0000-\u001f\u007f-\u009f][^/\\:\u0000-\u001f\u007f-\u009f]*|\.[^./\\:\u0000-\u001f\u007f-\u009f][^/\\:\u0000-\u001f\u007f-\u009f]*|\.\.[^/\\:\u0000-\u001f\u007f-\u009f]+|\.|))*$"
+    )]
     pub source_filter: Option<String>,
     /// Who the course is credited to (at most 100 characters).
+    #[schema(max_length = 100)]
     pub author: Option<String>,
     /// At most 20 tags of at most 40 characters, normalised (lower case,
     /// spaces become `-`). Absent: the outline proposes some.
+    #[schema(max_items = 20)]
     pub tags: Option<Vec<String>>,
     /// beginner, intermediate or advanced. Absent: the outline proposes one.
     pub difficulty: Option<String>,
     /// What learners should know first (at most 20 items).
+    #[schema(max_items = 20)]
     pub prerequisites: Option<Vec<String>>,
     /// What learners can do afterwards (at most 20 items). Absent: the
     /// outline proposes them.
+    #[schema(max_items = 20)]
     pub learning_outcomes: Option<Vec<String>>,
     /// BCP-47 tags of languages to translate the subtitles into (at most 10;
     /// subtitles in `language` are always made).
+    #[schema(max_items = 10)]
     pub subtitle_languages: Option<Vec<String>>,
 }
 
@@ -82,6 +99,22 @@ impl RawCourseRequest {
             return Err(ValidationError::NotAnObject(json_kind(&value)));
         }
         serde_json::from_value(value).map_err(|e| ValidationError::Shape(e.to_string()))
+    }
+}
+
+/// An optional integer, written `4` or `4.0` alike: JSON (and JSON
+/// Schema's `integer`) does not tell them apart.
+fn integral<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    use serde::de::Error;
+    match Option::<serde_json::Number>::deserialize(d)? {
+        None => Ok(None),
+        Some(n) => match (n.as_i64(), n.as_f64()) {
+            (Some(i), _) => Ok(Some(i)),
+            (None, Some(f)) if f.fract() == 0.0 && f.abs() < 1e15 => Ok(Some(f as i64)),
+            _ => Err(D::Error::custom(format!(
+                "invalid number {n}, expected an integer"
+            ))),
+        },
     }
 }
 
@@ -340,6 +373,10 @@ pub(super) fn parse_language(tag: &str) -> Result<String, ValidationError> {
 /// # Errors
 /// A tag that is not BCP-47; too many.
 pub fn parse_languages(tags: Vec<String>, source: &str) -> Result<Vec<String>, ValidationError> {
+    // The list as sent is bounded (as the API documents it), repeats included.
+    if tags.len() > MAX_SUBTITLE_LANGUAGES {
+        return Err(ValidationError::TooManyLanguages(tags.len()));
+    }
     let mut out: Vec<String> = Vec::new();
     for tag in tags {
         let Some(tag) = non_blank(Some(tag)) else {

@@ -251,7 +251,8 @@ async fn a_reason_too_long_or_with_control_characters_is_refused_everywhere() {
     let id = app.request_course(&owner, "Reasons", 1).await;
     for (reason, want) in [
         ("r".repeat(501), "at most 500 characters"),
-        ("a\u{0}b".to_owned(), "control characters"),
+        // A NUL is refused at the edge, before any rule.
+        ("a\u{0}b".to_owned(), "NUL character"),
         ("two\nlines".to_owned(), "control characters"),
         ("esc\u{1b}[31m".to_owned(), "control characters"),
     ] {

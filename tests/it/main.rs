@@ -15,6 +15,7 @@ mod http;
 mod llm;
 mod llm_check;
 mod metadata;
+mod nul;
 mod progress;
 mod projections;
 mod queues;

@@ -83,7 +83,7 @@ async fn bad_metadata_is_refused_with_json_errors() {
         json!({"topic": "x", "tags": many}),
         json!({"topic": "x", "tags": ["y".repeat(41)]}),
         json!({"topic": "x", "difficulty": "easy"}),
-        json!({"topic": "x", "author": "a\u{0}b"}),
+        json!({"topic": "x", "author": "a\u{7}b"}),
         json!({"topic": "x", "tags": "rust"}),
     ] {
         let (status, reply) = app.generate(&token, body.clone()).await;

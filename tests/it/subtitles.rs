@@ -256,11 +256,16 @@ async fn languages_asked_for_later_are_translated_by_the_actor() {
         json!({"languages": []}),
         json!({"languages": ["??"]}),
         json!({"lang": "x"}),
-        json!({"languages": ["en"]}),
     ] {
         let (status, reply) = app.ask_subtitles(&token, &id, body.clone()).await;
         assert_error(status, &reply, StatusCode::BAD_REQUEST, "invalid_request");
     }
+    // The course's own language always has subtitles: nothing to add.
+    let (status, reply) = app
+        .ask_subtitles(&token, &id, json!({"languages": ["en"]}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{reply}");
+    assert_eq!(reply["course_id"], id.as_str());
     assert_eq!(app.llm().requests(), translations);
     app.stop().await;
 }

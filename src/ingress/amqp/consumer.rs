@@ -150,7 +150,20 @@ impl Handler {
     /// Records or refuses one message, then acks it. Returns an error only
     /// when the channel broke (the broker then redelivers the message).
     async fn handle(self: Arc<Self>, delivery: Delivery) -> Result<(), AmqpError> {
-        match wire::parse_request(&delivery.data) {
+        let reply_to = delivery.properties.reply_to().as_ref().map(|s| s.as_str());
+        let correlation_id = delivery
+            .properties
+            .correlation_id()
+            .as_ref()
+            .map(|s| s.as_str());
+        let parsed = wire::parse_request(&delivery.data).and_then(|request| {
+            wire::check_properties(reply_to, correlation_id).map_err(|reason| Refusal {
+                reason,
+                request_id: Some(request.request_id.to_string()),
+            })?;
+            Ok(request)
+        });
+        match parsed {
             Ok(request) => {
                 let properties = &delivery.properties;
                 let metadata = Metadata {
@@ -231,16 +244,16 @@ impl Handler {
                     Reply::new(Some(id.clone()), ReplyStatus::Error, chrono::Utc::now());
                 reply.error = Some(reason);
                 let outgoing = Outgoing {
-                    reply_to: delivery
-                        .properties
-                        .reply_to()
-                        .as_ref()
-                        .map(|s| s.to_string()),
-                    correlation_id: delivery
-                        .properties
-                        .correlation_id()
-                        .as_ref()
-                        .map(|s| s.to_string()),
+                    reply_to: wire::usable_property(
+                        delivery.properties.reply_to().as_ref().map(|s| s.as_str()),
+                    ),
+                    correlation_id: wire::usable_property(
+                        delivery
+                            .properties
+                            .correlation_id()
+                            .as_ref()
+                            .map(|s| s.as_str()),
+                    ),
                     message_id: None,
                     reply,
                 };

@@ -14,6 +14,32 @@ pub(crate) const MAX_BODY_BYTES: usize = 64 * 1024;
 /// Longest `request_id` echoed back in an error reply.
 const MAX_ECHOED_ID: usize = 200;
 
+/// Why a message carrying a NUL character is refused.
+const NUL_REFUSAL: &str = "message contains a NUL character (U+0000), which is never accepted";
+
+/// Checks the message properties that are recorded with the request
+/// (`reply_to`, `correlation_id`, kept in the event's metadata).
+///
+/// # Errors
+/// The refusal's reason when one holds a NUL character.
+pub(crate) fn check_properties(
+    reply_to: Option<&str>,
+    correlation_id: Option<&str>,
+) -> Result<(), String> {
+    for (name, value) in [("reply_to", reply_to), ("correlation_id", correlation_id)] {
+        if value.is_some_and(|v| v.contains('\0')) {
+            return Err(format!("{name}: {NUL_REFUSAL}"));
+        }
+    }
+    Ok(())
+}
+
+/// A property worth echoing in a reply: one with no NUL character (a reply
+/// to a refused message with a broken `reply_to` goes to the default queue).
+pub(crate) fn usable_property(value: Option<&str>) -> Option<String> {
+    value.filter(|v| !v.contains('\0')).map(str::to_owned)
+}
+
 /// Status of a reply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -94,6 +120,10 @@ fn read_request(body: &[u8]) -> Result<CourseRequest, String> {
         return Err("message body is empty".into());
     }
     let text = std::str::from_utf8(body).map_err(|e| format!("message body is not UTF-8: {e}"))?;
+    if crate::ingress::nul::in_json(body) {
+        // Whatever field holds it, PostgreSQL could not store it.
+        return Err(NUL_REFUSAL.into());
+    }
     let value: Value =
         serde_json::from_str(text).map_err(|e| format!("message body is not valid JSON: {e}"))?;
     // The same reading and rules, hence the same messages, as HTTP's.

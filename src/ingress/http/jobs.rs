@@ -173,6 +173,7 @@ impl JobView {
     responses(
         (status = 200, body = JobPage),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, description = "user names another user and the caller is no admin", body = ErrorBody),
     ),
     security(("bearer" = []))
 )]

@@ -6,7 +6,9 @@
 //! - [`sources`]: the caller's source library: upload, list, read, remove, search.
 //! - [`system`]: health, Prometheus metrics, the OpenAPI document.
 //! - [`auth`]: bearer JWTs, or the local user when no secret is configured.
+//! - [`docs`]: what the OpenAPI document says of every operation alike.
 //! - [`error`]: the one mapping of errors to statuses and JSON bodies.
+//! - [`untrusted`]: the edge check of every request (no NUL character).
 //!
 //! Queries read the projections (and the log for history); writes go through
 //! the domain's commands, then wait for the projection to pass the append so
@@ -14,10 +16,12 @@
 
 pub(crate) mod auth;
 pub(crate) mod courses;
+pub(crate) mod docs;
 pub(crate) mod error;
 pub(crate) mod jobs;
 pub(crate) mod sources;
 pub(crate) mod system;
+pub(crate) mod untrusted;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -191,6 +195,7 @@ pub(crate) fn prometheus() -> PrometheusHandle {
 /// Registers the routes (under `/api/v1`, plus `/health` and `/metrics` at
 /// the root for probes and scrapers) and the extractor error handlers.
 pub(crate) fn configure(cfg: &mut web::ServiceConfig, max_body_bytes: usize) {
+    untrusted::configure(cfg, max_body_bytes);
     cfg.app_data(
         web::JsonConfig::default()
             .limit(max_body_bytes)
@@ -248,8 +253,22 @@ fn resource(path: &str) -> actix_web::Resource {
     web::resource(path).default_service(web::to(method_not_allowed))
 }
 
-async fn method_not_allowed() -> Result<actix_web::HttpResponse, ApiError> {
-    Err(ApiError::MethodNotAllowed)
+/// A JSON 405 whose `Allow` lists the methods the OpenAPI document gives
+/// the route (RFC 9110 asks for it on every 405).
+async fn method_not_allowed(req: actix_web::HttpRequest) -> actix_web::HttpResponse {
+    use actix_web::http::header::{HeaderValue, ALLOW};
+    use actix_web::ResponseError;
+    let mut response = ApiError::MethodNotAllowed.error_response();
+    if let Some(allow) = req
+        .match_pattern()
+        .as_deref()
+        .and_then(docs::allowed_methods)
+    {
+        response
+            .headers_mut()
+            .insert(ALLOW, HeaderValue::from_static(allow));
+    }
+    response
 }
 
 async fn not_found(req: actix_web::HttpRequest) -> Result<actix_web::HttpResponse, ApiError> {
@@ -368,6 +387,7 @@ pub(crate) fn serve(
     let mut server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
+            .wrap(from_fn(untrusted::reject_nul))
             .wrap(from_fn(track_latency))
             .configure(crate::web::configure)
             .configure(|cfg| configure(cfg, max_body))

@@ -9,6 +9,7 @@ use serde::Serialize;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 
+use super::docs::{CommonResponses, ParameterSchemas};
 use super::error::{error_chain, ErrorBody};
 use super::{courses, jobs, sources, ApiState, ComponentHealth};
 use crate::projections::ProjectionStatus;
@@ -168,7 +169,7 @@ impl Modify for BearerAuth {
         crate::projections::sources::queries::ChunkRow,
         crate::projections::sources::queries::SearchHit,
     )),
-    modifiers(&BearerAuth)
+    modifiers(&BearerAuth, &CommonResponses, &ParameterSchemas)
 )]
 pub(crate) struct ApiDoc;
 
@@ -178,5 +179,5 @@ pub(crate) struct ApiDoc;
     responses((status = 200, description = "OpenAPI 3.1 document", body = Object))
 )]
 pub(crate) async fn openapi() -> HttpResponse {
-    HttpResponse::Ok().json(ApiDoc::openapi())
+    HttpResponse::Ok().json(super::docs::document())
 }

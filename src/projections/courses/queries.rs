@@ -455,6 +455,20 @@ impl CourseOrder {
     /// Newest first: the default, and what the list indexes are shaped for.
     pub(crate) const NEWEST: Self = Self("created_at DESC, id DESC");
 
+    /// Every sort key [`Self::parse`] knows.
+    pub(crate) const KEYS: [&'static str; 10] = [
+        "created_at",
+        "-created_at",
+        "updated_at",
+        "-updated_at",
+        "title",
+        "-title",
+        "topic",
+        "-topic",
+        "status",
+        "-status",
+    ];
+
     /// The order a sort key names: `created_at`, `updated_at`, `title`,
     /// `topic` or `status`, ascending, or descending with a leading `-`.
     pub(crate) fn parse(key: &str) -> Option<Self> {

@@ -315,6 +315,13 @@ pub(crate) struct ListParams {
     pub sort: Option<String>,
 }
 
+/// Highest `page` of a list.
+pub(crate) const MAX_PAGE: i64 = 1_000_000;
+/// Longest full-text search `q`, in characters.
+pub(crate) const MAX_QUERY_CHARS: usize = 200;
+/// Highest `per_page` of a list.
+pub(crate) const MAX_PER_PAGE: i64 = 100;
+
 /// A validated list request: the read-model query and the page it is.
 pub(crate) struct ListPage {
     pub list: CourseList,
@@ -334,17 +341,17 @@ impl ListParams {
         status: Option<CourseStatus>,
     ) -> Result<ListPage, ApiError> {
         let page = self.page.unwrap_or(1);
-        if !(1..=1_000_000).contains(&page) {
+        if !(1..=MAX_PAGE).contains(&page) {
             return Err(ApiError::bad_request(
                 "invalid_query",
-                format!("page must be between 1 and 1000000, got {page}"),
+                format!("page must be between 1 and {MAX_PAGE}, got {page}"),
             ));
         }
         let per_page = self.per_page.unwrap_or(20);
-        if !(1..=100).contains(&per_page) {
+        if !(1..=MAX_PER_PAGE).contains(&per_page) {
             return Err(ApiError::bad_request(
                 "invalid_query",
-                format!("per_page must be between 1 and 100, got {per_page}"),
+                format!("per_page must be between 1 and {MAX_PER_PAGE}, got {per_page}"),
             ));
         }
         let owner = match (user.admin, self.user) {
@@ -357,10 +364,13 @@ impl ListParams {
             (false, _) => Some(user.id),
         };
         let search = self.q.filter(|q| !q.trim().is_empty());
-        if search.as_ref().is_some_and(|q| q.chars().count() > 200) {
+        if search
+            .as_ref()
+            .is_some_and(|q| q.chars().count() > MAX_QUERY_CHARS)
+        {
             return Err(ApiError::bad_request(
                 "invalid_query",
-                "q must be at most 200 characters",
+                format!("q must be at most {MAX_QUERY_CHARS} characters"),
             ));
         }
         let order = match self.sort.as_deref() {
@@ -394,6 +404,15 @@ impl ListParams {
             .author
             .map(|a| a.trim().to_owned())
             .filter(|a| !a.is_empty());
+        if author
+            .as_ref()
+            .is_some_and(|a| a.chars().any(char::is_control))
+        {
+            return Err(ApiError::bad_request(
+                "invalid_query",
+                "author must not contain control characters",
+            ));
+        }
         if author.as_ref().is_some_and(|a| a.chars().count() > 100) {
             return Err(ApiError::bad_request(
                 "invalid_query",

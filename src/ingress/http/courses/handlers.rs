@@ -220,8 +220,8 @@ pub(crate) async fn get(
     get, path = "/api/v1/courses/{id}/lessons/{n}", tag = "courses",
     params(("id" = Uuid, Path, description = "course id"), ("n" = u32, Path, description = "lesson number, from 1")),
     responses(
-        (status = 200, body = LessonView, content_type = "application/json"),
-        (status = 200, body = String, content_type = "text/markdown"),
+        (status = 200, description = "The lesson (JSON, or its markdown with `Accept: text/markdown`)",
+         content((LessonView = "application/json"), (String = "text/markdown"))),
         (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 410, body = ErrorBody),
     ),

@@ -54,6 +54,9 @@ const PROGRESS_KEEPALIVE: Duration = Duration::from_secs(15);
 
 /// Live progress as Server-Sent Events: a `progress` event (JSON [`Progress`])
 /// whenever status or lesson count change, ending after READY or FAILED.
+/// The name of the events a progress stream sends.
+pub(crate) const EVENT: &str = "progress";
+
 #[utoipa::path(
     get, path = "/api/v1/courses/{id}/progress", tag = "courses",
     params(("id" = Uuid, Path, description = "course id")),
@@ -106,7 +109,7 @@ pub(crate) async fn stream(
                 c.last = Some(current);
                 return Some((
                     Ok::<_, actix_web::Error>(web::Bytes::from(format!(
-                        "event: progress\ndata: {data}\n\n"
+                        "event: {EVENT}\ndata: {data}\n\n"
                     ))),
                     c,
                 ));

@@ -22,19 +22,22 @@ use crate::projections::courses::queries;
 pub(crate) struct SubtitlesRequest {
     /// BCP-47 tags (at most 10); the course's own language and languages
     /// already asked for are skipped.
+    #[schema(min_items = 1, max_items = 10)]
     pub languages: Vec<String>,
 }
 
 /// Ask for the subtitles in more languages. 202: the course's actor
 /// translates them lesson by lesson (see the job's subtitle steps); a
 /// language whose translation is interrupted resumes at the lesson it
-/// stopped at. 409 for a FAILED or deleted course.
+/// stopped at. 200 and nothing recorded when only the course's own
+/// language is named. 409 for a FAILED or deleted course.
 #[utoipa::path(
     post, path = "/api/v1/courses/{id}/subtitles", tag = "courses",
     params(("id" = Uuid, Path, description = "course id")),
     request_body = SubtitlesRequest,
     responses(
         (status = 202, body = CourseView),
+        (status = 200, description = "Nothing to add: the languages named are the course's own, whose subtitles are always made", body = CourseView),
         (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, body = ErrorBody),
     ),
@@ -49,13 +52,16 @@ pub(crate) async fn request(
     let id = id.into_inner();
     let body: SubtitlesRequest =
         serde_json::from_value(body.into_inner()).map_err(ApiError::invalid_request)?;
+    if body.languages.is_empty() {
+        return Err(ApiError::invalid_request("name at least one language"));
+    }
     let course = find_course(&state, &user, id).await?;
     let languages =
         parse_languages(body.languages, &course.language).map_err(ApiError::invalid_request)?;
     if languages.is_empty() {
-        return Err(ApiError::invalid_request(
-            "name at least one language other than the course's",
-        ));
+        // Only the course's own language, whose subtitles are always made:
+        // nothing to add, nothing recorded.
+        return Ok(HttpResponse::Ok().json(course));
     }
     let view = command(&state, &user, id, || Command::RequestSubtitles {
         languages: languages.clone(),
@@ -84,6 +90,9 @@ pub(crate) enum Format {
 }
 
 impl Format {
+    /// Every name [`Self::parse`] knows (in any case).
+    pub(crate) const NAMES: [&'static str; 4] = ["json", "vtt", "webvtt", "srt"];
+
     /// `json`, `vtt` (or `webvtt`), `srt`.
     pub(crate) fn parse(name: &str) -> Option<Self> {
         match name.to_ascii_lowercase().as_str() {
