@@ -23,6 +23,7 @@ pub mod courses;
 pub mod recount;
 pub mod replay;
 pub(crate) mod runner;
+pub mod stages;
 mod text_sql;
 
 use std::sync::Arc;
@@ -143,6 +144,18 @@ impl Projection {
     /// SQL creating its tables with a name suffix (`""` live, `"_next"` for a replay).
     fn create_tables_sql(self, suffix: &str) -> String {
         format!("SELECT coursegen_create_{}_tables('{suffix}')", self.name())
+    }
+
+    /// Indexes (of its live tables) that applying a batch reads, beyond the
+    /// unique ones: a replay keeps them on its fresh tables while loading,
+    /// and builds the others after the load.
+    /// As (table, index name after the table's name and `_`).
+    fn indexes_read_while_loading(self) -> &'static [(&'static str, &'static str)] {
+        match self {
+            // The slug numbering looks courses up by their slug base.
+            Self::Courses => &[("courses", "slug_base_idx")],
+            Self::CourseSummary => &[],
+        }
     }
 
     /// SQL (re)creating its views over the live tables.
