@@ -508,3 +508,55 @@ async fn lag_bench(store: &EventStore, args: &ReplayArgs) -> anyhow::Result<()> 
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[actix_web::test]
+    async fn the_real_log_clones_generated_courses_and_the_minimal_rebuild_covers_them() {
+        let (db, store) = ScratchDatabase::for_tests().await;
+        let args = ReplayArgs {
+            courses: 5,
+            log: LogKind::Real,
+            seed_courses: 2,
+            lessons: 2,
+            lag_seconds: 0.0,
+            rate: 200.0,
+        };
+        let events = fill_real_log(&store, &args).await.unwrap();
+        let client = store.pool().get().await.unwrap();
+        let row = client
+            .query_one(
+                "SELECT count(DISTINCT stream_id), count(DISTINCT payload->>'request_id')
+                        FILTER (WHERE event_type = 'CourseRequested'),
+                        count(DISTINCT payload->>'title') FILTER (WHERE event_type = 'OutlineGenerated'),
+                        count(*) FILTER (WHERE event_type = 'LessonGenerated'),
+                        count(*)
+                 FROM events",
+                &[],
+            )
+            .await
+            .unwrap();
+        let counts: (i64, i64, i64, i64, i64) =
+            (row.get(0), row.get(1), row.get(2), row.get(3), row.get(4));
+        assert_eq!((counts.0, counts.1, counts.2, counts.3), (5, 5, 5, 10));
+        assert_eq!(counts.4 as u64, events);
+
+        client.batch_execute(MINIMAL_REBUILD).await.unwrap();
+        let row = client
+            .query_one(
+                "SELECT (SELECT count(*) FROM bench_minimal_courses WHERE status = 'READY'),
+                        (SELECT count(*) FROM bench_minimal_lessons WHERE content_md <> ''
+                                AND content_json->>'content_md' = content_md)",
+                &[],
+            )
+            .await
+            .unwrap();
+        assert_eq!((row.get::<_, i64>(0), row.get::<_, i64>(1)), (5, 10));
+
+        drop(client);
+        store.pool().close();
+        db.drop_database().await.unwrap();
+    }
+}
