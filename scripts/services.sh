@@ -3,6 +3,7 @@
 #   scripts/services.sh postgres-binaries   PostgreSQL server binaries (initdb, pg_ctl) installed
 #   scripts/services.sh postgres            PostgreSQL server installed and running on 127.0.0.1:5432
 #   scripts/services.sh rabbitmq            RabbitMQ installed and running on 127.0.0.1:5672
+#   scripts/services.sh pdftotext           poppler's pdftotext installed (the PDF text layer of sources)
 # Installs with apt-get (Debian/Ubuntu) when something is missing.
 set -euo pipefail
 
@@ -72,5 +73,6 @@ case "${1:-}" in
   postgres) ensure_postgres ;;
   rabbitmq) ensure_rabbitmq ;;
   pg-bin-dir) pg_bin_dir ;;
+  pdftotext) command -v pdftotext >/dev/null 2>&1 || apt_install poppler-utils ;;
   *) echo "usage: $0 postgres-binaries|postgres|rabbitmq" >&2; exit 2 ;;
 esac

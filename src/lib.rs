@@ -8,6 +8,7 @@
 //! - [`actors`]: the scheduler and one course actor per in-flight course.
 //! - [`projections`]: read models built from the log: runners (checkpoint, lock, lag), replay.
 //! - [`render`]: lesson markdown to sanitised HTML, for every page that shows model output.
+//! - [`sources`]: the source library: files to document versions (text, chunks, language), ingested into one stream per document.
 //! - [`ingress`]: how requests arrive and replies leave: the HTTP API (`/api/v1`) and RabbitMQ.
 //! - [`app`]: `coursegen serve`: everything started, stopped cleanly on a signal.
 //! - [`retry`]: retry delays: one exponential backoff with a cap and jitter for every retrying loop.
@@ -28,5 +29,6 @@ pub mod llm;
 pub mod projections;
 pub mod render;
 pub mod retry;
+pub mod sources;
 pub mod store;
 pub mod telemetry;

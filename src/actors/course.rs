@@ -20,6 +20,7 @@ use crate::domain::{
 };
 use crate::llm::LlmClient;
 use crate::retry::Backoff;
+use crate::sources::grounding::{self, Retrieval};
 use crate::store::courses::{self, CommandError};
 use crate::store::{EventStore, Metadata, StoreError};
 
@@ -216,7 +217,7 @@ async fn take_step(
                     }
                 }
             }
-            match next_command(&*llm, &course).await {
+            match next_command(&store, &*llm, &course).await {
                 Some(command) => command,
                 None => return StepOutcome::Done,
             }
@@ -274,7 +275,7 @@ async fn take_step(
 }
 
 /// The command for the course's next missing step, or `None` when none is left.
-async fn next_command(llm: &dyn LlmClient, course: &Course) -> Option<Command> {
+async fn next_command(store: &EventStore, llm: &dyn LlmClient, course: &Course) -> Option<Command> {
     let step = course.next_step();
     let request = course.request.as_ref()?;
     let failed = |e: crate::llm::LlmError| {
@@ -289,14 +290,36 @@ async fn next_command(llm: &dyn LlmClient, course: &Course) -> Option<Command> {
         NextStep::Start => Command::StartGeneration {
             model: llm.model().to_owned(),
         },
-        NextStep::Outline => match llm.outline(request).await {
-            Ok(outline) => Command::RecordOutline(outline),
-            Err(e) => failed(e),
-        },
+        NextStep::Outline => {
+            let hits = match retrieve(store, request, &request.topic, grounding::OUTLINE_K).await {
+                Ok(hits) => hits,
+                Err(fail) => return Some(fail),
+            };
+            match llm.outline(request).await {
+                Ok(mut outline) => {
+                    outline.retrieved = grounding::retrieved(&hits);
+                    Command::RecordOutline(outline)
+                }
+                Err(e) => failed(e),
+            }
+        }
         NextStep::Lesson(n) => {
             let outline = course.outline.as_ref()?;
+            let text = outline
+                .lessons
+                .iter()
+                .find(|l| l.number == n)
+                .map(grounding::lesson_query)
+                .unwrap_or_default();
+            let hits = match retrieve(store, request, &text, grounding::LESSON_K).await {
+                Ok(hits) => hits,
+                Err(fail) => return Some(fail),
+            };
             match llm.lesson(request, outline, n).await {
-                Ok(lesson) => Command::RecordLesson(lesson),
+                Ok(mut lesson) => {
+                    grounding::ground_lesson(&mut lesson, &hits);
+                    Command::RecordLesson(lesson)
+                }
                 Err(e) => failed(e),
             }
         }
@@ -326,6 +349,34 @@ async fn next_command(llm: &dyn LlmClient, course: &Course) -> Option<Command> {
         NextStep::FinishSubtitles => Command::FinishSubtitles,
         NextStep::Complete => Command::Complete,
     })
+}
+
+/// The chunks a step is grounded in; `Err` is the step's failure at
+/// `retrieval`: a `source_filter` matching no document (retryable once
+/// documents are added), or the library out of reach.
+async fn retrieve(
+    store: &EventStore,
+    request: &crate::domain::CourseRequested,
+    text: &str,
+    k: i64,
+) -> Result<Vec<crate::projections::sources::queries::SearchHit>, Command> {
+    let fail = |error: String| {
+        Command::Fail(CourseFailed {
+            step: "retrieval".into(),
+            error,
+            retryable: true,
+        })
+    };
+    match grounding::retrieve(store.pool(), request, text, k).await {
+        Ok(Retrieval::Hits(hits)) => Ok(hits),
+        Ok(Retrieval::NoLibrary) => Ok(Vec::new()),
+        Ok(Retrieval::NoDocuments { prefix }) => {
+            Err(fail(grounding::no_documents_message(&prefix)))
+        }
+        Err(e) => Err(fail(format!(
+            "the source library could not be searched: {e}"
+        ))),
+    }
 }
 
 fn step_name(step: NextStep) -> String {

@@ -20,6 +20,7 @@ pub(crate) mod append;
 pub(crate) mod generate;
 pub(crate) mod http;
 pub(crate) mod replay;
+pub(crate) mod sources;
 pub(crate) mod sse;
 
 use std::process::ExitCode;
@@ -71,6 +72,8 @@ pub enum BenchCommand {
     /// (`GET /courses/{id}/progress`) open, beside the service's own with
     /// none open.
     Sse(sse::SseArgs),
+    /// Source library: ingest vs raw COPY, retrieval p50/p99 with prefix filters, recall@5.
+    Sources(sources::SourcesBenchArgs),
 }
 
 /// Runs a benchmark.
@@ -92,6 +95,7 @@ pub(crate) async fn run(
         BenchCommand::Replay(args) => replay::run(&scratch, &args).await,
         BenchCommand::Amqp(args) => amqp::run(&scratch, &args).await,
         BenchCommand::Sse(args) => sse::run(&scratch, &args).await,
+        BenchCommand::Sources(args) => sources::run(&scratch, &args).await,
     };
     scratch.drop_database().await?;
     result.map(|()| ExitCode::SUCCESS)
@@ -208,6 +212,7 @@ pub fn realistic_lesson(number: u32) -> CourseEvent {
         sources: vec![SourceRef {
             title: "Campbell Biology, ch. 10".into(),
             url: None,
+            cited: None,
         }],
         model: "bench".into(),
         usage: TokenUsage {

@@ -67,6 +67,10 @@ pub enum Commands {
     /// Re-open a FAILED course: generation resumes at the first missing step
     /// (steps already recorded are kept, their tokens not paid again).
     Retry(RetryArgs),
+    /// A user's source library: add, list, remove and search the documents
+    /// courses are grounded in.
+    #[command(subcommand)]
+    Sources(super::sources::SourcesAction),
     /// Rebuild projections from the whole log into fresh tables, then swap
     /// them in atomically; queries keep being answered meanwhile.
     Replay(ReplayArgs),

@@ -92,6 +92,7 @@ async fn dispatch(
         Commands::Courses(CoursesAction::Subtitles(args)) => {
             super::subtitles::write(settings, cluster, args).await
         }
+        Commands::Sources(action) => super::sources::run(settings, cluster, action).await,
         Commands::Replay(args) => replay(settings, cluster, args).await,
         Commands::Projections(args) => projections_command(settings, cluster, args).await,
         Commands::Llm(LlmCommand::Check(args)) => Ok(llm_check(&args.llm).await),

@@ -92,6 +92,9 @@ pub struct OutlineGenerated {
     /// request gave none.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub learning_outcomes: Vec<String>,
+    /// The library chunks retrieved for the topic (none: not grounded).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub retrieved: Vec<Retrieved>,
 }
 
 /// A titled section of a lesson, the structured twin of its markdown.
@@ -117,6 +120,41 @@ pub struct SourceRef {
     pub title: String,
     #[serde(default)]
     pub url: Option<String>,
+    /// The library chunk cited, when the lesson was grounded in the user's
+    /// documents: a fact of retrieval, not a claim of the model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cited: Option<Citation>,
+}
+
+/// A retrieved chunk a lesson cites as `[S1]`, `[S2]`, ...
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Citation {
+    /// `S1`, `S2`, ... as cited inline.
+    pub label: String,
+    pub source_id: Uuid,
+    /// The document version cited (its chunks stay after newer versions).
+    pub version: u32,
+    pub chunk_id: Uuid,
+    pub path: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub page: Option<u32>,
+    /// The heading path, joined by ` > `.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heading: Option<String>,
+    /// The passage cited.
+    pub passage: String,
+}
+
+/// What retrieval returned for a step, as the step's event records it: the
+/// history shows exactly what the model saw, and an audit never searches again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Retrieved {
+    pub label: String,
+    pub chunk_id: Uuid,
+    pub source_id: Uuid,
+    pub version: u32,
+    /// `ts_rank_cd`, in millionths (an integer keeps events comparable).
+    pub score_micros: u64,
 }
 
 /// One lesson came back from the model.
@@ -142,6 +180,9 @@ pub struct LessonGenerated {
     /// gives older lessons none).
     #[serde(default)]
     pub elements: Vec<InteractiveElement>,
+    /// The library chunks retrieved for this lesson (none: not grounded).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub retrieved: Vec<Retrieved>,
 }
 
 /// Every lesson is in. Status after: READY.

@@ -11,6 +11,7 @@ mod events;
 mod ids;
 pub mod metadata;
 mod request;
+pub mod sources;
 mod status;
 pub mod subtitles;
 #[cfg(test)]
@@ -20,10 +21,11 @@ pub(crate) use course::NextStep;
 pub use course::{decide, evolve, Command, Course, DomainError};
 pub use elements::{ElementBody, InteractiveElement};
 pub use events::{
-    CourseCompleted, CourseDeleted, CourseEvent, CourseFailed, CourseMetadataChanged,
+    Citation, CourseCompleted, CourseDeleted, CourseEvent, CourseFailed, CourseMetadataChanged,
     CourseRequested, CourseRestored, GenerationRetried, GenerationStarted, LessonGenerated,
-    LessonPlan, LessonSection, OutlineGenerated, QuizQuestion, SourceRef, SubtitlesCompleted,
-    SubtitlesFailed, SubtitlesGenerated, SubtitlesRequested, TokenUsage, UpcastError,
+    LessonPlan, LessonSection, OutlineGenerated, QuizQuestion, Retrieved, SourceRef,
+    SubtitlesCompleted, SubtitlesFailed, SubtitlesGenerated, SubtitlesRequested, TokenUsage,
+    UpcastError,
 };
 pub use ids::course_id;
 pub use metadata::{CourseMetadata, Difficulty, MetadataChange, RawMetadataChange};

@@ -39,6 +39,7 @@ impl OutlineAnswer {
     /// The event recording this answer.
     pub(crate) fn into_event(self, model: &str, usage: TokenUsage) -> OutlineGenerated {
         OutlineGenerated {
+            retrieved: Vec::new(),
             title: self.title.trim().to_owned(),
             description: self.description.trim().to_owned(),
             lessons: self.lessons,
@@ -80,6 +81,7 @@ impl LessonAnswer {
         let questions = self.quiz.len() + elements.iter().filter(|e| e.body.is_question()).count();
         let estimated_minutes = metadata::lesson_minutes(&self.content_md, questions, exercises);
         LessonGenerated {
+            retrieved: Vec::new(),
             number: self.number,
             title: self.title.trim().to_owned(),
             content_md: self.content_md,
@@ -91,6 +93,7 @@ impl LessonAnswer {
                 .map(|s| SourceRef {
                     title: s.title,
                     url: s.url.filter(|u| !u.trim().is_empty()),
+                    cited: None,
                 })
                 .collect(),
             model: model.to_owned(),

@@ -10,7 +10,7 @@
 //! - [`replay`]: rebuild from the whole log into fresh tables, swapped in atomically.
 //! - [`recount`]: the same read models computed by plain SQL over `events`
 //!   (the oracle of the tests and the baseline of `coursegen bench replay`).
-//! - [`courses`], [`course_summary`]: the projectors, named like their SQL files.
+//! - [`courses`], [`course_summary`], [`sources`]: the projectors, named like their SQL files.
 //! - `text_sql`: the text conversions of the enums the tables store.
 //!
 //! Services call [`start_runners`] inside an actix System, read
@@ -23,6 +23,7 @@ pub mod courses;
 pub mod recount;
 pub mod replay;
 pub(crate) mod runner;
+pub mod sources;
 pub mod stages;
 mod text_sql;
 
@@ -37,6 +38,7 @@ use sha2::{Digest, Sha256};
 use tokio_postgres::error::SqlState;
 use uuid::Uuid;
 
+use crate::domain::sources::SourceEvent;
 use crate::domain::CourseEvent;
 use crate::retry::Backoff;
 use crate::store::subscription::Notifier;
@@ -61,7 +63,7 @@ pub enum ProjectionError {
     #[error("no database connection: {0}")]
     Pool(#[from] deadpool_postgres::PoolError),
     /// No projection has this name.
-    #[error("unknown projection {0:?} (known: courses, course_summary)")]
+    #[error("unknown projection {0:?} (known: courses, course_summary, sources)")]
     Unknown(String),
     /// The projection stopped on a poison event before reaching the position waited for.
     #[error("projection {name} failed at event {position}: {error}")]
@@ -82,7 +84,7 @@ pub enum ProjectionError {
     #[error("a replay of {0} is already running")]
     ReplayRunning(String),
     /// A replay was asked for with no projection to rebuild.
-    #[error("nothing to replay: name a projection (courses, course_summary) or replay them all")]
+    #[error("nothing to replay: name a projection (courses, course_summary, sources) or replay them all")]
     NothingToReplay,
     /// An event could not be applied during a replay.
     #[error("replay of {name} stopped at event {position}: {error}")]
@@ -101,17 +103,24 @@ pub enum Projection {
     Courses,
     /// `course_summary`: counts by status, user and day.
     CourseSummary,
+    /// `sources`, `source_chunks`: each user's source library, searchable.
+    Sources,
 }
 
 impl Projection {
     /// Every projection, in the order they are started and replayed.
-    pub const ALL: [Projection; 2] = [Projection::Courses, Projection::CourseSummary];
+    pub const ALL: [Projection; 3] = [
+        Projection::Courses,
+        Projection::CourseSummary,
+        Projection::Sources,
+    ];
 
     /// The name of its checkpoint row, locks and CLI flag.
     pub fn name(self) -> &'static str {
         match self {
             Self::Courses => "courses",
             Self::CourseSummary => "course_summary",
+            Self::Sources => "sources",
         }
     }
 
@@ -138,6 +147,7 @@ impl Projection {
                 "subtitles",
             ],
             Self::CourseSummary => &["course_summary", "course_summary_courses"],
+            Self::Sources => &["sources", "source_chunks"],
         }
     }
 
@@ -149,12 +159,14 @@ impl Projection {
     /// Indexes (of its live tables) that applying a batch reads, beyond the
     /// unique ones: a replay keeps them on its fresh tables while loading,
     /// and builds the others after the load.
-    /// As (table, index name after the table's name and `_`).
-    fn indexes_read_while_loading(self) -> &'static [(&'static str, &'static str)] {
+    /// As (table, index name after the table's name and `_`); `None`: all
+    /// of them (not studied yet, so nothing is deferred).
+    fn indexes_read_while_loading(self) -> Option<&'static [(&'static str, &'static str)]> {
         match self {
             // The slug numbering looks courses up by their slug base.
-            Self::Courses => &[("courses", "slug_base_idx")],
-            Self::CourseSummary => &[],
+            Self::Courses => Some(&[("courses", "slug_base_idx")]),
+            Self::CourseSummary => Some(&[]),
+            Self::Sources => None,
         }
     }
 
@@ -170,8 +182,9 @@ impl Projection {
     /// A payload that is not a valid event of its type and version.
     pub(crate) fn decode(self, event: &RecordedEvent) -> Result<Option<CourseEvent>, StoreError> {
         let wanted = match self {
-            Self::Courses => true,
+            Self::Courses => !SourceEvent::is_source_type(&event.event_type),
             Self::CourseSummary => course_summary::wants(&event.event_type),
+            Self::Sources => false,
         };
         if wanted {
             event.to_course_event().map(Some)
@@ -190,6 +203,7 @@ impl Projection {
         match self {
             Self::Courses => courses::apply(tx, suffix, events).await,
             Self::CourseSummary => course_summary::apply(tx, suffix, events).await,
+            Self::Sources => sources::apply(tx, suffix, events).await,
         }
     }
 
@@ -262,17 +276,43 @@ pub(crate) struct Decoded {
     pub event_version: i16,
     /// `Ok(None)`: a type the projection ignores. `Err`: why it cannot be read.
     pub event: Result<Option<CourseEvent>, String>,
+    /// A document event, for the `sources` projection (which reads no
+    /// course events; its undecodable ones are `event`'s `Err`).
+    pub source: Option<SourceEvent>,
 }
 
 impl Decoded {
     /// Decodes `event` for `projection`.
     pub(crate) fn new(projection: Projection, event: &RecordedEvent) -> Self {
+        let (event_result, source) = if projection == Projection::Sources {
+            if SourceEvent::is_source_type(&event.event_type) {
+                match SourceEvent::from_stored(
+                    &event.event_type,
+                    event.event_version,
+                    event.payload.clone(),
+                ) {
+                    Ok(e) => (Ok(None), Some(e)),
+                    Err(e) => (
+                        Err(format!(
+                            "event {} cannot be read: {e}",
+                            event.global_position
+                        )),
+                        None,
+                    ),
+                }
+            } else {
+                (Ok(None), None)
+            }
+        } else {
+            (projection.decode(event).map_err(|e| e.to_string()), None)
+        };
         Self {
             position: event.position(),
             stream_id: event.stream_id,
             recorded_at: event.recorded_at,
             event_version: event.event_version,
-            event: projection.decode(event).map_err(|e| e.to_string()),
+            event: event_result,
+            source,
         }
     }
 }
@@ -514,4 +554,39 @@ pub(crate) fn readable(events: &[Decoded]) -> Result<Vec<(&Decoded, &CourseEvent
         }
     }
     Ok(out)
+}
+
+/// Brings one projection up to `position` from a short-lived command: runs
+/// its runner in this process until the checkpoint passes `position` (or,
+/// when a `serve` holds the runner's lock, waits for that one to get
+/// there), then stops it. Must be called inside an actix System.
+///
+/// # Errors
+/// As [`wait_for_position`].
+pub async fn catch_up(
+    store: &EventStore,
+    projection: Projection,
+    position: Position,
+    timeout: Duration,
+) -> Result<(), ProjectionError> {
+    use actix::Actor;
+    let client = store.pool().get().await?;
+    client
+        .execute(
+            "INSERT INTO projection_checkpoints (name) VALUES ($1) ON CONFLICT (name) DO NOTHING",
+            &[&projection.name()],
+        )
+        .await?;
+    drop(client);
+    let notifier = crate::store::subscription::Notifier::start(store.config().clone());
+    let runner = ProjectionRunner::new(
+        Box::new(Tables(projection)),
+        store.clone(),
+        notifier.wakeups(),
+        RunnerOptions::default(),
+    )
+    .start();
+    let reached = wait_for_position(store, projection.name(), position, timeout).await;
+    let _ = runner.send(runner::StopRunner).await;
+    reached
 }

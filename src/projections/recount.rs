@@ -5,7 +5,7 @@
 //! Slugs too: they are numbered by the log position of the event that set
 //! their base, which plain SQL computes as well.
 
-use super::{course_summary, courses, Projection};
+use super::{course_summary, courses, sources, Projection};
 
 /// How to recount one table.
 #[derive(Debug, Clone, Copy)]
@@ -25,6 +25,7 @@ pub fn recounts(projection: Projection) -> Vec<Recount> {
     match projection {
         Projection::Courses => courses::queries::recounts(),
         Projection::CourseSummary => course_summary::recounts(),
+        Projection::Sources => sources::recounts(),
     }
 }
 

@@ -64,8 +64,10 @@ async fn defer_indexes(
         .iter()
         .map(|t| format!("{t}{NEXT}"))
         .collect();
-    let keep: Vec<String> = projection
-        .indexes_read_while_loading()
+    let Some(keep) = projection.indexes_read_while_loading() else {
+        return Ok(Vec::new());
+    };
+    let keep: Vec<String> = keep
         .iter()
         .map(|(table, index)| format!("{table}{NEXT}_{index}"))
         .collect();
@@ -464,6 +466,7 @@ fn apply_stage(projection: Projection) -> &'static str {
     match projection {
         Projection::Courses => "apply courses (all its tables)",
         Projection::CourseSummary => "apply course_summary",
+        Projection::Sources => "apply sources",
     }
 }
 

@@ -96,6 +96,10 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "schema/0005_course_work_subtitles.sql",
         sql: include_str!("../../schema/0005_course_work_subtitles.sql"),
     },
+    Migration {
+        name: "projections/0010_sources.sql",
+        sql: include_str!("../../projections/0010_sources.sql"),
+    },
 ];
 
 /// Arbitrary key of the migration advisory lock.

@@ -18,6 +18,7 @@ mod projections;
 mod queues;
 mod real_llm;
 mod requests;
+mod sources;
 mod store;
 mod subtitles;
 mod unavailable;

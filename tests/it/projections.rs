@@ -116,6 +116,7 @@ fn course_story(rng: &mut impl Rng, user: Uuid, topic: &str) -> Vec<CourseEvent>
     };
     events.push(
         OutlineGenerated {
+            retrieved: Vec::new(),
             title,
             description: format!("A short course about {topic}"),
             lessons: (1..=lessons)
@@ -146,6 +147,7 @@ fn course_story(rng: &mut impl Rng, user: Uuid, topic: &str) -> Vec<CourseEvent>
         lesson.sources.push(SourceRef {
             title: format!("Source {}", rng.gen_range(0..4)),
             url: Some("https://example.org".into()),
+            cited: None,
         });
         lesson.estimated_minutes = rng.gen_range(0..30);
         lesson.elements = (0..rng.gen_range(0..4))
@@ -462,7 +464,15 @@ async fn replay_rebuilds_exactly_the_rows_the_runners_built() {
     let last = write_courses(&db, 30).await;
     wait_all(&db, last).await;
     let before = fingerprint(&db).await;
-    assert!(before.iter().all(|(_, rows, _)| *rows > 0), "{before:?}");
+    // Course events only: the source library stays empty (its replay is
+    // checked in tests/it/sources.rs).
+    assert!(
+        before
+            .iter()
+            .filter(|(table, _, _)| !table.starts_with("source"))
+            .all(|(_, rows, _)| *rows > 0),
+        "{before:?}"
+    );
 
     let visible: i64 = db
         .client()

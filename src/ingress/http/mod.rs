@@ -3,6 +3,7 @@
 //! - [`courses`]: generate, list/search, read (with lessons), history, progress
 //!   (SSE), soft delete, restore, retry.
 //! - [`jobs`]: a course's generation seen as a job (the predecessor's API).
+//! - [`sources`]: the caller's source library: upload, list, read, remove, search.
 //! - [`system`]: health, Prometheus metrics, the OpenAPI document.
 //! - [`auth`]: bearer JWTs, or the local user when no secret is configured.
 //! - [`error`]: the one mapping of errors to statuses and JSON bodies.
@@ -15,6 +16,7 @@ pub(crate) mod auth;
 pub(crate) mod courses;
 pub(crate) mod error;
 pub(crate) mod jobs;
+pub(crate) mod sources;
 pub(crate) mod system;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
@@ -222,6 +224,13 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig, max_body_bytes: usize) {
             .service(resource("/courses/{id}/progress").get(courses::progress::progress))
             .service(resource("/courses/{id}/restore").post(courses::handlers::restore))
             .service(resource("/courses/{id}/retry").post(courses::handlers::retry))
+            .service(resource("/sources").post(sources::add).get(sources::list))
+            .service(resource("/sources/search").get(sources::search))
+            .service(
+                resource("/sources/{id}")
+                    .get(sources::get)
+                    .delete(sources::delete),
+            )
             .service(resource("/jobs").get(jobs::list))
             .service(resource("/jobs/{id}").get(jobs::get))
             .service(resource("/health").get(system::health))

@@ -10,7 +10,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 
 use super::error::{error_chain, ErrorBody};
-use super::{courses, jobs, ApiState, ComponentHealth};
+use super::{courses, jobs, sources, ApiState, ComponentHealth};
 use crate::projections::ProjectionStatus;
 
 /// The database's answer to a trivial query.
@@ -155,6 +155,7 @@ impl Modify for BearerAuth {
         courses::handlers::delete, courses::handlers::restore, courses::handlers::retry,
         courses::metadata::edit, courses::elements::elements, courses::subtitles::request,
         courses::subtitles::get, jobs::list, jobs::get, health, metrics, openapi,
+        sources::add, sources::list, sources::get, sources::delete, sources::search,
     ),
     components(schemas(
         ErrorBody, ComponentHealth, crate::domain::RawCourseRequest,
@@ -162,7 +163,10 @@ impl Modify for BearerAuth {
         courses::CoursePage, courses::LessonSummary, courses::LessonView, courses::dto::ElementsView,
         courses::subtitles::SubtitlesRequest, courses::EventView,
         courses::Progress, courses::Tokens, jobs::JobView, jobs::JobPage, HealthReport,
-        DatabaseHealth,
+        DatabaseHealth, sources::TextSource, sources::IngestView, sources::SourceView,
+        crate::projections::sources::queries::SourceRow,
+        crate::projections::sources::queries::ChunkRow,
+        crate::projections::sources::queries::SearchHit,
     )),
     modifiers(&BearerAuth)
 )]

@@ -5,8 +5,6 @@
 
 use std::fmt::Write;
 
-use reqwest::Url;
-
 use super::elements::{elements, Exercise};
 use super::quiz::quiz;
 use super::templates::{Audience, TECHNICAL};
@@ -327,6 +325,7 @@ pub fn lesson(
     let questions = quiz.len() + elements.iter().filter(|e| e.body.is_question()).count();
     let estimated_minutes = lesson_minutes(&content_md, questions, exercises);
     Some(LessonGenerated {
+        retrieved: Vec::new(),
         number,
         title: plan.title.clone(),
         content_md,
@@ -341,41 +340,30 @@ pub fn lesson(
 }
 
 /// References: the requested collection when there is a source filter,
-/// else an encyclopedia search and the course notes.
+/// else only the course notes. No URL is ever made up: without documents in
+/// the user's library the lesson has no outside sources, and says so in the
+/// notes' title. (With documents, the course actor replaces these by the
+/// retrieved chunks.)
 fn sources(course: &CourseRequested, outline: &OutlineGenerated, number: u32) -> Vec<SourceRef> {
     let notes = SourceRef {
-        title: format!("{}, course notes for lesson {number}", outline.title),
+        title: format!(
+            "{}, course notes for lesson {number} (no documents from your library: not grounded in sources)",
+            outline.title
+        ),
         url: None,
+        cited: None,
     };
     if let Some(filter) = &course.source_filter {
         return vec![
             SourceRef {
                 title: format!("Reference collection \"{filter}\": {}", course.topic),
                 url: None,
+                cited: None,
             },
             notes,
         ];
     }
-    let language = course
-        .language
-        .split('-')
-        .next()
-        .filter(|l| l.len() == 2 || l.len() == 3)
-        .unwrap_or("en")
-        .to_lowercase();
-    let search = Url::parse_with_params(
-        &format!("https://{language}.wikipedia.org/wiki/Special:Search"),
-        &[("search", course.topic.as_str())],
-    )
-    .ok()
-    .map(String::from);
-    vec![
-        SourceRef {
-            title: format!("Wikipedia: {}", course.topic),
-            url: search,
-        },
-        notes,
-    ]
+    vec![notes]
 }
 
 #[cfg(test)]

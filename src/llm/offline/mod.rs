@@ -190,6 +190,7 @@ pub fn outline(course: &CourseRequested) -> OutlineGenerated {
             .sum::<usize>();
     let (tags, difficulty, learning_outcomes) = proposals(course, &lessons);
     OutlineGenerated {
+        retrieved: Vec::new(),
         title,
         description,
         lessons,

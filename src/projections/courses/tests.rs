@@ -37,6 +37,7 @@ fn log(events: Vec<CourseEvent>) -> Vec<Decoded> {
             recorded_at: at(n as u32),
             event_version: event.event_version(),
             event: Ok(Some(event)),
+            source: None,
         })
         .collect()
 }
@@ -110,6 +111,7 @@ fn lesson(number: u32, questions: usize, sources: &[&str]) -> CourseEvent {
             .map(|t| SourceRef {
                 title: (*t).into(),
                 url: None,
+                cited: None,
             })
             .collect(),
         model: "offline".into(),

@@ -1,0 +1,430 @@
+//! Text out of a file: Markdown and HTML by heading, PDF by page, plain text whole.
+//!
+//! HTML keeps its main text only, readability-style: `<main>`, `<article>`
+//! or `[role=main]` when the page has one, and never navigation, banners,
+//! footers, asides, forms, scripts or styles. PDF's text layer comes from
+//! `pdftotext` (poppler) in a child process with a timeout: a malformed PDF
+//! can at worst fail that process, never this one.
+
+use std::time::Duration;
+
+use pulldown_cmark::{Event, HeadingLevel, Parser, Tag, TagEnd};
+use scraper::{ElementRef, Html, Node, Selector};
+
+use super::IngestError;
+
+/// The formats the library reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MediaType {
+    Markdown,
+    Text,
+    Html,
+    Pdf,
+}
+
+impl MediaType {
+    /// The media type string stored with the document.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Markdown => "text/markdown",
+            Self::Text => "text/plain",
+            Self::Html => "text/html",
+            Self::Pdf => "application/pdf",
+        }
+    }
+
+    /// From a media type (parameters such as `; charset=utf-8` ignored).
+    pub fn parse(media_type: &str) -> Option<Self> {
+        let base = media_type.split(';').next()?.trim().to_ascii_lowercase();
+        match base.as_str() {
+            "text/markdown" | "text/x-markdown" => Some(Self::Markdown),
+            "text/plain" => Some(Self::Text),
+            "text/html" | "application/xhtml+xml" => Some(Self::Html),
+            "application/pdf" => Some(Self::Pdf),
+            _ => None,
+        }
+    }
+
+    /// From a file name's extension.
+    pub fn from_path(path: &str) -> Option<Self> {
+        let ext = path.rsplit_once('.')?.1.to_ascii_lowercase();
+        match ext.as_str() {
+            "md" | "markdown" | "mdown" => Some(Self::Markdown),
+            "txt" | "text" => Some(Self::Text),
+            "html" | "htm" | "xhtml" => Some(Self::Html),
+            "pdf" => Some(Self::Pdf),
+            _ => None,
+        }
+    }
+}
+
+/// A run of text under one heading path, or on one page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Section {
+    pub heading_path: Vec<String>,
+    pub page: Option<u32>,
+    pub text: String,
+}
+
+/// What a file says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Extracted {
+    /// The document's own title (first H1, `<title>`, first line), if any.
+    pub title: Option<String>,
+    pub sections: Vec<Section>,
+}
+
+/// How long `pdftotext` may take on one file.
+const PDF_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Extracts the text of `bytes` read as `media_type`.
+///
+/// # Errors
+/// [`IngestError::Unreadable`] for text that is not UTF-8 or a PDF poppler
+/// cannot read; [`IngestError::Encrypted`] for an encrypted PDF.
+pub async fn extract(media_type: MediaType, bytes: &[u8]) -> Result<Extracted, IngestError> {
+    match media_type {
+        MediaType::Pdf => pdf(bytes).await,
+        other => {
+            let text = std::str::from_utf8(bytes)
+                .map_err(|e| IngestError::Unreadable(format!("not UTF-8 text: {e}")))?;
+            let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+            Ok(match other {
+                MediaType::Markdown => markdown(text),
+                MediaType::Html => html(text),
+                _ => plain(text),
+            })
+        }
+    }
+}
+
+fn plain(text: &str) -> Extracted {
+    let title = text
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .filter(|l| l.chars().count() <= 120)
+        .map(str::to_owned);
+    Extracted {
+        title,
+        sections: vec![Section {
+            heading_path: Vec::new(),
+            page: None,
+            text: text.to_owned(),
+        }],
+    }
+}
+
+/// Keeps sections with text in them; trims.
+fn push(
+    sections: &mut Vec<Section>,
+    heading_path: &[String],
+    page: Option<u32>,
+    text: &mut String,
+) {
+    let t = text.trim();
+    if !t.is_empty() {
+        sections.push(Section {
+            heading_path: heading_path.to_vec(),
+            page,
+            text: t.to_owned(),
+        });
+    }
+    text.clear();
+}
+
+fn level(l: HeadingLevel) -> usize {
+    match l {
+        HeadingLevel::H1 => 1,
+        HeadingLevel::H2 => 2,
+        HeadingLevel::H3 => 3,
+        HeadingLevel::H4 => 4,
+        HeadingLevel::H5 => 5,
+        HeadingLevel::H6 => 6,
+    }
+}
+
+fn markdown(text: &str) -> Extracted {
+    let mut sections = Vec::new();
+    let mut path: Vec<(usize, String)> = Vec::new();
+    let mut body = String::new();
+    let mut heading: Option<(usize, String)> = None;
+    let mut title = None;
+    let names = |p: &[(usize, String)]| p.iter().map(|(_, h)| h.clone()).collect::<Vec<_>>();
+    for event in Parser::new(text) {
+        match event {
+            Event::Start(Tag::Heading { level: l, .. }) => {
+                push(&mut sections, &names(&path), None, &mut body);
+                heading = Some((level(l), String::new()));
+            }
+            Event::End(TagEnd::Heading(_)) => {
+                if let Some((l, h)) = heading.take() {
+                    let h = h.trim().to_owned();
+                    if l == 1 && title.is_none() && !h.is_empty() {
+                        title = Some(h.clone());
+                    }
+                    path.retain(|(pl, _)| *pl < l);
+                    path.push((l, h));
+                }
+            }
+            Event::Text(t) | Event::Code(t) => match &mut heading {
+                Some((_, h)) => h.push_str(&t),
+                None => body.push_str(&t),
+            },
+            Event::SoftBreak | Event::HardBreak => match &mut heading {
+                Some((_, h)) => h.push(' '),
+                None => body.push('\n'),
+            },
+            Event::End(TagEnd::Paragraph | TagEnd::Item | TagEnd::CodeBlock | TagEnd::TableRow) => {
+                body.push_str("\n\n");
+            }
+            Event::End(TagEnd::TableCell) => body.push_str(" | "),
+            _ => {}
+        }
+    }
+    push(&mut sections, &names(&path), None, &mut body);
+    Extracted { title, sections }
+}
+
+/// Elements whose text is never the page's content.
+const BOILERPLATE: &[&str] = &[
+    "nav", "header", "footer", "aside", "script", "style", "noscript", "form", "template", "svg",
+    "button", "select", "iframe", "head",
+];
+const BOILERPLATE_ROLES: &[&str] = &[
+    "navigation",
+    "banner",
+    "contentinfo",
+    "complementary",
+    "search",
+];
+/// Elements that end a paragraph.
+const BLOCKS: &[&str] = &[
+    "p",
+    "div",
+    "section",
+    "article",
+    "main",
+    "li",
+    "ul",
+    "ol",
+    "table",
+    "tr",
+    "blockquote",
+    "pre",
+    "br",
+    "dd",
+    "dt",
+    "figcaption",
+    "hr",
+];
+
+fn html(text: &str) -> Extracted {
+    let doc = Html::parse_document(text);
+    let select = |s: &str| Selector::parse(s).expect("static selector");
+    let title = doc
+        .select(&select("title"))
+        .next()
+        .map(|t| collapse(&t.text().collect::<String>()))
+        .filter(|t| !t.is_empty())
+        .or_else(|| {
+            doc.select(&select("h1"))
+                .next()
+                .map(|h| collapse(&h.text().collect::<String>()))
+                .filter(|t| !t.is_empty())
+        });
+    let root = doc
+        .select(&select("main, [role=main], article"))
+        .next()
+        .or_else(|| doc.select(&select("body")).next())
+        .unwrap_or_else(|| doc.root_element());
+    let mut walk = HtmlWalk::default();
+    walk.element(root);
+    let mut body = std::mem::take(&mut walk.body);
+    let names = walk.names();
+    push(&mut walk.sections, &names, None, &mut body);
+    Extracted {
+        title,
+        sections: walk.sections,
+    }
+}
+
+#[derive(Default)]
+struct HtmlWalk {
+    sections: Vec<Section>,
+    path: Vec<(usize, String)>,
+    body: String,
+}
+
+impl HtmlWalk {
+    fn names(&self) -> Vec<String> {
+        self.path.iter().map(|(_, h)| h.clone()).collect()
+    }
+
+    fn element(&mut self, el: ElementRef<'_>) {
+        let e = el.value();
+        let name = e.name();
+        if BOILERPLATE.contains(&name)
+            || e.attr("role")
+                .is_some_and(|r| BOILERPLATE_ROLES.contains(&r))
+            || e.attr("aria-hidden") == Some("true")
+            || e.attr("hidden").is_some()
+        {
+            return;
+        }
+        if let Some(l) = name
+            .strip_prefix('h')
+            .and_then(|n| n.parse::<usize>().ok())
+            .filter(|n| (1..=6).contains(n))
+        {
+            let mut body = std::mem::take(&mut self.body);
+            let names = self.names();
+            push(&mut self.sections, &names, None, &mut body);
+            let h = collapse(&el.text().collect::<String>());
+            self.path.retain(|(pl, _)| *pl < l);
+            self.path.push((l, h));
+            return;
+        }
+        for child in el.children() {
+            match child.value() {
+                Node::Text(t) => self.body.push_str(t),
+                Node::Element(_) => {
+                    if let Some(c) = ElementRef::wrap(child) {
+                        self.element(c);
+                    }
+                }
+                _ => {}
+            }
+        }
+        if BLOCKS.contains(&name) {
+            self.body.push_str("\n\n");
+        }
+    }
+}
+
+/// Collapses runs of whitespace to single spaces.
+fn collapse(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+async fn pdf(bytes: &[u8]) -> Result<Extracted, IngestError> {
+    if !bytes.starts_with(b"%PDF-") {
+        return Err(IngestError::Unreadable(
+            "not a PDF file (no %PDF- header)".into(),
+        ));
+    }
+    if is_encrypted(bytes) {
+        return Err(IngestError::Encrypted);
+    }
+    let dir = std::env::temp_dir().join(format!("coursegen-pdf-{}", uuid::Uuid::new_v4()));
+    tokio::fs::create_dir_all(&dir)
+        .await
+        .map_err(|e| IngestError::Unreadable(format!("temporary directory: {e}")))?;
+    let input = dir.join("in.pdf");
+    let result = async {
+        tokio::fs::write(&input, bytes)
+            .await
+            .map_err(|e| IngestError::Unreadable(format!("temporary file: {e}")))?;
+        let child = tokio::process::Command::new("pdftotext")
+            .args(["-enc", "UTF-8", "-q"])
+            .arg(&input)
+            .arg("-")
+            .kill_on_drop(true)
+            .output();
+        let out = tokio::time::timeout(PDF_TIMEOUT, child)
+            .await
+            .map_err(|_| IngestError::Unreadable(format!("pdftotext took over {PDF_TIMEOUT:?}")))?
+            .map_err(|e| {
+                IngestError::Unreadable(format!("cannot run pdftotext (poppler-utils): {e}"))
+            })?;
+        if !out.status.success() {
+            let err = String::from_utf8_lossy(&out.stderr);
+            if err.contains("ncrypt") || err.contains("password") {
+                return Err(IngestError::Encrypted);
+            }
+            return Err(IngestError::Unreadable(format!(
+                "not a readable PDF ({})",
+                err.trim().lines().next().unwrap_or("pdftotext failed")
+            )));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+    .await;
+    let _ = tokio::fs::remove_dir_all(&dir).await;
+    let text = result?;
+    let mut sections = Vec::new();
+    for (i, page) in text.split('\u{c}').enumerate() {
+        let mut page = page.to_owned();
+        push(&mut sections, &[], Some(i as u32 + 1), &mut page);
+    }
+    let title = sections.first().and_then(|s| {
+        s.text
+            .lines()
+            .map(str::trim)
+            .find(|l| !l.is_empty())
+            .filter(|l| l.chars().count() <= 120)
+            .map(str::to_owned)
+    });
+    Ok(Extracted { title, sections })
+}
+
+/// Whether the PDF's trailer names an encryption dictionary.
+fn is_encrypted(bytes: &[u8]) -> bool {
+    bytes.windows(8).any(|w| w == b"/Encrypt")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn markdown_sections_carry_their_heading_path() {
+        let md = "# Cells\n\nIntro text.\n\n## Membranes\n\nLipids form a bilayer.\n\n### Pumps\n\nATP drives pumps.\n\n## Nucleus\n\nDNA lives here.\n";
+        let x = markdown(md);
+        assert_eq!(x.title.as_deref(), Some("Cells"));
+        let paths: Vec<_> = x
+            .sections
+            .iter()
+            .map(|s| s.heading_path.join(" > "))
+            .collect();
+        assert_eq!(
+            paths,
+            [
+                "Cells",
+                "Cells > Membranes",
+                "Cells > Membranes > Pumps",
+                "Cells > Nucleus"
+            ]
+        );
+        assert_eq!(x.sections[3].text, "DNA lives here.");
+    }
+
+    #[test]
+    fn html_keeps_the_main_text_and_drops_navigation() {
+        let page = r#"<html><head><title>Mitochondria</title><style>p{}</style></head>
+            <body><nav><a href="/">Home</a> <a href="/x">NAVLINK</a></nav>
+            <header>SITE BANNER</header>
+            <main><h1>Mitochondria</h1><p>The powerhouse of the cell.</p>
+            <div role="navigation">MENU</div>
+            <h2>Structure</h2><p>Two membranes.</p><script>var x=1;</script></main>
+            <footer>COPYRIGHT</footer></body></html>"#;
+        let x = html(page);
+        assert_eq!(x.title.as_deref(), Some("Mitochondria"));
+        let all: String = x.sections.iter().map(|s| s.text.clone()).collect();
+        for junk in ["NAVLINK", "SITE BANNER", "MENU", "COPYRIGHT", "var x"] {
+            assert!(!all.contains(junk), "{junk} leaked into {all:?}");
+        }
+        assert_eq!(x.sections[1].heading_path, ["Mitochondria", "Structure"]);
+        assert_eq!(x.sections[1].text, "Two membranes.");
+    }
+
+    #[test]
+    fn media_types_come_from_extensions_and_headers() {
+        assert_eq!(MediaType::from_path("a/b.MD"), Some(MediaType::Markdown));
+        assert_eq!(MediaType::from_path("a/b.docx"), None);
+        assert_eq!(
+            MediaType::parse("text/html; charset=utf-8"),
+            Some(MediaType::Html)
+        );
+    }
+}

@@ -1,0 +1,230 @@
+//! Grounding generation in the user's library: what a step retrieves
+//! (limited to the user and the request's `source_filter`), how it is
+//! recorded in the step's event, and the lesson's citations `[S1]`, `[S2]`,
+//! ... built from the retrieved chunks, never from the model's say-so.
+
+use deadpool_postgres::Pool;
+
+use crate::domain::{
+    Citation, CourseRequested, LessonGenerated, LessonPlan, LessonSection, Retrieved, SourceRef,
+};
+use crate::projections::sources::queries::{self, SearchHit};
+
+/// Chunks retrieved for the outline.
+pub const OUTLINE_K: i64 = 6;
+/// Chunks retrieved for each lesson.
+pub const LESSON_K: i64 = 4;
+
+/// What retrieval found for a step.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Retrieval {
+    /// The request names no `source_filter` and the user's library is empty:
+    /// the course is generated without sources.
+    NoLibrary,
+    /// The request's `source_filter` matches no document: the step fails.
+    NoDocuments { prefix: String },
+    /// The best chunks (possibly none, when nothing matches the words).
+    Hits(Vec<SearchHit>),
+}
+
+/// A full-text query from free text: its distinct words of three letters or
+/// more, any of which may match (`or`), so that a lesson's title, concepts
+/// and objectives rank chunks rather than demand every word at once.
+pub fn any_word_query(text: &str) -> String {
+    let mut words: Vec<String> = Vec::new();
+    for w in text.split(|c: char| !c.is_alphanumeric()) {
+        let w = w.to_lowercase();
+        if w.chars().count() >= 3 && !words.contains(&w) && w != "or" {
+            words.push(w);
+        }
+        if words.len() == 40 {
+            break;
+        }
+    }
+    words.join(" or ")
+}
+
+/// Retrieves the `k` best chunks for `text` from the requesting user's
+/// library, under the request's `source_filter` when it has one.
+///
+/// # Errors
+/// Database errors.
+pub async fn retrieve(
+    pool: &Pool,
+    request: &CourseRequested,
+    text: &str,
+    k: i64,
+) -> Result<Retrieval, deadpool_postgres::PoolError> {
+    let prefix = request.source_filter.clone().unwrap_or_default();
+    if queries::count(pool, request.user_id, &prefix).await? == 0 {
+        return Ok(if prefix.is_empty() {
+            Retrieval::NoLibrary
+        } else {
+            Retrieval::NoDocuments { prefix }
+        });
+    }
+    let query = any_word_query(text);
+    if query.is_empty() {
+        return Ok(Retrieval::Hits(Vec::new()));
+    }
+    Ok(Retrieval::Hits(
+        queries::search(pool, request.user_id, &query, &prefix, k).await?,
+    ))
+}
+
+/// The text a lesson's retrieval searches for: its title, concepts and objectives.
+pub fn lesson_query(plan: &LessonPlan) -> String {
+    let mut text = plan.title.clone();
+    for c in plan.concepts.iter().chain(&plan.objectives) {
+        text.push(' ');
+        text.push_str(c);
+    }
+    text
+}
+
+/// The record of `hits` in the step's event, labelled `S1`, `S2`, ...
+pub fn retrieved(hits: &[SearchHit]) -> Vec<Retrieved> {
+    hits.iter()
+        .enumerate()
+        .map(|(i, h)| Retrieved {
+            label: format!("S{}", i + 1),
+            chunk_id: h.chunk_id,
+            source_id: h.source_id,
+            version: u32::try_from(h.version).unwrap_or_default(),
+            score_micros: (h.score.max(0.0) * 1_000_000.0).round() as u64,
+        })
+        .collect()
+}
+
+/// The first sentences of a passage, at most about `max` characters.
+fn excerpt(text: &str, max: usize) -> String {
+    let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let mut out = String::new();
+    for sentence in flat.split_inclusive(['.', '!', '?']) {
+        if !out.is_empty() && out.len() + sentence.len() > max {
+            break;
+        }
+        out.push_str(sentence);
+    }
+    if out.chars().count() > max + 200 {
+        out = out.chars().take(max).collect::<String>() + "…";
+    }
+    out.trim().to_owned()
+}
+
+/// Grounds a generated lesson in `hits`: records what was retrieved, makes
+/// the lesson's sources exactly the retrieved chunks (label, document id and
+/// version, chunk id, path, title, page or heading, passage), and adds a
+/// section quoting them with their `[Sn]` citations, so that every citation
+/// in the lesson names a chunk that was retrieved. No hits: the lesson is
+/// left as the model wrote it.
+pub fn ground_lesson(lesson: &mut LessonGenerated, hits: &[SearchHit]) {
+    if hits.is_empty() {
+        return;
+    }
+    lesson.retrieved = retrieved(hits);
+    let mut body = String::new();
+    lesson.sources = hits
+        .iter()
+        .enumerate()
+        .map(|(i, h)| {
+            let label = format!("S{}", i + 1);
+            let passage = excerpt(&h.text, 400);
+            let place = match (h.page, h.heading_path.is_empty()) {
+                (Some(p), _) => format!(", page {p}"),
+                (None, false) => format!(", {}", h.heading_path.join(" > ")),
+                _ => String::new(),
+            };
+            body.push_str(&format!("- {passage} [{label}]\n  *{}{place}*\n", h.title));
+            SourceRef {
+                title: format!("{} ({})", h.title, h.path),
+                url: None,
+                cited: Some(Citation {
+                    label,
+                    source_id: h.source_id,
+                    version: u32::try_from(h.version).unwrap_or_default(),
+                    chunk_id: h.chunk_id,
+                    path: h.path.clone(),
+                    page: h.page.and_then(|p| u32::try_from(p).ok()),
+                    heading: (!h.heading_path.is_empty()).then(|| h.heading_path.join(" > ")),
+                    passage,
+                }),
+            }
+        })
+        .collect();
+    let heading = "From your documents";
+    lesson
+        .content_md
+        .push_str(&format!("\n\n## {heading}\n\n{body}"));
+    lesson.sections.push(LessonSection {
+        heading: heading.to_owned(),
+        body,
+    });
+}
+
+/// The message of a course whose `source_filter` matches no document.
+pub fn no_documents_message(prefix: &str) -> String {
+    format!(
+        "no documents in your library under source_filter {prefix:?}: add some \
+         (coursegen sources add PATH --prefix {prefix}, or POST /api/v1/sources), then retry"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use uuid::Uuid;
+
+    fn hit(text: &str, page: Option<i32>) -> SearchHit {
+        SearchHit {
+            chunk_id: Uuid::from_u128(7),
+            source_id: Uuid::from_u128(8),
+            version: 2,
+            path: "bio/cells.pdf".into(),
+            title: "Cells".into(),
+            heading_path: vec![],
+            page,
+            text: text.into(),
+            score: 0.25,
+        }
+    }
+
+    #[test]
+    fn any_word_query_joins_distinct_words_with_or() {
+        assert_eq!(
+            any_word_query("The Cell, the cell and ATP!"),
+            "the or cell or and or atp"
+        );
+        assert_eq!(any_word_query("a b"), "");
+    }
+
+    #[test]
+    fn a_grounded_lesson_cites_exactly_the_retrieved_chunks() {
+        let mut lesson = LessonGenerated {
+            content_md: "# L".into(),
+            sources: vec![SourceRef {
+                title: "Made up".into(),
+                url: Some("https://example.org".into()),
+                cited: None,
+            }],
+            ..LessonGenerated::default()
+        };
+        ground_lesson(
+            &mut lesson,
+            &[hit("Ribosomes make proteins. More text.", Some(2))],
+        );
+        assert_eq!(lesson.sources.len(), 1);
+        let c = lesson.sources[0].cited.as_ref().unwrap();
+        assert_eq!((c.label.as_str(), c.version, c.page), ("S1", 2, Some(2)));
+        assert_eq!(c.passage, "Ribosomes make proteins. More text.");
+        assert!(lesson.content_md.contains("[S1]"));
+        assert_eq!(lesson.retrieved[0].score_micros, 250_000);
+    }
+
+    #[test]
+    fn no_hits_leave_the_lesson_alone() {
+        let mut lesson = LessonGenerated::default();
+        ground_lesson(&mut lesson, &[]);
+        assert_eq!(lesson, LessonGenerated::default());
+    }
+}
