@@ -34,94 +34,20 @@ pub struct GenerateArgs {
 /// `bench generate`: submit to READY with the offline generator, beside
 /// the same event rows inserted one transaction per event.
 pub(super) async fn run(scratch: &ScratchDatabase, args: &GenerateArgs) -> anyhow::Result<()> {
-    use crate::actors::SchedulerSettings;
-    use crate::domain::{CourseRequest, RawCourseRequest};
-    use crate::llm::{LlmSettings, Provider};
-
     let store = scratch.store(32);
-    let llm = crate::llm::client_from_settings(&LlmSettings {
-        llm_provider: Some(Provider::Offline),
-        openai_base_url: String::new(),
-        openai_api_key: None,
-        llm_model: None,
-        llm_max_concurrency: args.llm_concurrency,
-        llm_timeout_secs: 120,
-        llm_max_retries: 0,
-        llm_structured_output: Default::default(),
-        llm_max_tokens: 16384,
-        offline_latency_ms: args.latency_ms,
-    })?;
-    let settings = SchedulerSettings {
-        max_active_courses: None,
-        course_lease_secs: 30.0,
-        scheduler_poll_secs: 1.0,
-    };
-    let app = crate::app::Application::with_llm(
-        store.clone(),
-        llm,
-        &settings,
-        args.llm_concurrency.saturating_mul(2),
-        Duration::from_secs(5),
-    );
     println!(
         "bench generate: {} courses of {} lessons, offline latency {} ms, LLM concurrency {}",
         args.courses, args.lessons, args.latency_ms, args.llm_concurrency
     );
-    let bar = progress_bar(args.courses as u64, "courses READY");
-    let started = Instant::now();
-    // Submit from 8 tasks, as concurrent clients would.
-    let per_task = args.courses.div_ceil(8);
-    let submitters: Vec<_> = (0..8)
-        .map(|t| {
-            let store = store.clone();
-            let n = per_task.min(args.courses.saturating_sub(t * per_task));
-            let lessons = args.lessons;
-            tokio::spawn(async move {
-                for i in 0..n {
-                    let request = CourseRequest::parse(RawCourseRequest {
-                        request_id: Some(Uuid::new_v4().to_string()),
-                        user_id: Some(Uuid::new_v4().to_string()),
-                        topic: Some(format!("Photosynthesis {t}-{i}")),
-                        grade_level: Some("Grade 8".into()),
-                        num_lessons: Some(lessons),
-                        ..RawCourseRequest::default()
-                    })?;
-                    crate::store::courses::submit(&store, request, Metadata::producer("bench"))
-                        .await?;
-                }
-                anyhow::Ok(())
-            })
-        })
-        .collect();
-    for s in submitters {
-        s.await??;
-    }
+    let elapsed = generate(
+        &store,
+        args.courses,
+        args.lessons,
+        args.latency_ms,
+        args.llm_concurrency,
+    )
+    .await?;
     let client = store.pool().get().await?;
-    loop {
-        let ready: i64 = client
-            .query_one(
-                "SELECT count(*) FROM events WHERE event_type = 'CourseCompleted'",
-                &[],
-            )
-            .await?
-            .get(0);
-        bar.set_position(ready as u64);
-        if ready as usize >= args.courses {
-            break;
-        }
-        let failed: i64 = client
-            .query_one(
-                "SELECT count(*) FROM events WHERE event_type = 'CourseFailed'",
-                &[],
-            )
-            .await?
-            .get(0);
-        anyhow::ensure!(failed == 0, "{failed} courses failed during the benchmark");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let elapsed = started.elapsed();
-    bar.finish_and_clear();
-    app.stop().await;
     let peak_rss_mb = peak_rss_kb().map(|kb| kb as f64 / 1024.0);
     let rate = args.courses as f64 / elapsed.as_secs_f64();
 
@@ -205,7 +131,7 @@ fn peak_rss_kb() -> Option<u64> {
 }
 
 /// A progress bar on stderr for long benchmark phases.
-fn progress_bar(len: u64, what: &str) -> indicatif::ProgressBar {
+pub(super) fn progress_bar(len: u64, what: &str) -> indicatif::ProgressBar {
     let bar = indicatif::ProgressBar::new(len);
     bar.set_style(
         indicatif::ProgressStyle::with_template(&format!(
@@ -214,4 +140,111 @@ fn progress_bar(len: u64, what: &str) -> indicatif::ProgressBar {
         .expect("valid template"),
     );
     bar
+}
+
+/// Generates `courses` courses with the offline generator through the
+/// service (submitted from 8 tasks, as concurrent clients would), the
+/// default latency and concurrency; returns once all are READY.
+///
+/// # Errors
+/// A course failed, or database errors.
+pub(super) async fn generate_offline(
+    store: &crate::store::EventStore,
+    courses: usize,
+    lessons: i64,
+) -> anyhow::Result<Duration> {
+    generate(store, courses, lessons, 0, 16).await
+}
+
+/// Submit to READY of `courses` courses with the offline generator; the
+/// time it took.
+async fn generate(
+    store: &crate::store::EventStore,
+    courses: usize,
+    lessons: i64,
+    latency_ms: u64,
+    llm_concurrency: usize,
+) -> anyhow::Result<Duration> {
+    use crate::actors::SchedulerSettings;
+    use crate::domain::{CourseRequest, RawCourseRequest};
+    use crate::llm::{LlmSettings, Provider};
+
+    let llm = crate::llm::client_from_settings(&LlmSettings {
+        llm_provider: Some(Provider::Offline),
+        openai_base_url: String::new(),
+        openai_api_key: None,
+        llm_model: None,
+        llm_max_concurrency: llm_concurrency,
+        llm_timeout_secs: 120,
+        llm_max_retries: 0,
+        llm_structured_output: Default::default(),
+        llm_max_tokens: 16384,
+        offline_latency_ms: latency_ms,
+    })?;
+    let settings = SchedulerSettings {
+        max_active_courses: None,
+        course_lease_secs: 30.0,
+        scheduler_poll_secs: 1.0,
+    };
+    let app = crate::app::Application::with_llm(
+        store.clone(),
+        llm,
+        &settings,
+        llm_concurrency.saturating_mul(2),
+        Duration::from_secs(5),
+    );
+    let bar = progress_bar(courses as u64, "courses READY");
+    let started = Instant::now();
+    let per_task = courses.div_ceil(8);
+    let submitters: Vec<_> = (0..8)
+        .map(|t| {
+            let store = store.clone();
+            let n = per_task.min(courses.saturating_sub(t * per_task));
+            tokio::spawn(async move {
+                for i in 0..n {
+                    let request = CourseRequest::parse(RawCourseRequest {
+                        request_id: Some(Uuid::new_v4().to_string()),
+                        user_id: Some(Uuid::new_v4().to_string()),
+                        topic: Some(format!("Photosynthesis {t}-{i}")),
+                        grade_level: Some("Grade 8".into()),
+                        num_lessons: Some(lessons),
+                        ..RawCourseRequest::default()
+                    })?;
+                    crate::store::courses::submit(&store, request, Metadata::producer("bench"))
+                        .await?;
+                }
+                anyhow::Ok(())
+            })
+        })
+        .collect();
+    for s in submitters {
+        s.await??;
+    }
+    let client = store.pool().get().await?;
+    loop {
+        let ready: i64 = client
+            .query_one(
+                "SELECT count(*) FROM events WHERE event_type = 'CourseCompleted'",
+                &[],
+            )
+            .await?
+            .get(0);
+        bar.set_position(ready as u64);
+        if ready as usize >= courses {
+            break;
+        }
+        let failed: i64 = client
+            .query_one(
+                "SELECT count(*) FROM events WHERE event_type = 'CourseFailed'",
+                &[],
+            )
+            .await?
+            .get(0);
+        anyhow::ensure!(failed == 0, "{failed} courses failed during the benchmark");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let elapsed = started.elapsed();
+    bar.finish_and_clear();
+    app.stop().await;
+    Ok(elapsed)
 }

@@ -8,7 +8,7 @@
 //! - [`append`]: the event store's appends beside plain INSERTs.
 //! - [`generate`]: submit to READY with the offline generator.
 //! - [`http`]: the read endpoints under load beside their SQL.
-//! - [`replay`]: projection replay beside a pure-SQL rebuild, then live lag.
+//! - [`replay`]: projection replay beside two pure-SQL rebuilds, then live lag.
 //! - [`amqp`]: publish to `accepted` reply beside a bare publish-to-consume.
 //! - [`sse`]: database transactions per second of idle progress streams.
 //! - [`export`]: the file backup and SCORM packages beside raw writes and plain loads.
@@ -61,9 +61,11 @@ pub enum BenchCommand {
     /// under concurrent load, beside the same SQL run straight through
     /// tokio-postgres: requests per second and p99 latency.
     Http(http::HttpArgs),
-    /// Replay of N generated courses through the projection runners beside a
-    /// pure-SQL rebuild of the same tables from the same log; then the
-    /// commit-to-visible lag of the live runners under a steady append rate.
+    /// Replay of N courses (by default clones of courses the offline
+    /// generator produced) through the projection runners, with the time of
+    /// each stage, beside the minimal SQL rebuild and the recount of every
+    /// table from the same log; then the commit-to-visible lag of the live
+    /// runners under a steady append rate.
     Replay(replay::ReplayArgs),
     /// Requests per second from publishing to the `accepted` reply through
     /// RabbitMQ, beside a bare publish-to-consume of the same messages.

@@ -24,6 +24,7 @@ pub mod recount;
 pub mod replay;
 pub(crate) mod runner;
 pub mod sources;
+pub mod stages;
 mod text_sql;
 
 use std::sync::Arc;
@@ -153,6 +154,20 @@ impl Projection {
     /// SQL creating its tables with a name suffix (`""` live, `"_next"` for a replay).
     fn create_tables_sql(self, suffix: &str) -> String {
         format!("SELECT coursegen_create_{}_tables('{suffix}')", self.name())
+    }
+
+    /// Indexes (of its live tables) that applying a batch reads, beyond the
+    /// unique ones: a replay keeps them on its fresh tables while loading,
+    /// and builds the others after the load.
+    /// As (table, index name after the table's name and `_`); `None`: all
+    /// of them (not studied yet, so nothing is deferred).
+    fn indexes_read_while_loading(self) -> Option<&'static [(&'static str, &'static str)]> {
+        match self {
+            // The slug numbering looks courses up by their slug base.
+            Self::Courses => Some(&[("courses", "slug_base_idx")]),
+            Self::CourseSummary => Some(&[]),
+            Self::Sources => None,
+        }
     }
 
     /// SQL (re)creating its views over the live tables.

@@ -19,8 +19,10 @@ use indicatif::{ProgressBar, ProgressStyle};
 use tokio::sync::mpsc;
 
 use super::runner::dedicated_connection;
+use super::stages;
 use super::{ApplyError, CheckpointState, Decoded, Projection, ProjectionError};
-use crate::store::{read_all_after_with, EventStore, Position, RecordedEvent};
+use crate::domain::{CourseEvent, LessonGenerated, SubtitlesGenerated};
+use crate::store::{read_all_after_as, EventStore, Position, RecordedEvent};
 
 /// Suffix of the tables a replay builds.
 const NEXT: &str = "_next";
@@ -29,6 +31,64 @@ const BATCH: i64 = 1000;
 /// Events applied before the fresh tables are first analyzed (then again
 /// each time they have doubled).
 const ANALYZE_FIRST: usize = 2000;
+
+/// The payload a rebuild reads: a `LessonGenerated` of the current shape
+/// without its content (`content_md` emptied, `sections` left out) and a
+/// `SubtitlesGenerated` without its cues, which the courses writer copies
+/// from the log server-side (`from_log` in its fold) and no projection
+/// reads from the decoded event; everything else whole (upcast payloads
+/// too, whose content is written from the decoded event). The live runner
+/// reads payloads whole.
+fn slim_payload_sql() -> String {
+    let lesson = CourseEvent::from(LessonGenerated::default()).event_version();
+    let subtitles = CourseEvent::from(SubtitlesGenerated::default()).event_version();
+    format!(
+        "CASE WHEN event_type = 'LessonGenerated' AND event_version = {lesson}
+              THEN (payload - 'sections') || '{{\"content_md\": \"\"}}'::jsonb
+              WHEN event_type = 'SubtitlesGenerated' AND event_version = {subtitles}
+              THEN payload || '{{\"cues\": []}}'::jsonb
+              ELSE payload END"
+    )
+}
+
+/// Indexes of the fresh tables that are built after the load rather than
+/// kept up to date row by row: every index but the unique ones (which
+/// the writes' `ON CONFLICT` and the slug trigger rely on) and those a
+/// projection reads while it loads.
+async fn defer_indexes(
+    conn: &deadpool_postgres::ClientWrapper,
+    projection: Projection,
+) -> Result<Vec<String>, tokio_postgres::Error> {
+    let tables: Vec<String> = projection
+        .tables()
+        .iter()
+        .map(|t| format!("{t}{NEXT}"))
+        .collect();
+    let Some(keep) = projection.indexes_read_while_loading() else {
+        return Ok(Vec::new());
+    };
+    let keep: Vec<String> = keep
+        .iter()
+        .map(|(table, index)| format!("{table}{NEXT}_{index}"))
+        .collect();
+    let rows = conn
+        .query(
+            "SELECT i.indexrelid::regclass::text, pg_get_indexdef(i.indexrelid)
+             FROM pg_index i
+             JOIN pg_class t ON t.oid = i.indrelid
+             WHERE t.relname = ANY($1) AND t.relnamespace = current_schema()::regnamespace
+               AND NOT i.indisunique AND i.indexrelid::regclass::text <> ALL($2)",
+            &[&tables, &keep],
+        )
+        .await?;
+    let mut definitions = Vec::new();
+    for row in rows {
+        let name: String = row.get(0);
+        conn.batch_execute(&format!("DROP INDEX {name}")).await?;
+        definitions.push(row.get(1));
+    }
+    Ok(definitions)
+}
 
 /// What a replay did.
 #[derive(Debug, Clone, Copy)]
@@ -59,6 +119,8 @@ pub async fn replay(
 struct Target {
     projection: Projection,
     conn: deadpool_postgres::ClientWrapper,
+    /// The indexes built once the fresh tables are loaded.
+    deferred_indexes: Vec<String>,
 }
 
 /// Rebuilds several projections in one pass over the log: one reader, one
@@ -101,7 +163,12 @@ pub(crate) async fn replay_all(
             .await?;
         conn.batch_execute(&projection.create_tables_sql(NEXT))
             .await?;
-        targets.push(Target { projection, conn });
+        let deferred_indexes = defer_indexes(&conn, projection).await?;
+        targets.push(Target {
+            projection,
+            conn,
+            deferred_indexes,
+        });
     }
     let total: i64 = targets[0]
         .conn
@@ -134,12 +201,36 @@ pub(crate) async fn replay_all(
     let mut targets = targets;
     if let Ok((position, events)) = result {
         for t in &mut targets {
-            // Statistics before the tables go live, outside the swap's pause.
-            if let Err(e) = t.conn.batch_execute(&analyze_sql(t.projection)).await {
+            let built = stages::timed("index builds", async {
+                t.conn
+                    .batch_execute("SET maintenance_work_mem = '256MB'")
+                    .await?;
+                for definition in &t.deferred_indexes {
+                    t.conn.batch_execute(definition).await?;
+                }
+                Ok::<(), tokio_postgres::Error>(())
+            })
+            .await;
+            if let Err(e) = built {
                 result = Err(e.into());
                 break;
             }
-            match swap(&mut t.conn, t.projection, position, events, &bar).await {
+            // Statistics before the tables go live, outside the swap's pause.
+            let analyzed = stages::timed(
+                "ANALYZE before the swap",
+                t.conn.batch_execute(&analyze_sql(t.projection)),
+            )
+            .await;
+            if let Err(e) = analyzed {
+                result = Err(e.into());
+                break;
+            }
+            let swapped = stages::timed(
+                "swap",
+                swap(&mut t.conn, t.projection, position, events, &bar),
+            )
+            .await;
+            match swapped {
                 Ok((checkpoint, events)) => reports.push(ReplayReport {
                     projection: t.projection,
                     events,
@@ -273,11 +364,17 @@ async fn read_log(
 ) -> Result<(Position, u64), ProjectionError> {
     let mut position = Position::START;
     let mut events = 0u64;
+    let payload = slim_payload_sql();
+    let client = store.pool().get().await?;
     loop {
         if senders.iter().any(mpsc::Sender::is_closed) {
             return Ok((position, events));
         }
-        let read = store.read_all_after(position, batch).await?;
+        let read = stages::timed(
+            "read the log",
+            read_all_after_as(&client, position, batch, &payload),
+        )
+        .await?;
         let Some(last) = read.last() else {
             return Ok((position, events));
         };
@@ -312,10 +409,13 @@ async fn apply_batches(
             };
             let Some(batch) = batch else { return };
             let decoded = tokio::task::spawn_blocking(move || {
-                batch
+                let started = Instant::now();
+                let decoded = batch
                     .iter()
                     .map(|e| Decoded::new(projection, e))
-                    .collect::<Vec<_>>()
+                    .collect::<Vec<_>>();
+                stages::add("decode", started.elapsed());
+                decoded
             })
             .await
             .expect("decoding does not panic");
@@ -333,12 +433,17 @@ async fn apply_batches(
             let events = decoded.len();
             let mut t = target.conn.transaction().await?;
             apply_finding_poison(&mut t, projection, &decoded).await?;
-            t.commit().await?;
+            stages::timed("commit", t.commit()).await?;
+            stages::add(apply_stage(projection), started.elapsed());
             applied += events;
             if applied >= next_analyze {
                 // Fresh tables have no statistics: without them the planner
                 // takes `x = ANY($1)` for most of the table and scans it all.
-                target.conn.batch_execute(&analyze).await?;
+                stages::timed(
+                    "ANALYZE during the load",
+                    target.conn.batch_execute(&analyze),
+                )
+                .await?;
                 next_analyze = applied * 2;
             }
             if let Some(bar) = &bar {
@@ -353,6 +458,16 @@ async fn apply_batches(
     drop(decoded_rx);
     let _ = decoder.await;
     (target, result)
+}
+
+/// The stage a projection's batches are timed under (transaction and
+/// commit included).
+fn apply_stage(projection: Projection) -> &'static str {
+    match projection {
+        Projection::Courses => "apply courses (all its tables)",
+        Projection::CourseSummary => "apply course_summary",
+        Projection::Sources => "apply sources",
+    }
 }
 
 /// Pauses the live runner, applies what is left, swaps the tables in and
@@ -372,8 +487,9 @@ async fn swap(
         &[&projection.pause_lock_key()],
     )
     .await?;
+    let payload = slim_payload_sql();
     loop {
-        let batch = read_all_after_with(&t, position, BATCH).await?;
+        let batch = read_all_after_as(&t, position, BATCH, &payload).await?;
         let Some(last) = batch.last() else { break };
         position = last.position();
         let decoded: Vec<Decoded> = batch.iter().map(|e| Decoded::new(projection, e)).collect();

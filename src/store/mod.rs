@@ -18,7 +18,7 @@ mod reads;
 pub mod subscription;
 pub(crate) mod work;
 
-pub(crate) use reads::read_all_after_with;
+pub(crate) use reads::{read_all_after_as, read_all_after_with};
 
 use std::sync::Arc;
 

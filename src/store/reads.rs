@@ -95,12 +95,28 @@ pub(crate) async fn read_all_after_with(
     checkpoint: Position,
     limit: i64,
 ) -> Result<Vec<RecordedEvent>, StoreError> {
+    read_all_after_as(client, checkpoint, limit, "payload").await
+}
+
+/// [`read_all_after_with`] with each payload as the SQL expression
+/// `payload` (over the `events` row) makes it: a rebuild leaves out, server
+/// side, what it will copy from the log without reading it.
+///
+/// # Errors
+/// Database errors only.
+pub(crate) async fn read_all_after_as(
+    client: &impl deadpool_postgres::GenericClient,
+    checkpoint: Position,
+    limit: i64,
+    payload: &str,
+) -> Result<Vec<RecordedEvent>, StoreError> {
+    let columns = COLUMNS.replacen("payload", &format!("{payload} AS payload"), 1);
     // ORDER BY names `events.` columns: a bare `transaction_id` would mean the
     // output column of that name (the bigint cast in COLUMNS), which no index
     // serves: every read would sort the rest of the log.
     let stmt = client
         .prepare_cached(&format!(
-            "SELECT {COLUMNS} FROM events
+            "SELECT {columns} FROM events
              WHERE (transaction_id, global_position) > ($1::text::xid8, $2)
                AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
              ORDER BY events.transaction_id, events.global_position

@@ -56,7 +56,11 @@ pub(super) struct BodyRow {
 /// A row of `subtitles`.
 #[derive(Debug, PartialEq)]
 pub(super) struct SubtitleRow {
-    pub cues: Value,
+    /// Like [`BodyRow::from_log`]: the server copies the cues from the
+    /// event's `cues` when the payload has the current shape.
+    pub from_log: Option<i64>,
+    /// The cues, for upcast payloads only.
+    pub cues: Option<Value>,
     pub model: Option<String>,
     pub total_tokens: i64,
     pub generated_at: DateTime<Utc>,
@@ -285,10 +289,13 @@ pub(super) fn fold<'a>(
                 );
             }
             CourseEvent::SubtitlesGenerated(t) => {
+                let current = d.event_version == event.event_version();
                 subtitles.insert(
                     (id, int(t.lesson), t.language.clone()),
                     SubtitleRow {
-                        cues: serde_json::to_value(&t.cues).expect("cues serialize"),
+                        from_log: current.then_some(d.position.global_position),
+                        cues: (!current)
+                            .then(|| serde_json::to_value(&t.cues).expect("cues serialize")),
                         model: t.model.clone(),
                         total_tokens: big(t.usage.total_tokens),
                         generated_at: at,

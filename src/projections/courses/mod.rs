@@ -22,6 +22,7 @@ mod writer;
 pub use slugs::slug_base;
 pub(crate) use status::LessonStatus;
 
+use super::stages::timed;
 use super::{readable, ApplyError, Decoded};
 use crate::store::Position;
 
@@ -40,21 +41,30 @@ pub(crate) async fn apply(
         return Ok(());
     };
     let err = db(first);
-    let (courses, stored_bases) = writer::load_courses(tx, suffix, &fold::course_ids(&events))
-        .await
-        .map_err(&err)?;
-    let lessons = writer::load_lessons(tx, suffix, &fold::lesson_course_ids(&events))
-        .await
-        .map_err(&err)?;
+    let (courses, stored_bases) = timed(
+        "courses.load",
+        writer::load_courses(tx, suffix, &fold::course_ids(&events)),
+    )
+    .await
+    .map_err(&err)?;
+    let lessons = timed(
+        "courses.load",
+        writer::load_lessons(tx, suffix, &fold::lesson_course_ids(&events)),
+    )
+    .await
+    .map_err(&err)?;
     let mut changes = fold::fold(courses, lessons, &events)?;
 
     let bases = slugs::touched_bases(&changes.courses, &stored_bases, &changes.dirty_courses);
     let renamed = if bases.is_empty() {
         Vec::new()
     } else {
-        let others = writer::slug_holders(tx, suffix, &bases, &changes.dirty_courses)
-            .await
-            .map_err(&err)?;
+        let others = timed(
+            "courses.load",
+            writer::slug_holders(tx, suffix, &bases, &changes.dirty_courses),
+        )
+        .await
+        .map_err(&err)?;
         slugs::number(&bases, others, &mut changes.courses, &changes.dirty_courses)
     };
     if !renamed.is_empty() {
@@ -69,26 +79,41 @@ pub(crate) async fn apply(
         .iter()
         .map(|id| &changes.courses[id])
         .collect();
-    writer::write_courses(tx, suffix, &rows)
+    timed("write courses", writer::write_courses(tx, suffix, &rows))
         .await
         .map_err(&err)?;
-    writer::rename_slugs(tx, suffix, &renamed)
+    timed("write courses", writer::rename_slugs(tx, suffix, &renamed))
         .await
         .map_err(&err)?;
-    writer::write_lessons(tx, suffix, &changes.dirty_lessons, &changes.lessons)
-        .await
-        .map_err(&err)?;
-    writer::write_bodies(tx, suffix, &changes.bodies)
-        .await
-        .map_err(&err)?;
-    writer::write_checks(tx, suffix, &changes.checks)
-        .await
-        .map_err(&err)?;
-    writer::write_elements(tx, suffix, &changes.elements)
-        .await
-        .map_err(&err)?;
-    writer::write_subtitles(tx, suffix, &changes.subtitles)
-        .await
-        .map_err(&err)?;
+    timed(
+        "write lessons",
+        writer::write_lessons(tx, suffix, &changes.dirty_lessons, &changes.lessons),
+    )
+    .await
+    .map_err(&err)?;
+    timed(
+        "write lesson_bodies",
+        writer::write_bodies(tx, suffix, &changes.bodies),
+    )
+    .await
+    .map_err(&err)?;
+    timed(
+        "write lesson_checks",
+        writer::write_checks(tx, suffix, &changes.checks),
+    )
+    .await
+    .map_err(&err)?;
+    timed(
+        "write interactive_elements",
+        writer::write_elements(tx, suffix, &changes.elements),
+    )
+    .await
+    .map_err(&err)?;
+    timed(
+        "write subtitles",
+        writer::write_subtitles(tx, suffix, &changes.subtitles),
+    )
+    .await
+    .map_err(&err)?;
     Ok(())
 }

@@ -521,8 +521,12 @@ pub(super) async fn write_subtitles(
     let stmt = tx
         .prepare_cached(&format!(
             "INSERT INTO subtitles{s} ({SUBTITLE_COLUMNS})
-             SELECT * FROM unnest($1::uuid[], $2::int4[], $3::text[], $4::jsonb[], $5::text[],
-                                  $6::int8[], $7::timestamptz[])
+             SELECT u.course_id, u.n, u.language, coalesce(u.cues, e.payload->'cues'),
+                    u.model, u.total_tokens, u.generated_at
+             FROM unnest($1::uuid[], $2::int4[], $3::text[], $4::jsonb[], $5::text[],
+                         $6::int8[], $7::timestamptz[], $8::int8[])
+                  AS u(course_id, n, language, cues, model, total_tokens, generated_at, from_log)
+             LEFT JOIN events e ON e.global_position = u.from_log
              ON CONFLICT (course_id, lesson_number, language) DO UPDATE SET
                  cues = EXCLUDED.cues, model = EXCLUDED.model,
                  total_tokens = EXCLUDED.total_tokens, generated_at = EXCLUDED.generated_at"
@@ -532,13 +536,16 @@ pub(super) async fn write_subtitles(
     let ids: Vec<Uuid> = rows.iter().map(|(k, _)| k.0).collect();
     let ns: Vec<i32> = rows.iter().map(|(k, _)| k.1).collect();
     let languages: Vec<&str> = rows.iter().map(|(k, _)| k.2.as_str()).collect();
-    let cues: Vec<&Value> = rows.iter().map(|(_, r)| &r.cues).collect();
+    let cues: Vec<Option<&Value>> = rows.iter().map(|(_, r)| r.cues.as_ref()).collect();
+    let from_log: Vec<Option<i64>> = rows.iter().map(|(_, r)| r.from_log).collect();
     let models: Vec<Option<&str>> = rows.iter().map(|(_, r)| r.model.as_deref()).collect();
     let tokens: Vec<i64> = rows.iter().map(|(_, r)| r.total_tokens).collect();
     let at: Vec<DateTime<Utc>> = rows.iter().map(|(_, r)| r.generated_at).collect();
     tx.execute(
         &stmt,
-        &[&ids, &ns, &languages, &cues, &models, &tokens, &at],
+        &[
+            &ids, &ns, &languages, &cues, &models, &tokens, &at, &from_log,
+        ],
     )
     .await?;
     Ok(())
