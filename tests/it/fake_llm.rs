@@ -238,7 +238,7 @@ impl Respond for Responder {
         if let Some(dialect) = &self.script.dialect {
             let answer = match &asked {
                 Asked::Outline { topic } => outline_answer(topic, lesson_count(&body)),
-                Asked::Lesson { number, .. } => lesson_answer(*number),
+                Asked::Lesson { number, .. } => cite_if_grounded(lesson_answer(*number), &body),
                 Asked::Translation { .. } => translation_answer(user_message(&body)),
             };
             return dialect(&Exchange {
@@ -265,7 +265,7 @@ impl Respond for Responder {
                     .get(number)
                     .copied()
                     .unwrap_or_default();
-                (lesson_answer(*number), extra)
+                (cite_if_grounded(lesson_answer(*number), &body), extra)
             }
             Asked::Translation { lesson, .. } => {
                 let extra = self
@@ -383,7 +383,20 @@ fn outline_answer(topic: &str, lessons: u32) -> String {
     .to_string()
 }
 
-fn lesson_answer(number: u32) -> String {
+/// A lesson answer citing `[S1]`, as a model told to cite the source
+/// passages of its prompt does, when the prompt lists some.
+pub fn cite_if_grounded(answer: String, body: &Value) -> String {
+    if !user_message(body).contains("\n[S1] ") {
+        return answer;
+    }
+    let mut v: Value = serde_json::from_str(&answer).unwrap();
+    let cited = format!("{} [S1]", v["content_md"].as_str().unwrap());
+    v["content_md"] = json!(cited);
+    v["sources"] = json!([{ "title": "[S1] the first passage", "url": null }]);
+    v.to_string()
+}
+
+pub fn lesson_answer(number: u32) -> String {
     let question = |q: &str| {
         json!({
             "question": q,
