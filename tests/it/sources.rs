@@ -626,6 +626,17 @@ async fn a_model_citing_an_id_that_was_not_retrieved_is_asked_again_and_the_less
         .filter(|b| b.to_string().contains("Write lesson 1."))
         .collect();
     assert_eq!(bodies.len(), 2, "asked once, then once again");
+    let outline = app
+        .llm()
+        .bodies()
+        .into_iter()
+        .find(|b| b.to_string().contains("Plan a course on: "))
+        .unwrap();
+    let outline_prompt = outline["messages"][1]["content"].as_str().unwrap();
+    assert!(
+        outline_prompt.contains("\n[S1] \"") && outline_prompt.contains("sodium-potassium pump"),
+        "the outline's prompt shows the chunks: {outline_prompt}"
+    );
     let user_text = |b: &Value| b["messages"][1]["content"].as_str().unwrap().to_owned();
     let prompt = user_text(&bodies[0]);
     assert!(prompt.contains("\n[S1] \""), "{prompt}");

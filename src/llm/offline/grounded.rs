@@ -142,9 +142,19 @@ struct Sentence {
 /// quote marks, whitespace flattened.
 fn prose(text: &str) -> String {
     let mut out = String::new();
-    for line in text.lines() {
-        let line = line.trim();
+    let lines: Vec<&str> = text.lines().map(str::trim).collect();
+    for (i, &line) in lines.iter().enumerate() {
         if line.starts_with('#') || line.starts_with("```") || line.starts_with('|') {
+            continue;
+        }
+        // A title line of a text layer or plain text: short, unpunctuated,
+        // capitalised, and followed by a capitalised line.
+        let next = lines[i + 1..].iter().find(|l| !l.is_empty());
+        let title = line.split_whitespace().count() <= 6
+            && !line.ends_with(['.', '!', '?', ':', ';', ','])
+            && line.chars().next().is_some_and(char::is_uppercase)
+            && next.is_some_and(|n| n.chars().next().is_some_and(char::is_uppercase));
+        if title {
             continue;
         }
         let line = line.trim_start_matches(['-', '*', '>', '+']).trim_start();
@@ -571,6 +581,10 @@ mod tests {
         assert_eq!(
             prose("# Title\n\n- Ribosomes build proteins.\n> Quoted"),
             "Ribosomes build proteins. Quoted"
+        );
+        assert_eq!(
+            prose("Cell Biology Notes\nThe mitochondrion makes ATP. It has\ntwo membranes."),
+            "The mitochondrion makes ATP. It has two membranes."
         );
     }
 
