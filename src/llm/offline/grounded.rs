@@ -225,12 +225,16 @@ fn relevance(sentence: &str, concept: &str) -> usize {
 /// (capitalised inside the sentence), then the longest.
 fn key_term(sentence: &str, lesson_terms: &str) -> Option<String> {
     let lesson = words(lesson_terms);
+    let all = words(sentence);
     sentence
         .split(|c: char| !c.is_alphanumeric() && c != '-')
         .enumerate()
         .filter(|(_, w)| {
             let lower = w.to_lowercase();
-            w.chars().count() >= 5 && is_content_word(&lower)
+            // Once only: a second occurrence would give the answer away.
+            w.chars().count() >= 5
+                && is_content_word(&lower)
+                && all.iter().filter(|x| **x == lower).count() == 1
         })
         .max_by_key(|(i, w)| {
             let lower = w.to_lowercase();
@@ -585,6 +589,17 @@ mod tests {
         assert_eq!(
             prose("Cell Biology Notes\nThe mitochondrion makes ATP. It has\ntwo membranes."),
             "The mitochondrion makes ATP. It has two membranes."
+        );
+    }
+
+    #[test]
+    fn the_key_term_occurs_once_and_prefers_the_lesson_s_own_words() {
+        let s = "The sodium-potassium pump moves two potassium ions and three sodium ions.";
+        assert_eq!(key_term(s, "Transport").as_deref(), Some("moves"));
+        assert_eq!(key_term(s, "Three ions").as_deref(), Some("three"));
+        assert_eq!(
+            blank_out("Ions cross; ions", "Ions").as_deref(),
+            Some("_____ cross; ions")
         );
     }
 
