@@ -220,13 +220,13 @@ fn relevance(sentence: &str, concept: &str) -> usize {
         .count()
 }
 
-/// The word of `sentence` best worth blanking: a content word of at least
-/// five letters, preferring one of the lesson's own terms, then a name
-/// (capitalised inside the sentence), then the longest.
-fn key_term(sentence: &str, lesson_terms: &str) -> Option<String> {
+/// The words of `sentence` worth blanking, best first: content words of at
+/// least five letters that it states once, preferring the lesson's own
+/// terms, then names (capitalised inside the sentence), then the longest.
+fn key_terms(sentence: &str, lesson_terms: &str) -> Vec<String> {
     let lesson = words(lesson_terms);
     let all = words(sentence);
-    sentence
+    let mut ranked: Vec<(usize, &str)> = sentence
         .split(|c: char| !c.is_alphanumeric() && c != '-')
         .enumerate()
         .filter(|(_, w)| {
@@ -236,13 +236,20 @@ fn key_term(sentence: &str, lesson_terms: &str) -> Option<String> {
                 && is_content_word(&lower)
                 && all.iter().filter(|x| **x == lower).count() == 1
         })
-        .max_by_key(|(i, w)| {
-            let lower = w.to_lowercase();
-            let in_lesson = lesson.contains(&lower);
-            let name = *i > 0 && w.chars().next().is_some_and(char::is_uppercase);
-            (in_lesson, name, w.chars().count(), std::cmp::Reverse(*i))
-        })
-        .map(|(_, w)| w.to_owned())
+        .collect();
+    ranked.sort_by_key(|(i, w)| {
+        let lower = w.to_lowercase();
+        let in_lesson = lesson.contains(&lower);
+        let name = *i > 0 && w.chars().next().is_some_and(char::is_uppercase);
+        std::cmp::Reverse((in_lesson, name, w.chars().count(), std::cmp::Reverse(*i)))
+    });
+    ranked.into_iter().map(|(_, w)| w.to_owned()).collect()
+}
+
+/// The best of [`key_terms`].
+#[cfg(test)]
+fn key_term(sentence: &str, lesson_terms: &str) -> Option<String> {
+    key_terms(sentence, lesson_terms).into_iter().next()
 }
 
 /// `sentence` with the first whole-word `term` replaced by a blank.
@@ -270,30 +277,38 @@ fn cloze_quiz(
     chunks: &[SourceChunk],
     lesson_terms: &str,
 ) -> Vec<QuizQuestion> {
-    let terms: Vec<(usize, String)> = quoted
+    let terms: Vec<Vec<String>> = quoted
         .iter()
-        .enumerate()
-        .filter_map(|(i, s)| key_term(&s.text, lesson_terms).map(|t| (i, t)))
+        .map(|s| key_terms(&s.text, lesson_terms))
         .collect();
     let mut quiz = Vec::new();
     let mut asked_terms: Vec<String> = Vec::new();
-    for (i, term) in &terms {
-        let s = &quoted[*i];
-        let lower = term.to_lowercase();
-        if asked_terms.contains(&lower) {
+    for (i, s) in quoted.iter().enumerate() {
+        let Some(term) = terms[i]
+            .iter()
+            .find(|t| !asked_terms.contains(&t.to_lowercase()))
+        else {
             continue;
-        }
+        };
+        let lower = term.to_lowercase();
         let Some(blanked) = blank_out(&s.text, term) else {
             continue;
         };
         let sentence_words = words(&s.text);
-        let mut others: Vec<(bool, String)> = terms
+        // Other sentences' best terms first, other chunks' before this one's.
+        let mut others: Vec<(usize, bool, String)> = terms
             .iter()
-            .filter(|(j, t)| j != i && !sentence_words.contains(&t.to_lowercase()))
-            .map(|(j, t)| (quoted[*j].chunk == s.chunk, t.clone()))
+            .enumerate()
+            .filter(|(j, _)| *j != i)
+            .flat_map(|(j, ts)| {
+                ts.iter()
+                    .enumerate()
+                    .map(move |(rank, t)| (rank, quoted[j].chunk == s.chunk, t.clone()))
+            })
+            .filter(|(_, _, t)| !sentence_words.contains(&t.to_lowercase()))
             .collect();
-        // Terms of other chunks first, then of the same chunk.
-        others.sort_by_key(|(same, _)| *same);
+        others.sort_by_key(|(rank, same, _)| (*rank, *same));
+        let others = others.into_iter().map(|(_, same, t)| (same, t));
         let mut options: Vec<String> = Vec::new();
         for (_, t) in others {
             let shaped = if term.chars().next().is_some_and(char::is_uppercase) {
@@ -590,6 +605,28 @@ mod tests {
             prose("Cell Biology Notes\nThe mitochondrion makes ATP. It has\ntwo membranes."),
             "The mitochondrion makes ATP. It has two membranes."
         );
+    }
+
+    #[test]
+    fn a_short_single_document_still_gets_cloze_questions() {
+        let course = CourseRequested {
+            topic: "Tides".into(),
+            num_lessons: 1,
+            language: "en".into(),
+            ..Default::default()
+        };
+        let outline = outline(&course);
+        let chunks = [chunk(
+            "S1",
+            "Tides",
+            "Tides are caused mainly by the gravitational pull of the Moon. Spring tides \
+             happen when the Sun and the Moon line up. Neap tides happen when they pull at \
+             right angles.",
+        )];
+        let lesson = lesson(&course, &outline, 1, &chunks).unwrap();
+        assert_eq!(validate::lesson(&outline, 1, &lesson), Ok(()));
+        let cloze = lesson.quiz.iter().filter(|q| q.question.contains("_____"));
+        assert!(cloze.count() >= 2, "{:#?}", lesson.quiz);
     }
 
     #[test]
