@@ -328,7 +328,7 @@ fn cloze_quiz(
         if options.len() < 2 {
             continue;
         }
-        let answer = (stable_hash(&s.text) as usize) % (options.len() + 1);
+        let answer = (stable_hash(&s.text) as usize).wrapping_add(quiz.len()) % (options.len() + 1);
         options.insert(answer, term.clone());
         let chunk = &chunks[s.chunk];
         quiz.push(QuizQuestion {
