@@ -3,6 +3,7 @@
 #   scripts/services.sh postgres-binaries   PostgreSQL server binaries (initdb, pg_ctl) installed
 #   scripts/services.sh postgres            PostgreSQL server installed and running on 127.0.0.1:5432
 #   scripts/services.sh rabbitmq            RabbitMQ installed and running on 127.0.0.1:5672
+#   scripts/services.sh chromium            headless Chromium and chromedriver (the web app's browser tests)
 #   scripts/services.sh pdftotext           poppler's pdftotext installed (the PDF text layer of sources)
 # Installs with apt-get (Debian/Ubuntu) when something is missing.
 set -euo pipefail
@@ -68,11 +69,17 @@ ensure_rabbitmq() {
   log "RabbitMQ did not come up"; return 1
 }
 
+ensure_chromium() {
+  if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; then return 0; fi
+  apt_install chromium chromium-driver
+}
+
 case "${1:-}" in
   postgres-binaries) ensure_postgres_binaries ;;
   postgres) ensure_postgres ;;
   rabbitmq) ensure_rabbitmq ;;
+  chromium) ensure_chromium ;;
   pg-bin-dir) pg_bin_dir ;;
   pdftotext) command -v pdftotext >/dev/null 2>&1 || apt_install poppler-utils ;;
-  *) echo "usage: $0 postgres-binaries|postgres|rabbitmq" >&2; exit 2 ;;
+  *) echo "usage: $0 postgres-binaries|postgres|rabbitmq|chromium|pdftotext" >&2; exit 2 ;;
 esac

@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 command -v cargo >/dev/null 2>&1 || { echo "cargo not found: install Rust (https://rustup.rs) first" >&2; exit 1; }
 scripts/services.sh postgres
 scripts/services.sh rabbitmq
+scripts/services.sh chromium
 scripts/services.sh pdftotext
 
 # Tests create (and drop) one database each on this server.

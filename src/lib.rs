@@ -10,6 +10,7 @@
 //! - [`render`]: lesson markdown to sanitised HTML, for every page that shows model output.
 //! - [`sources`]: the source library: files to document versions (text, chunks, language), ingested into one stream per document.
 //! - [`ingress`]: how requests arrive and replies leave: the HTTP API (`/api/v1`) and RabbitMQ.
+//! - [`web`]: the web app at `/`: server-rendered pages over the same projections and tenant rules as the API.
 //! - [`app`]: `coursegen serve`: everything started, stopped cleanly on a signal.
 //! - [`retry`]: retry delays: one exponential backoff with a cap and jitter for every retrying loop.
 //! - [`config`]: typed settings from the environment and CLI flags.
@@ -32,3 +33,4 @@ pub mod retry;
 pub mod sources;
 pub mod store;
 pub mod telemetry;
+pub mod web;

@@ -351,8 +351,161 @@ pub(crate) async fn run(scratch: &ScratchDatabase, args: &HttpArgs) -> anyhow::R
             println!("  errors: http {}, raw {}", http.errors, raw.errors);
         }
     }
+    pages_beside_json(&store, &seed, &tokens, &client, addr, args).await?;
     handle.stop(true).await;
     api_store.pool().close();
     store.pool().close();
+    Ok(())
+}
+
+/// Lessons given a body (lesson 1 of the first this many courses), for the
+/// lesson rows.
+const LESSON_BODIES: i64 = 2_000;
+
+/// A lesson as a model writes one: headings, paragraphs, a list, code.
+const LESSON_MARKDOWN: &str = "# Lesson 1: A first look\n\n## Introduction\n\nWelcome. This \
+    lesson gives you a map of the topic: what it is, the words people use and where you meet \
+    it. **Nothing** here assumes you have studied it before.\n\n- Explain it in your own words\n\
+    - Use the basic vocabulary correctly\n- Spot it in everyday life\n\n## Worked example\n\n\
+    Start from a simple case, describe it in plain words, and only then add detail.\n\n\
+    ```python\ndef area(r):\n    return 3.14159 * r * r  # a circle\n```\n\n## Summary\n\n\
+    Relate each idea to something you already know; a familiar anchor makes it easier to keep.\n";
+
+/// Gives lesson 1 of the first [`LESSON_BODIES`] courses a body and a
+/// three-question quiz; returns those courses with their owners.
+async fn seed_lessons(store: &EventStore, seed: &Seed) -> anyhow::Result<Vec<(Uuid, Uuid)>> {
+    let client = store.pool().get().await?;
+    let body = LESSON_MARKDOWN.repeat(3);
+    client
+        .execute(
+            "INSERT INTO lesson_bodies (course_id, lesson_number, content_md, content_json,
+                                        sources, model, total_tokens, generated_at)
+             SELECT id, 1, $1, '[]', '[{\"title\": \"A textbook\", \"url\": null}]', 'bench', 900, now()
+             FROM courses ORDER BY id LIMIT $2",
+            &[&body, &LESSON_BODIES],
+        )
+        .await?;
+    client
+        .execute(
+            "INSERT INTO lesson_checks (course_id, lesson_number, question_number, question,
+                                        options, answer_index, explanation)
+             SELECT b.course_id, 1, q, 'Question ' || q || '?', '[\"A\", \"B\", \"C\"]', 1, 'B is right.'
+             FROM lesson_bodies b, generate_series(1, 3) AS q",
+            &[],
+        )
+        .await?;
+    let rows = client
+        .query(
+            "SELECT c.user_id, c.id FROM courses c JOIN lesson_bodies b ON b.course_id = c.id",
+            &[],
+        )
+        .await?;
+    let owners: std::collections::HashSet<(Uuid, Uuid)> = seed.courses.iter().copied().collect();
+    Ok(rows
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .filter(|pair| owners.contains(pair))
+        .collect())
+}
+
+/// The web app's pages beside the JSON endpoints of the same data, on the
+/// same server in the same run: `ratio` is the page's time per request
+/// over the JSON's (the target is at most 2).
+async fn pages_beside_json(
+    store: &EventStore,
+    seed: &Arc<Seed>,
+    tokens: &Arc<std::collections::HashMap<Uuid, String>>,
+    client: &reqwest::Client,
+    addr: std::net::SocketAddr,
+    args: &HttpArgs,
+) -> anyhow::Result<()> {
+    let lessons = Arc::new(seed_lessons(store, seed).await?);
+    if lessons.is_empty() {
+        anyhow::bail!("no lesson was seeded");
+    }
+    let duration = Duration::from_secs_f64(args.seconds);
+    let warm = Duration::from_secs_f64((args.seconds / 5.0).max(0.5));
+    println!();
+    println!(
+        "{:<28} {:>10} {:>9} {:>9} {:>10} {:>9} {:>9} {:>7}",
+        "web page (beside its JSON)",
+        "page r/s",
+        "page p50",
+        "page p99",
+        "json r/s",
+        "json p50",
+        "json p99",
+        "ratio"
+    );
+    let base = format!("http://{addr}");
+    for (name, lesson) in [
+        ("GET / (library)", false),
+        ("GET /courses/{id}/lessons/1", true),
+    ] {
+        let one = |json: bool| {
+            let (client, base, tokens, seed, lessons) = (
+                client.clone(),
+                base.clone(),
+                tokens.clone(),
+                seed.clone(),
+                lessons.clone(),
+            );
+            move || {
+                let mut rng = rand::thread_rng();
+                let (user, course) = if lesson {
+                    lessons[rng.gen_range(0..lessons.len())]
+                } else {
+                    seed.courses[rng.gen_range(0..seed.courses.len())]
+                };
+                let page = rng.gen_range(1..=seed.pages);
+                let path = match (lesson, json) {
+                    (false, false) => format!("/?page={page}"),
+                    (false, true) => format!("/api/v1/courses?page={page}&per_page={PER_PAGE}"),
+                    (true, false) => format!("/courses/{course}/lessons/1"),
+                    (true, true) => format!("/api/v1/courses/{course}/lessons/1"),
+                };
+                let token = &tokens[&user];
+                let request = if json {
+                    client.get(format!("{base}{path}")).bearer_auth(token)
+                } else {
+                    client.get(format!("{base}{path}")).header(
+                        reqwest::header::COOKIE,
+                        format!("{}={token}", crate::web::session::SESSION_COOKIE),
+                    )
+                }
+                .send();
+                async move {
+                    match request.await {
+                        Ok(r) if r.status().is_success() => r.bytes().await.is_ok(),
+                        _ => false,
+                    }
+                }
+            }
+        };
+        let (page_one, json_one) = (Arc::new(one(false)), Arc::new(one(true)));
+        for f in [page_one.clone(), json_one.clone()] {
+            measure(args.concurrency, warm, move || f()).await;
+        }
+        let f = page_one.clone();
+        let page = measure(args.concurrency, duration, move || f()).await;
+        let f = json_one.clone();
+        let json = measure(args.concurrency, duration, move || f()).await;
+        let ms = |d: Duration| format!("{:.2}ms", d.as_secs_f64() * 1000.0);
+        println!(
+            "{:<28} {:>10.0} {:>9} {:>9} {:>10.0} {:>9} {:>9} {:>7.2}",
+            name,
+            page.rate,
+            ms(page.p50),
+            ms(page.p99),
+            json.rate,
+            ms(json.p50),
+            ms(json.p99),
+            json.rate / page.rate.max(1e-9)
+        );
+        if page.errors + json.errors > 0 {
+            println!("  errors: page {}, json {}", page.errors, json.errors);
+        }
+    }
+    println!("ratio: a page's time per request over its JSON endpoint's (target: at most 2)");
     Ok(())
 }

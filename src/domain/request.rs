@@ -143,6 +143,31 @@ pub enum ValidationError {
     NothingToChange,
 }
 
+impl ValidationError {
+    /// The request field the error is about, if one: where a form shows it.
+    pub fn field(&self) -> Option<&'static str> {
+        match self {
+            Self::NotAnObject(_) | Self::Shape(_) | Self::NothingToChange => None,
+            Self::Missing { field }
+            | Self::NotUuid { field, .. }
+            | Self::ControlCharacters { field }
+            | Self::ListLength { field, .. }
+            | Self::ItemLength { field }
+            | Self::EmptyList { field } => Some(field),
+            Self::TopicLength(_) => Some("topic"),
+            Self::NumLessons(_) => Some("num_lessons"),
+            Self::GradeLength(_) => Some("grade_level"),
+            Self::Language(_) => Some("language"),
+            Self::SourceFilter(_) => Some("source_filter"),
+            Self::ReasonLength(_) => Some("reason"),
+            Self::AuthorLength(_) => Some("author"),
+            Self::TooManyTags(_) | Self::TagLength(_) => Some("tags"),
+            Self::Difficulty(_) => Some("difficulty"),
+            Self::TooManyLanguages(_) => Some("subtitle_languages"),
+        }
+    }
+}
+
 /// A validated course request. Construct it with [`CourseRequest::parse`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CourseRequest {

@@ -76,6 +76,8 @@ pub struct Script {
     pub gate: Option<Gate>,
     /// Extra delay for translations of these lesson numbers.
     pub slow_translations: HashMap<u32, Duration>,
+    /// The markdown of every lesson, instead of a short default.
+    pub lesson_markdown: Option<String>,
 }
 
 /// Holds the first request for lesson `lesson` in flight until [`Gate::open`]:
@@ -238,7 +240,10 @@ impl Respond for Responder {
         if let Some(dialect) = &self.script.dialect {
             let answer = match &asked {
                 Asked::Outline { topic } => outline_answer(topic, lesson_count(&body)),
-                Asked::Lesson { number, .. } => cite_if_grounded(lesson_answer(*number), &body),
+                Asked::Lesson { number, .. } => cite_if_grounded(
+                    lesson_answer(*number, self.script.lesson_markdown.as_deref()),
+                    &body,
+                ),
                 Asked::Translation { .. } => translation_answer(user_message(&body)),
             };
             return dialect(&Exchange {
@@ -265,7 +270,13 @@ impl Respond for Responder {
                     .get(number)
                     .copied()
                     .unwrap_or_default();
-                (cite_if_grounded(lesson_answer(*number), &body), extra)
+                (
+                    cite_if_grounded(
+                        lesson_answer(*number, self.script.lesson_markdown.as_deref()),
+                        &body,
+                    ),
+                    extra,
+                )
             }
             Asked::Translation { lesson, .. } => {
                 let extra = self
@@ -396,7 +407,7 @@ pub fn cite_if_grounded(answer: String, body: &Value) -> String {
     v.to_string()
 }
 
-pub fn lesson_answer(number: u32) -> String {
+fn lesson_answer(number: u32, markdown: Option<&str>) -> String {
     let question = |q: &str| {
         json!({
             "question": q,
@@ -408,7 +419,10 @@ pub fn lesson_answer(number: u32) -> String {
     json!({
         "number": number,
         "title": format!("Lesson {number}"),
-        "content_md": format!("# Lesson {number}\n\n## Idea\n\nSome teaching."),
+        "content_md": markdown.map_or_else(
+            || format!("# Lesson {number}\n\n## Idea\n\nSome teaching."),
+            str::to_owned,
+        ),
         "sections": [{ "heading": "Idea", "body": "Some teaching." }],
         "quiz": [question("One?"), question("Two?"), question("Three?")],
         "sources": [{ "title": "A textbook", "url": null }],

@@ -2,6 +2,7 @@
 
 mod amqp;
 mod app;
+mod browser;
 mod cluster;
 mod deletion;
 mod dialects;
@@ -22,3 +23,4 @@ mod sources;
 mod store;
 mod subtitles;
 mod unavailable;
+mod web;

@@ -107,6 +107,29 @@ fn authenticate(auth: &Auth, req: &HttpRequest) -> Result<User, ApiError> {
         .ok_or_else(|| {
             ApiError::Unauthorized("the Authorization header must be `Bearer <token>`".into())
         })?;
+    user_from_token(key, validation, token)
+}
+
+/// The user a token names, with `auth`'s secret; the local user without one.
+/// The web app's session cookie holds such a token.
+///
+/// # Errors
+/// 401 for a token that is invalid, expired or names no user id.
+pub(crate) fn user_of_token(auth: &Auth, token: &str) -> Result<User, ApiError> {
+    match auth {
+        Auth::Local => Ok(User {
+            id: LOCAL_USER,
+            admin: true,
+        }),
+        Auth::Jwt(jwt) => user_from_token(&jwt.0, &jwt.1, token),
+    }
+}
+
+fn user_from_token(
+    key: &DecodingKey,
+    validation: &Validation,
+    token: &str,
+) -> Result<User, ApiError> {
     let data = jsonwebtoken::decode::<Claims>(token, key, validation)
         .map_err(|e| ApiError::Unauthorized(format!("invalid token: {e}")))?;
     let id = Uuid::parse_str(&data.claims.sub)

@@ -251,7 +251,10 @@ async fn method_not_allowed() -> Result<actix_web::HttpResponse, ApiError> {
     Err(ApiError::MethodNotAllowed)
 }
 
-async fn not_found() -> Result<actix_web::HttpResponse, ApiError> {
+async fn not_found(req: actix_web::HttpRequest) -> Result<actix_web::HttpResponse, ApiError> {
+    if crate::web::is_page_path(req.path()) {
+        return Ok(crate::web::not_found_page().await);
+    }
     Err(ApiError::NotFound(
         "no such endpoint; see /api/v1/openapi.json".into(),
     ))
@@ -365,6 +368,7 @@ pub(crate) fn serve(
         App::new()
             .app_data(state.clone())
             .wrap(from_fn(track_latency))
+            .configure(crate::web::configure)
             .configure(|cfg| configure(cfg, max_body))
     })
     .disable_signals()

@@ -89,8 +89,29 @@ pub(crate) async fn generate(
     user: User,
     body: web::Json<Value>,
 ) -> Result<HttpResponse, ApiError> {
-    let mut raw =
-        RawCourseRequest::from_json(body.into_inner()).map_err(ApiError::invalid_request)?;
+    let raw = RawCourseRequest::from_json(body.into_inner()).map_err(ApiError::invalid_request)?;
+    let (view, created) = submit(&state, &user, raw).await?;
+    let mut response = if created {
+        HttpResponse::Accepted()
+    } else {
+        HttpResponse::Ok()
+    };
+    Ok(response
+        .insert_header((header::LOCATION, location(view.course_id)))
+        .json(view))
+}
+
+/// Validates and records a request for `user`, as every HTTP ingress (the
+/// API, the web app's form) does: `user_id` defaults to the caller,
+/// `request_id` to a new one. Returns the course and whether it is new.
+///
+/// # Errors
+/// 400 with the domain's message for a request that breaks a rule, 403 for another user's `user_id` from a non-admin, 409 for a reused request id.
+pub(crate) async fn submit(
+    state: &ApiState,
+    user: &User,
+    mut raw: RawCourseRequest,
+) -> Result<(CourseView, bool), ApiError> {
     raw.user_id.get_or_insert_with(|| user.id.to_string());
     raw.request_id
         .get_or_insert_with(|| Uuid::new_v4().to_string());
@@ -109,19 +130,16 @@ pub(crate) async fn generate(
             ),
             other => other.into(),
         })?;
-    let mut response = match outcome {
+    let created = match outcome {
         Submitted::Created(appended) => {
             metrics::counter!("coursegen_courses_requested_total", "ingress" => "http")
                 .increment(1);
-            read_your_write(&state, Some(appended)).await;
-            HttpResponse::Accepted()
+            read_your_write(state, Some(appended)).await;
+            true
         }
-        Submitted::Duplicate => HttpResponse::Ok(),
+        Submitted::Duplicate => false,
     };
-    let view = find_course(&state, &user, id).await?;
-    Ok(response
-        .insert_header((header::LOCATION, location(id)))
-        .json(view))
+    Ok((find_course(state, user, id).await?, created))
 }
 
 /// List the caller's courses (admins: everyone's), newest first by default.
@@ -294,7 +312,7 @@ pub(crate) async fn events(
 /// Runs a command on a course the caller may see, retrying when a
 /// concurrent writer (the course's actor) got in first, then waits for the
 /// projection and returns the course as it is now.
-pub(super) async fn command(
+pub(crate) async fn command(
     state: &ApiState,
     user: &User,
     id: Uuid,

@@ -68,9 +68,21 @@ pub(crate) async fn progress(
     user: User,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = id.into_inner();
+    stream(&state, &user, id.into_inner()).await
+}
+
+/// The progress stream of course `id` for `user` (the API's and the web
+/// app's).
+///
+/// # Errors
+/// 404 for a course the user may not see.
+pub(crate) async fn stream(
+    state: &ApiState,
+    user: &User,
+    id: Uuid,
+) -> Result<HttpResponse, ApiError> {
     // Who may see it, and a 404 for a course that does not exist.
-    find_course(&state, &user, id).await?;
+    find_course(state, user, id).await?;
     let course = state.watch.follow(id).await?;
     struct Cursor {
         course: tokio::sync::watch::Receiver<Course>,
