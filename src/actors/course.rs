@@ -295,9 +295,10 @@ async fn next_command(store: &EventStore, llm: &dyn LlmClient, course: &Course) 
                 Ok(hits) => hits,
                 Err(fail) => return Some(fail),
             };
-            match llm.outline(request).await {
+            let chunks = grounding::chunks(&hits);
+            match llm.outline_grounded(request, &chunks).await {
                 Ok(mut outline) => {
-                    outline.retrieved = grounding::retrieved(&hits);
+                    outline.retrieved = grounding::retrieved(&chunks);
                     Command::RecordOutline(outline)
                 }
                 Err(e) => failed(e),
@@ -315,9 +316,10 @@ async fn next_command(store: &EventStore, llm: &dyn LlmClient, course: &Course) 
                 Ok(hits) => hits,
                 Err(fail) => return Some(fail),
             };
-            match llm.lesson(request, outline, n).await {
+            let chunks = grounding::chunks(&hits);
+            match llm.lesson_grounded(request, outline, n, &chunks).await {
                 Ok(mut lesson) => {
-                    grounding::ground_lesson(&mut lesson, &hits);
+                    grounding::ground_lesson(&mut lesson, &chunks);
                     Command::RecordLesson(lesson)
                 }
                 Err(e) => failed(e),

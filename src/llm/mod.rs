@@ -29,6 +29,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::sync::Semaphore;
 
+use uuid::Uuid;
+
 use crate::domain::subtitles::Cue;
 use crate::domain::{CourseRequested, LessonGenerated, OutlineGenerated, SubtitlesGenerated};
 
@@ -41,6 +43,26 @@ pub(crate) const DEFAULT_BASE_URL: &str = "https://api.openai.com/v1";
 /// Model asked for when `LLM_MODEL` is not set and the provider is `openai`.
 pub(crate) const DEFAULT_OPENAI_MODEL: &str = "gpt-4o-mini";
 
+/// A chunk of the user's library retrieved for a step, as the model is
+/// shown it: `label` (`S1`, `S2`, ...) is the id the model cites inline.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SourceChunk {
+    pub label: String,
+    pub chunk_id: Uuid,
+    pub source_id: Uuid,
+    /// The document version the chunk belongs to.
+    pub version: u32,
+    pub path: String,
+    pub title: String,
+    /// The page, for PDF.
+    pub page: Option<u32>,
+    /// The heading path joined by ` > `, for Markdown and HTML.
+    pub heading: Option<String>,
+    pub text: String,
+    /// `ts_rank_cd` of the chunk for the step's query, in millionths.
+    pub score_micros: u64,
+}
+
 /// Writes course outlines and lessons.
 ///
 /// Object-safe, shared as `Arc<dyn LlmClient>` by every course actor.
@@ -52,22 +74,51 @@ pub trait LlmClient: Send + Sync {
     /// Model name recorded in `GenerationStarted` and in the generated events.
     fn model(&self) -> &str;
 
-    /// Plans the course: title, description and one [`crate::domain::LessonPlan`] per lesson.
+    /// Plans the course: title, description and one [`crate::domain::LessonPlan`] per lesson,
+    /// drawing on `sources` (the chunks retrieved for the topic; none: ungrounded).
     ///
     /// # Errors
     /// [`LlmError`]; [`LlmError::retryable`] tells whether trying later may help.
-    async fn outline(&self, course: &CourseRequested) -> Result<OutlineGenerated, LlmError>;
+    async fn outline_grounded(
+        &self,
+        course: &CourseRequested,
+        sources: &[SourceChunk],
+    ) -> Result<OutlineGenerated, LlmError>;
 
-    /// Writes lesson `number` of the outline.
+    /// Writes lesson `number` of the outline from `sources` (the chunks
+    /// retrieved for it), citing them inline by label (`[S1]`); an `Ok`
+    /// lesson cites no label outside `sources`. No sources: ungrounded.
     ///
     /// # Errors
     /// [`LlmError`]; [`LlmError::retryable`] tells whether trying later may help.
+    async fn lesson_grounded(
+        &self,
+        course: &CourseRequested,
+        outline: &OutlineGenerated,
+        number: u32,
+        sources: &[SourceChunk],
+    ) -> Result<LessonGenerated, LlmError>;
+
+    /// [`LlmClient::outline_grounded`] without sources.
+    ///
+    /// # Errors
+    /// As [`LlmClient::outline_grounded`].
+    async fn outline(&self, course: &CourseRequested) -> Result<OutlineGenerated, LlmError> {
+        self.outline_grounded(course, &[]).await
+    }
+
+    /// [`LlmClient::lesson_grounded`] without sources.
+    ///
+    /// # Errors
+    /// As [`LlmClient::lesson_grounded`].
     async fn lesson(
         &self,
         course: &CourseRequested,
         outline: &OutlineGenerated,
         number: u32,
-    ) -> Result<LessonGenerated, LlmError>;
+    ) -> Result<LessonGenerated, LlmError> {
+        self.lesson_grounded(course, outline, number, &[]).await
+    }
 
     /// Translates lesson `lesson`'s subtitle `cues` into `language`, cue by
     /// cue, keeping their timings.
@@ -210,21 +261,29 @@ impl LlmClient for Limited {
         self.inner.model()
     }
 
-    async fn outline(&self, course: &CourseRequested) -> Result<OutlineGenerated, LlmError> {
+    async fn outline_grounded(
+        &self,
+        course: &CourseRequested,
+        sources: &[SourceChunk],
+    ) -> Result<OutlineGenerated, LlmError> {
         let _permit = self.permits.acquire().await.expect("never closed");
-        let result = self.inner.outline(course).await;
+        let result = self.inner.outline_grounded(course, sources).await;
         record_call("outline", result.as_ref().map(|o| o.usage));
         result
     }
 
-    async fn lesson(
+    async fn lesson_grounded(
         &self,
         course: &CourseRequested,
         outline: &OutlineGenerated,
         number: u32,
+        sources: &[SourceChunk],
     ) -> Result<LessonGenerated, LlmError> {
         let _permit = self.permits.acquire().await.expect("never closed");
-        let result = self.inner.lesson(course, outline, number).await;
+        let result = self
+            .inner
+            .lesson_grounded(course, outline, number, sources)
+            .await;
         record_call("lesson", result.as_ref().map(|l| l.usage));
         result
     }

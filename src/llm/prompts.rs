@@ -6,6 +6,7 @@ use std::fmt::Write;
 use serde::{Deserialize, Serialize};
 
 use super::elements::{into_elements, ElementAnswer};
+use super::SourceChunk;
 use crate::domain::metadata;
 use crate::domain::Difficulty;
 use crate::domain::{
@@ -145,8 +146,64 @@ fn source_rule(course: &CourseRequested) -> String {
     }
 }
 
-/// The prompt asking for a course outline.
-pub fn outline(course: &CourseRequested) -> Prompt {
+/// Longest passage of a chunk shown to the model, in characters.
+const PASSAGE_CHARS: usize = 2000;
+
+/// The retrieved passages, each under its id, and how to cite them; `what`
+/// is "lesson" or "course".
+fn passages(sources: &[SourceChunk], what: &str, cite: bool) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "\nSource passages from the learner's own documents, each under its id in brackets:"
+    );
+    for s in sources {
+        let mut place = String::new();
+        if let Some(page) = s.page {
+            let _ = write!(place, ", page {page}");
+        }
+        if let Some(heading) = &s.heading {
+            let _ = write!(place, ", section \"{heading}\"");
+        }
+        let text: String = s
+            .text
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+            .chars()
+            .take(PASSAGE_CHARS)
+            .collect();
+        let _ = writeln!(
+            out,
+            "[{}] \"{}\" ({}{place}):\n    {text}",
+            s.label, s.title, s.path
+        );
+    }
+    let ids = sources
+        .iter()
+        .map(|s| format!("[{}]", s.label))
+        .collect::<Vec<_>>()
+        .join(", ");
+    if cite {
+        let _ = write!(
+            out,
+            "Base the {what} on these passages. Cite them inline by id, e.g. \"... fixes \
+             carbon [S1].\", right after each statement they support; cite only the ids \
+             {ids}, never another id, and invent no other source. List every id you cite \
+             in sources, each as title \"[S1] <document title>\" with url null."
+        );
+    } else {
+        let _ = write!(
+            out,
+            "Base the {what} on these passages (ids {ids}); invent no other source."
+        );
+    }
+    out
+}
+
+/// The prompt asking for a course outline, drawing on `sources` when some
+/// were retrieved.
+pub fn outline(course: &CourseRequested, sources: &[SourceChunk]) -> Prompt {
     let n = course.num_lessons;
     let system = format!(
         "You are an experienced instructional designer. You plan online courses that \
@@ -159,7 +216,11 @@ pub fn outline(course: &CourseRequested) -> Prompt {
     let _ = writeln!(user, "Plan a course on: {}", course.topic);
     let _ = writeln!(user, "Audience: {}.", audience(course));
     let _ = writeln!(user, "Number of lessons: exactly {n}.");
-    let _ = writeln!(user, "{}", source_rule(course));
+    if sources.is_empty() {
+        let _ = writeln!(user, "{}", source_rule(course));
+    } else {
+        let _ = writeln!(user, "{}", passages(sources, "course", false));
+    }
     let _ = write!(
         user,
         "\nReturn:\n\
@@ -183,7 +244,15 @@ pub fn outline(course: &CourseRequested) -> Prompt {
 /// The prompt asking for lesson `number` of `outline`, with the whole plan
 /// so that the lesson connects to its neighbours. (A number missing from the
 /// outline yields a prompt without a lesson plan; validation rejects the answer.)
-pub fn lesson(course: &CourseRequested, outline: &OutlineGenerated, number: u32) -> Prompt {
+///
+/// With `sources`, the retrieved chunks are listed under their ids (`[S1]`,
+/// ...) and the model is told to cite them inline and list them.
+pub fn lesson(
+    course: &CourseRequested,
+    outline: &OutlineGenerated,
+    number: u32,
+    sources: &[SourceChunk],
+) -> Prompt {
     let system = format!(
         "You are an expert teacher writing one lesson of an online course. You explain \
          clearly, show before you tell, check understanding, and are accurate: when \
@@ -219,7 +288,11 @@ pub fn lesson(course: &CourseRequested, outline: &OutlineGenerated, number: u32)
             }
         }
     }
-    let _ = writeln!(user, "{}", source_rule(course));
+    if sources.is_empty() {
+        let _ = writeln!(user, "{}", source_rule(course));
+    } else {
+        let _ = writeln!(user, "{}", passages(sources, "lesson", true));
+    }
     let _ = write!(
         user,
         "\nReturn:\n\

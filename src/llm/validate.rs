@@ -5,6 +5,7 @@
 //! past its options, must never reach the log. The messages are written to
 //! the model: the OpenAI client sends them back in its re-ask.
 
+use super::SourceChunk;
 use crate::domain::{CourseRequested, LessonGenerated, OutlineGenerated};
 
 /// Fewest quiz questions a lesson may have.
@@ -112,4 +113,140 @@ pub fn lesson(
         }
     }
     Ok(())
+}
+
+/// The source ids a text cites inline, in order of first citation: `S3`
+/// for `[S3]`, and each of a group such as `[S1, S2]` or `[S1; S4]`.
+pub fn cited_labels(text: &str) -> Vec<String> {
+    let mut labels: Vec<String> = Vec::new();
+    let mut rest = text;
+    while let Some(open) = rest.find('[') {
+        rest = &rest[open + 1..];
+        let Some(close) = rest.find(']') else { break };
+        let group = &rest[..close];
+        let ids: Vec<&str> = group.split([',', ';']).map(str::trim).collect();
+        let is_label = |id: &&str| {
+            id.len() > 1 && id.starts_with('S') && id[1..].bytes().all(|b| b.is_ascii_digit())
+        };
+        if !group.is_empty() && ids.iter().all(is_label) {
+            for id in ids {
+                if !labels.iter().any(|l| l == id) {
+                    labels.push(id.to_owned());
+                }
+            }
+            rest = &rest[close + 1..];
+        }
+    }
+    labels
+}
+
+/// Every text of a lesson a reader sees: its Markdown, its sections and its quiz.
+pub(crate) fn lesson_texts(lesson: &LessonGenerated) -> Vec<&str> {
+    let mut texts = vec![lesson.content_md.as_str()];
+    for s in &lesson.sections {
+        texts.push(&s.body);
+    }
+    for q in &lesson.quiz {
+        texts.push(&q.question);
+        texts.push(&q.explanation);
+        texts.extend(q.options.iter().map(String::as_str));
+    }
+    texts
+}
+
+/// The labels a lesson cites anywhere in its texts, in order of first citation.
+pub fn lesson_citations(lesson: &LessonGenerated) -> Vec<String> {
+    let mut labels: Vec<String> = Vec::new();
+    for text in lesson_texts(lesson) {
+        for label in cited_labels(text) {
+            if !labels.contains(&label) {
+                labels.push(label);
+            }
+        }
+    }
+    labels
+}
+
+/// Checks a lesson's citations against the chunks it was given: every
+/// `[Sn]` it cites must be one of them, and with sources it must cite at
+/// least one. Without sources, any `[Sn]` is a citation of nothing.
+///
+/// # Errors
+/// The first problem found, naming the ids that may be cited.
+pub fn citations(lesson: &LessonGenerated, sources: &[SourceChunk]) -> Result<(), InvalidAnswer> {
+    let cited = lesson_citations(lesson);
+    let allowed = if sources.is_empty() {
+        "none: no source passages were given, so cite no [S..] id".to_owned()
+    } else {
+        sources
+            .iter()
+            .map(|s| format!("[{}]", s.label))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let unknown: Vec<String> = cited
+        .iter()
+        .filter(|l| !sources.iter().any(|s| &s.label == *l))
+        .map(|l| format!("[{l}]"))
+        .collect();
+    if !unknown.is_empty() {
+        return invalid(format!(
+            "the lesson cites {}, which is not among the source passages given; the ids \
+             you may cite are {allowed}",
+            unknown.join(", ")
+        ));
+    }
+    if !sources.is_empty() && cited.is_empty() {
+        return invalid(format!(
+            "the lesson cites none of the source passages: cite the ones it relies on \
+             inline by id ({allowed}), right after the statements they support"
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chunk(label: &str) -> SourceChunk {
+        SourceChunk {
+            label: label.into(),
+            chunk_id: uuid::Uuid::nil(),
+            source_id: uuid::Uuid::nil(),
+            version: 1,
+            path: "a.md".into(),
+            title: "A".into(),
+            page: None,
+            heading: None,
+            text: "Text.".into(),
+            score_micros: 1,
+        }
+    }
+
+    #[test]
+    fn cited_labels_reads_single_and_grouped_ids_and_ignores_other_brackets() {
+        assert_eq!(
+            cited_labels("A [S1]. B [S2, S3]; [S1] again, [link](x), [Sx], [S], [x, S4]."),
+            vec!["S1", "S2", "S3"]
+        );
+        assert_eq!(cited_labels("[[S5]] and [S6"), vec!["S5"]);
+    }
+
+    #[test]
+    fn a_lesson_citing_an_id_not_given_or_none_at_all_is_rejected() {
+        let mut lesson = LessonGenerated {
+            content_md: "Cells divide [S1]. Proteins fold [S9].".into(),
+            ..LessonGenerated::default()
+        };
+        let given = [chunk("S1"), chunk("S2")];
+        let err = citations(&lesson, &given).unwrap_err().0;
+        assert!(err.contains("[S9]") && err.contains("[S1], [S2]"), "{err}");
+        lesson.content_md = "Cells divide.".into();
+        assert!(citations(&lesson, &given).unwrap_err().0.contains("none"));
+        lesson.content_md = "Cells divide [S2].".into();
+        assert_eq!(citations(&lesson, &given), Ok(()));
+        assert_eq!(citations(&LessonGenerated::default(), &[]), Ok(()));
+        assert!(citations(&lesson, &[]).is_err());
+    }
 }

@@ -8,6 +8,7 @@ use deadpool_postgres::Pool;
 use crate::domain::{
     Citation, CourseRequested, LessonGenerated, LessonPlan, LessonSection, Retrieved, SourceRef,
 };
+use crate::llm::{validate, SourceChunk};
 use crate::projections::sources::queries::{self, SearchHit};
 
 /// Chunks retrieved for the outline.
@@ -82,16 +83,35 @@ pub fn lesson_query(plan: &LessonPlan) -> String {
     text
 }
 
-/// The record of `hits` in the step's event, labelled `S1`, `S2`, ...
-pub fn retrieved(hits: &[SearchHit]) -> Vec<Retrieved> {
+/// The chunks of `hits` as the model is shown them, labelled `S1`, `S2`, ...
+pub fn chunks(hits: &[SearchHit]) -> Vec<SourceChunk> {
     hits.iter()
         .enumerate()
-        .map(|(i, h)| Retrieved {
+        .map(|(i, h)| SourceChunk {
             label: format!("S{}", i + 1),
             chunk_id: h.chunk_id,
             source_id: h.source_id,
             version: u32::try_from(h.version).unwrap_or_default(),
+            path: h.path.clone(),
+            title: h.title.clone(),
+            page: h.page.and_then(|p| u32::try_from(p).ok()),
+            heading: (!h.heading_path.is_empty()).then(|| h.heading_path.join(" > ")),
+            text: h.text.clone(),
             score_micros: (h.score.max(0.0) * 1_000_000.0).round() as u64,
+        })
+        .collect()
+}
+
+/// The record of `chunks` in the step's event.
+pub fn retrieved(chunks: &[SourceChunk]) -> Vec<Retrieved> {
+    chunks
+        .iter()
+        .map(|c| Retrieved {
+            label: c.label.clone(),
+            chunk_id: c.chunk_id,
+            source_id: c.source_id,
+            version: c.version,
+            score_micros: c.score_micros,
         })
         .collect()
 }
@@ -112,46 +132,59 @@ fn excerpt(text: &str, max: usize) -> String {
     out.trim().to_owned()
 }
 
-/// Grounds a generated lesson in `hits`: records what was retrieved, makes
-/// the lesson's sources exactly the retrieved chunks (label, document id and
-/// version, chunk id, path, title, page or heading, passage), and adds a
-/// section quoting them with their `[Sn]` citations, so that every citation
-/// in the lesson names a chunk that was retrieved. No hits: the lesson is
-/// left as the model wrote it.
-pub fn ground_lesson(lesson: &mut LessonGenerated, hits: &[SearchHit]) {
-    if hits.is_empty() {
+/// A lesson's record of citing `chunk`.
+fn source_ref(chunk: &SourceChunk) -> SourceRef {
+    SourceRef {
+        title: format!("{} ({})", chunk.title, chunk.path),
+        url: None,
+        cited: Some(Citation {
+            label: chunk.label.clone(),
+            source_id: chunk.source_id,
+            version: chunk.version,
+            chunk_id: chunk.chunk_id,
+            path: chunk.path.clone(),
+            page: chunk.page,
+            heading: chunk.heading.clone(),
+            passage: excerpt(&chunk.text, 400),
+        }),
+    }
+}
+
+/// Grounds a generated lesson in `chunks`: records what was retrieved and
+/// makes the lesson's sources exactly the retrieved chunks it cites inline
+/// (label, document id and version, chunk id, path, title, page or heading,
+/// passage), in order of first citation, never the model's own list. A
+/// lesson that cites none of them (a client that ignores sources) gets a
+/// section quoting them all with their `[Sn]` citations, so that its sources
+/// are still checkable. No chunks: the lesson is left as the model wrote it.
+pub fn ground_lesson(lesson: &mut LessonGenerated, chunks: &[SourceChunk]) {
+    if chunks.is_empty() {
         return;
     }
-    lesson.retrieved = retrieved(hits);
-    let mut body = String::new();
-    lesson.sources = hits
+    lesson.retrieved = retrieved(chunks);
+    let cited: Vec<&SourceChunk> = validate::lesson_citations(lesson)
         .iter()
-        .enumerate()
-        .map(|(i, h)| {
-            let label = format!("S{}", i + 1);
-            let passage = excerpt(&h.text, 400);
-            let place = match (h.page, h.heading_path.is_empty()) {
-                (Some(p), _) => format!(", page {p}"),
-                (None, false) => format!(", {}", h.heading_path.join(" > ")),
-                _ => String::new(),
-            };
-            body.push_str(&format!("- {passage} [{label}]\n  *{}{place}*\n", h.title));
-            SourceRef {
-                title: format!("{} ({})", h.title, h.path),
-                url: None,
-                cited: Some(Citation {
-                    label,
-                    source_id: h.source_id,
-                    version: u32::try_from(h.version).unwrap_or_default(),
-                    chunk_id: h.chunk_id,
-                    path: h.path.clone(),
-                    page: h.page.and_then(|p| u32::try_from(p).ok()),
-                    heading: (!h.heading_path.is_empty()).then(|| h.heading_path.join(" > ")),
-                    passage,
-                }),
-            }
-        })
+        .filter_map(|label| chunks.iter().find(|c| &c.label == label))
         .collect();
+    if !cited.is_empty() {
+        lesson.sources = cited.into_iter().map(source_ref).collect();
+        return;
+    }
+    let mut body = String::new();
+    for c in chunks {
+        let place = match (c.page, &c.heading) {
+            (Some(p), _) => format!(", page {p}"),
+            (None, Some(h)) => format!(", {h}"),
+            _ => String::new(),
+        };
+        body.push_str(&format!(
+            "- {} [{}]\n  *{}{place}*\n",
+            excerpt(&c.text, 400),
+            c.label,
+            c.title
+        ));
+    }
+    lesson.sources = chunks.iter().map(source_ref).collect();
     let heading = "From your documents";
     lesson
         .content_md
@@ -211,7 +244,7 @@ mod tests {
         };
         ground_lesson(
             &mut lesson,
-            &[hit("Ribosomes make proteins. More text.", Some(2))],
+            &chunks(&[hit("Ribosomes make proteins. More text.", Some(2))]),
         );
         assert_eq!(lesson.sources.len(), 1);
         let c = lesson.sources[0].cited.as_ref().unwrap();
@@ -219,6 +252,25 @@ mod tests {
         assert_eq!(c.passage, "Ribosomes make proteins. More text.");
         assert!(lesson.content_md.contains("[S1]"));
         assert_eq!(lesson.retrieved[0].score_micros, 250_000);
+    }
+
+    #[test]
+    fn a_lesson_s_sources_are_the_retrieved_chunks_it_cites() {
+        let mut lesson = LessonGenerated {
+            content_md: "# L\n\nMembranes [S2] and more [S2, S9].".into(),
+            ..LessonGenerated::default()
+        };
+        let hits = [hit("One.", None), hit("Two.", Some(4)), hit("Three.", None)];
+        ground_lesson(&mut lesson, &chunks(&hits));
+        assert_eq!(lesson.retrieved.len(), 3);
+        let labels: Vec<_> = lesson
+            .sources
+            .iter()
+            .map(|s| s.cited.as_ref().unwrap().label.as_str())
+            .collect();
+        assert_eq!(labels, ["S2"]);
+        assert_eq!(lesson.sources[0].cited.as_ref().unwrap().passage, "Two.");
+        assert!(!lesson.content_md.contains("From your documents"));
     }
 
     #[test]

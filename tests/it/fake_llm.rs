@@ -240,9 +240,10 @@ impl Respond for Responder {
         if let Some(dialect) = &self.script.dialect {
             let answer = match &asked {
                 Asked::Outline { topic } => outline_answer(topic, lesson_count(&body)),
-                Asked::Lesson { number, .. } => {
-                    lesson_answer(*number, self.script.lesson_markdown.as_deref())
-                }
+                Asked::Lesson { number, .. } => cite_if_grounded(
+                    lesson_answer(*number, self.script.lesson_markdown.as_deref()),
+                    &body,
+                ),
                 Asked::Translation { .. } => translation_answer(user_message(&body)),
             };
             return dialect(&Exchange {
@@ -270,7 +271,10 @@ impl Respond for Responder {
                     .copied()
                     .unwrap_or_default();
                 (
-                    lesson_answer(*number, self.script.lesson_markdown.as_deref()),
+                    cite_if_grounded(
+                        lesson_answer(*number, self.script.lesson_markdown.as_deref()),
+                        &body,
+                    ),
                     extra,
                 )
             }
@@ -388,6 +392,19 @@ fn outline_answer(topic: &str, lessons: u32) -> String {
         "learning_outcomes": ["Use the first idea"]
     })
     .to_string()
+}
+
+/// A lesson answer citing `[S1]`, as a model told to cite the source
+/// passages of its prompt does, when the prompt lists some.
+pub fn cite_if_grounded(answer: String, body: &Value) -> String {
+    if !user_message(body).contains("\n[S1] ") {
+        return answer;
+    }
+    let mut v: Value = serde_json::from_str(&answer).unwrap();
+    let cited = format!("{} [S1]", v["content_md"].as_str().unwrap());
+    v["content_md"] = json!(cited);
+    v["sources"] = json!([{ "title": "[S1] the first passage", "url": null }]);
+    v.to_string()
 }
 
 fn lesson_answer(number: u32, markdown: Option<&str>) -> String {

@@ -560,3 +560,281 @@ async fn an_amqp_request_with_a_source_filter_is_grounded_in_that_prefix_or_answ
     }
     assert!(cited > 0);
 }
+
+/// Sentences of the fixture documents (those ending in a full stop on their own line).
+fn fixture_sentences() -> Vec<String> {
+    let mut out = Vec::new();
+    for file in ["membranes.md", "enzymes.txt"] {
+        let text = std::fs::read_to_string(format!("{FIXTURES}/{file}")).unwrap();
+        for line in text.lines().map(str::trim) {
+            if !line.starts_with('#') && line.ends_with('.') && line.split(' ').count() >= 5 {
+                out.extend(
+                    line.split_inclusive(". ")
+                        .map(|s| s.trim().to_owned())
+                        .filter(|s| s.split(' ').count() >= 4),
+                );
+            }
+        }
+    }
+    out
+}
+
+#[actix_web::test]
+async fn a_model_citing_an_id_that_was_not_retrieved_is_asked_again_and_the_lesson_keeps_only_the_cited_chunks(
+) {
+    use crate::fake_llm::{completion, Asked, Exchange, Script};
+    // Every lesson's first answer cites [S9], which is never retrieved
+    // (a course on these two short documents retrieves at most S1..S4).
+    let script = Script {
+        dialect: Some(std::sync::Arc::new(|x: &Exchange| {
+            let answer = match x.asked {
+                Asked::Lesson { .. } if x.repeat == 0 => x.answer.replace("[S1]", "[S9]"),
+                _ => x.answer.clone(),
+            };
+            completion(&answer)
+        })),
+        ..Script::default()
+    };
+    let app = TestApp::spawn(Overrides::default().fake_llm(script)).await;
+    let user = Uuid::new_v4();
+    let t = token(user);
+    for (path, file) in [
+        ("bio/membranes.md", "membranes.md"),
+        ("notes/enzymes.txt", "enzymes.txt"),
+    ] {
+        let text = std::fs::read_to_string(format!("{FIXTURES}/{file}")).unwrap();
+        let (s, body) = app.add_text(&t, path, &text).await;
+        assert_eq!(s, StatusCode::CREATED, "{body}");
+    }
+    let r = app
+        .post("/api/v1/courses/generate", &t)
+        .json(&json!({"topic": "Cell membranes and enzymes", "num_lessons": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let id = r.json::<Value>().await.unwrap()["course_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let ready = app.course_in(&t, &id, "READY").await;
+
+    let bodies: Vec<Value> = app
+        .llm()
+        .bodies()
+        .into_iter()
+        .filter(|b| b.to_string().contains("Write lesson 1."))
+        .collect();
+    assert_eq!(bodies.len(), 2, "asked once, then once again");
+    let outline = app
+        .llm()
+        .bodies()
+        .into_iter()
+        .find(|b| b.to_string().contains("Plan a course on: "))
+        .unwrap();
+    let outline_prompt = outline["messages"][1]["content"].as_str().unwrap();
+    assert!(
+        outline_prompt.contains("\n[S1] \"") && outline_prompt.contains("sodium-potassium pump"),
+        "the outline's prompt shows the chunks: {outline_prompt}"
+    );
+    let user_text = |b: &Value| b["messages"][1]["content"].as_str().unwrap().to_owned();
+    let prompt = user_text(&bodies[0]);
+    assert!(prompt.contains("\n[S1] \""), "{prompt}");
+    assert!(prompt.contains("Cite them inline by id"), "{prompt}");
+    let messages = bodies[1]["messages"].as_array().unwrap();
+    let complaint = messages.last().unwrap()["content"].as_str().unwrap();
+    assert_eq!(messages.last().unwrap()["role"], "user");
+    assert!(
+        complaint.contains("[S9]") && complaint.contains("not among the source passages"),
+        "{complaint}"
+    );
+    assert!(messages[messages.len() - 2]["content"]
+        .as_str()
+        .unwrap()
+        .contains("[S9]"));
+
+    let (_, lesson) = app
+        .get_json(&format!("/api/v1/courses/{id}/lessons/1"), &t)
+        .await;
+    let content = lesson["content"].as_str().unwrap();
+    assert!(
+        content.contains("[S1]") && !content.contains("[S9]"),
+        "{content}"
+    );
+    let sources = lesson["sources"].as_array().unwrap();
+    assert_eq!(sources.len(), 1, "only the cited chunk: {sources:?}");
+    let cited = &sources[0]["cited"];
+    assert_eq!(cited["label"], "S1");
+    // It is the chunk retrieved as S1, with its document's facts.
+    let (_, history) = app
+        .get_json(&format!("/api/v1/courses/{id}/events"), &t)
+        .await;
+    let event = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["event_type"] == "LessonGenerated")
+        .unwrap();
+    let retrieved = event["payload"]["retrieved"].as_array().unwrap();
+    assert!(retrieved.len() > 1, "{retrieved:?}");
+    let s1 = retrieved.iter().find(|r| r["label"] == "S1").unwrap();
+    assert_eq!(cited["chunk_id"], s1["chunk_id"]);
+    assert_eq!(cited["source_id"], s1["source_id"]);
+    assert_eq!(cited["version"], 1);
+    let (_, doc) = app
+        .get_json(
+            &format!("/api/v1/sources/{}", cited["source_id"].as_str().unwrap()),
+            &t,
+        )
+        .await;
+    assert_eq!(cited["path"], doc["path"]);
+    assert!(sources[0]["title"]
+        .as_str()
+        .unwrap()
+        .contains(doc["title"].as_str().unwrap()));
+    let chunk = doc["chunks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == cited["chunk_id"])
+        .expect("the cited chunk is one of the document's");
+    let flat = |v: &Value| {
+        v.as_str()
+            .unwrap()
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let passage = flat(&cited["passage"]);
+    assert!(!passage.is_empty() && flat(&chunk["text"]).contains(&passage));
+    assert!(
+        cited["heading"].is_string() || cited["page"].is_number(),
+        "{cited}"
+    );
+    // The course's sources are the union of its lessons'.
+    assert_eq!(ready["sources"].as_array().unwrap().len(), 1);
+}
+
+#[actix_web::test]
+async fn offline_from_a_folder_of_documents_without_a_filter_the_lessons_quote_them_and_quiz_their_facts(
+) {
+    let app = TestApp::spawn(Overrides::default()).await;
+    let user = Uuid::new_v4();
+    let t = token(user);
+    let out = app.cli(&["sources", "add", FIXTURES, "--user", &user.to_string()]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("added\tmembranes.md"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let r = app
+        .post("/api/v1/courses/generate", &t)
+        .json(&json!({"topic": "Cell membranes and enzymes", "num_lessons": 2}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let id = r.json::<Value>().await.unwrap()["course_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    app.course_in(&t, &id, "READY").await;
+    let cited = citations(&app, &t, &id, 2).await;
+    assert!(!cited.is_empty(), "no filter: the whole library is used");
+
+    let sentences = fixture_sentences();
+    let (mut quoted, mut cloze) = (0, 0);
+    for n in 1..=2 {
+        let (_, lesson) = app
+            .get_json(&format!("/api/v1/courses/{id}/lessons/{n}"), &t)
+            .await;
+        let content = lesson["content"].as_str().unwrap();
+        quoted += sentences.iter().filter(|s| content.contains(*s)).count();
+        for q in lesson["quiz"].as_array().unwrap() {
+            let question = q["question"].as_str().unwrap();
+            if !question.contains("_____") {
+                continue;
+            }
+            let answer = q["options"][q["answer_index"].as_u64().unwrap() as usize]
+                .as_str()
+                .unwrap();
+            let filled = question.split('"').nth(1).unwrap().replace("_____", answer);
+            let documents: String = ["membranes.md", "enzymes.txt", "photosynthesis.html"]
+                .iter()
+                .map(|f| std::fs::read_to_string(format!("{FIXTURES}/{f}")).unwrap())
+                .collect::<Vec<_>>()
+                .join(" ")
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ");
+            let pdf_text = std::process::Command::new("pdftotext")
+                .args([&format!("{FIXTURES}/cells.pdf"), "-"])
+                .output()
+                .map(|o| {
+                    String::from_utf8_lossy(&o.stdout)
+                        .split_whitespace()
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                })
+                .unwrap_or_default();
+            assert!(
+                documents.contains(&filled) || pdf_text.contains(&filled),
+                "quiz sentence {filled:?} is not from the documents"
+            );
+            assert!(question.contains("[S"), "{question}");
+            cloze += 1;
+        }
+    }
+    assert!(quoted >= 2, "the lessons quote the documents' sentences");
+    assert!(cloze >= 3, "the quizzes ask about the documents' facts");
+}
+
+#[actix_web::test]
+async fn without_a_filter_and_with_an_empty_library_the_course_has_no_sources_and_says_so() {
+    let app = TestApp::spawn(Overrides::default()).await;
+    let t = token(Uuid::new_v4());
+    let r = app
+        .post("/api/v1/courses/generate", &t)
+        .json(&json!({"topic": "Cell membranes", "num_lessons": 2}))
+        .send()
+        .await
+        .unwrap();
+    let id = r.json::<Value>().await.unwrap()["course_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let ready = app.course_in(&t, &id, "READY").await;
+    for n in 1..=2 {
+        let (_, lesson) = app
+            .get_json(&format!("/api/v1/courses/{id}/lessons/{n}"), &t)
+            .await;
+        assert!(!lesson["content"].as_str().unwrap().contains("[S1]"));
+        for s in lesson["sources"].as_array().unwrap() {
+            assert!(s["cited"].is_null(), "{s}");
+            assert!(s["url"].is_null(), "no invented URL: {s}");
+            assert!(
+                s["title"]
+                    .as_str()
+                    .unwrap()
+                    .contains("not grounded in sources"),
+                "{s}"
+            );
+        }
+    }
+    assert!(ready["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|s| s["cited"].is_null()));
+    let (_, history) = app
+        .get_json(&format!("/api/v1/courses/{id}/events"), &t)
+        .await;
+    for e in history.as_array().unwrap() {
+        if e["event_type"] == "LessonGenerated" {
+            assert_eq!(
+                e["payload"].get("retrieved").cloned().unwrap_or(json!([])),
+                json!([])
+            );
+        }
+    }
+}

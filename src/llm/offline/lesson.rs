@@ -302,7 +302,7 @@ pub fn lesson(
 
     let quiz = quiz(topic, plan, &objectives, number);
     let sources = sources(course, outline, number);
-    let prompt = prompts::lesson(course, outline, number);
+    let prompt = prompts::lesson(course, outline, number, &[]);
     let completion_chars = content_md.len()
         + sections
             .iter()

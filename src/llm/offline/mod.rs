@@ -16,6 +16,7 @@
 //!   `quiz`: their quizzes.
 
 mod elements;
+mod grounded;
 mod lesson;
 mod quiz;
 mod templates;
@@ -25,7 +26,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::{prompts, LlmClient, LlmError};
+use super::{prompts, LlmClient, LlmError, SourceChunk};
 use crate::domain::metadata::{self, Difficulty};
 use crate::domain::subtitles::{wrap, Cue};
 use crate::domain::SubtitlesGenerated;
@@ -62,19 +63,28 @@ impl LlmClient for OfflineClient {
         MODEL
     }
 
-    async fn outline(&self, course: &CourseRequested) -> Result<OutlineGenerated, LlmError> {
+    async fn outline_grounded(
+        &self,
+        course: &CourseRequested,
+        _sources: &[SourceChunk],
+    ) -> Result<OutlineGenerated, LlmError> {
         self.simulate_latency().await;
         Ok(outline(course))
     }
 
-    async fn lesson(
+    async fn lesson_grounded(
         &self,
         course: &CourseRequested,
         outline: &OutlineGenerated,
         number: u32,
+        sources: &[SourceChunk],
     ) -> Result<LessonGenerated, LlmError> {
         self.simulate_latency().await;
-        lesson(course, outline, number).ok_or_else(|| LlmError::InvalidAnswer {
+        let lesson = match sources {
+            [] => lesson(course, outline, number),
+            _ => grounded::lesson(course, outline, number, sources),
+        };
+        lesson.ok_or_else(|| LlmError::InvalidAnswer {
             attempts: 1,
             reason: format!("lesson {number} is not in the outline"),
         })
@@ -181,7 +191,7 @@ pub fn outline(course: &CourseRequested) -> OutlineGenerated {
             ""
         }
     );
-    let prompt = prompts::outline(course);
+    let prompt = prompts::outline(course, &[]);
     let completion_chars = title.len()
         + description.len()
         + lessons

@@ -37,7 +37,7 @@ use super::prompts::{self, LessonAnswer, OutlineAnswer, Prompt};
 use super::schema::{self, Schema};
 use super::translation;
 use super::validate::{self, InvalidAnswer};
-use super::{LlmClient, LlmError, LlmSettingsError};
+use super::{LlmClient, LlmError, LlmSettingsError, SourceChunk};
 use crate::domain::subtitles::Cue;
 use crate::domain::{
     CourseRequested, LessonGenerated, OutlineGenerated, SubtitlesGenerated, TokenUsage,
@@ -334,10 +334,14 @@ impl LlmClient for OpenAiClient {
         &self.model
     }
 
-    async fn outline(&self, course: &CourseRequested) -> Result<OutlineGenerated, LlmError> {
+    async fn outline_grounded(
+        &self,
+        course: &CourseRequested,
+        sources: &[SourceChunk],
+    ) -> Result<OutlineGenerated, LlmError> {
         let answered = self
             .ask(
-                prompts::outline(course),
+                prompts::outline(course, sources),
                 schema::outline_schema(course.num_lessons),
                 OUTLINE_BUDGET,
                 |answer: OutlineAnswer| {
@@ -353,15 +357,16 @@ impl LlmClient for OpenAiClient {
         })
     }
 
-    async fn lesson(
+    async fn lesson_grounded(
         &self,
         course: &CourseRequested,
         outline: &OutlineGenerated,
         number: u32,
+        sources: &[SourceChunk],
     ) -> Result<LessonGenerated, LlmError> {
         let answered = self
             .ask(
-                prompts::lesson(course, outline, number),
+                prompts::lesson(course, outline, number, sources),
                 schema::lesson_schema(number),
                 LESSON_BUDGET,
                 |answer: LessonAnswer| {
@@ -372,6 +377,7 @@ impl LlmClient for OpenAiClient {
                         difficulty,
                     ));
                     validate::lesson(outline, number, &lesson)?;
+                    validate::citations(&lesson, sources)?;
                     Ok(lesson)
                 },
             )
