@@ -127,6 +127,8 @@ impl Modify for ParameterSchemas {
         use crate::projections::courses::queries::CourseOrder;
         for (path, item) in openapi.paths.paths.iter_mut() {
             let jobs = path.starts_with("/api/v1/jobs");
+            let export = path.ends_with("/export");
+            let sources = path.starts_with("/api/v1/sources");
             for (_, op) in operations(item) {
                 for param in op.parameters.iter_mut().flatten() {
                     if param.parameter_in != ParameterIn::Query {
@@ -139,7 +141,16 @@ impl Modify for ParameterSchemas {
                         "status" => one_of(CourseStatus::ALL.map(CourseStatus::as_str)),
                         "sort" => one_of(CourseOrder::KEYS),
                         "difficulty" => one_of(Difficulty::ALL.map(Difficulty::as_str)),
+                        "format" if export => {
+                            one_of(crate::export::ExportFormat::ALL.map(|f| f.as_str()))
+                        }
                         "format" => one_of(Format::NAMES),
+                        "q" if sources => ObjectBuilder::new()
+                            .schema_type(Type::String)
+                            .min_length(Some(1))
+                            .max_length(Some(super::sources::MAX_SEARCH_CHARS))
+                            .pattern(Some(r"^[^\x00-\x1f\x7f-\x9f]+$"))
+                            .into(),
                         "q" => ObjectBuilder::new()
                             .schema_type(Type::String)
                             .max_length(Some(super::courses::dto::MAX_QUERY_CHARS))
@@ -382,6 +393,37 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn sources_and_export_parameters_say_what_is_required_and_allowed() {
+        let params = |path: &str| doc()["paths"][path]["get"]["parameters"].clone();
+        let search = params("/api/v1/sources/search");
+        let q = search
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == "q")
+            .unwrap();
+        assert_eq!(q["required"], true, "{q}");
+        assert_eq!(q["in"], "query", "{q}");
+        let export = params("/api/v1/courses/{id}/export");
+        let format = export
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == "format")
+            .unwrap();
+        assert_eq!(
+            format["schema"]["enum"],
+            serde_json::json!(["json", "markdown", "scorm12", "cc"])
+        );
+        let upload = &doc()["paths"]["/api/v1/sources"]["post"]["requestBody"]["content"]
+            ["multipart/form-data"]["schema"];
+        assert_eq!(upload["$ref"], "#/components/schemas/UploadForm");
+        let form = &doc()["components"]["schemas"]["UploadForm"];
+        assert_eq!(form["required"], serde_json::json!(["file"]), "{form}");
+        assert_eq!(form["properties"]["file"]["format"], "binary", "{form}");
     }
 
     #[test]

@@ -52,14 +52,19 @@ pub(crate) struct SourceView {
 
 /// `?prefix=`.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct PrefixParams {
     /// Only paths starting with this, e.g. `microbiology/`.
     #[serde(default)]
     pub prefix: String,
 }
 
+/// The longest search text, in characters.
+pub(crate) const MAX_SEARCH_CHARS: usize = 500;
+
 /// `?q=&prefix=&limit=`.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct SearchParams {
     /// Words, "quoted phrases", `or`, `-excluded`.
     pub q: String,
@@ -67,6 +72,7 @@ pub(crate) struct SearchParams {
     pub prefix: String,
     /// Most chunks returned, 1 to 100 (default 5).
     #[serde(default)]
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<i64>,
 }
 
@@ -114,6 +120,24 @@ struct Upload {
     title: Option<String>,
     language: Option<String>,
     has_file: bool,
+}
+
+/// The multipart form of `POST /api/v1/sources`, as the OpenAPI document
+/// describes it (the handler reads the parts as they stream in).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct UploadForm {
+    /// The document: Markdown, plain text, HTML or PDF, at most 25 MiB.
+    #[schema(value_type = String, format = Binary)]
+    file: Vec<u8>,
+    /// Its path in the library, e.g. `microbiology/cells.pdf` (default: the file name).
+    path: Option<String>,
+    /// A folder to put it in when `path` is not given, e.g. `microbiology/`.
+    prefix: Option<String>,
+    /// Its title (default: from the document).
+    title: Option<String>,
+    /// Its language tag (default: detected).
+    language: Option<String>,
 }
 
 /// Reads a multipart form: a `file` part, and optional `path`, `prefix`,
@@ -181,7 +205,7 @@ async fn read_multipart(req: &HttpRequest, payload: web::Payload) -> Result<Uplo
     post, path = "/api/v1/sources", tag = "sources",
     request_body(
         description = "JSON with the text, or a multipart form: parts file (required), path, prefix, title, language",
-        content((TextSource = "application/json"), (String = "multipart/form-data")),
+        content((TextSource = "application/json"), (UploadForm = "multipart/form-data")),
     ),
     responses(
         (status = 201, description = "Added (or a new version)", body = IngestView),
@@ -400,7 +424,7 @@ pub(crate) async fn search(
     params: web::Query<SearchParams>,
 ) -> Result<HttpResponse, ApiError> {
     let q = params.q.trim();
-    if q.is_empty() || q.chars().count() > 500 || q.chars().any(char::is_control) {
+    if q.is_empty() || q.chars().count() > MAX_SEARCH_CHARS || q.chars().any(char::is_control) {
         return Err(ApiError::bad_request(
             "invalid_query",
             "q must be 1 to 500 characters without control characters",

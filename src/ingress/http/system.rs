@@ -164,7 +164,7 @@ impl Modify for BearerAuth {
         courses::CoursePage, courses::LessonSummary, courses::LessonView, courses::dto::ElementsView,
         courses::subtitles::SubtitlesRequest, courses::EventView,
         courses::Progress, courses::Tokens, jobs::JobView, jobs::JobPage, HealthReport,
-        DatabaseHealth, sources::TextSource, sources::IngestView, sources::SourceView,
+        DatabaseHealth, sources::TextSource, sources::UploadForm, sources::IngestView, sources::SourceView,
         crate::projections::sources::queries::SourceRow,
         crate::projections::sources::queries::ChunkRow,
         crate::projections::sources::queries::SearchHit,
