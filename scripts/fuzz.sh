@@ -7,6 +7,10 @@
 #   http_body     JSON bodies: the edge's NUL scan against serde, the request rules
 #   http_query    GET /courses and /jobs query strings, decoded as actix does
 #   stored_event  the event upcaster, fed stored payloads of every version
+#   extract_html      an HTML page through ingest's preparation (main text, chunks)
+#   extract_markdown  a Markdown file, and the same bytes as plain text
+#   extract_pdf       a PDF through pdftotext in its child process (5 s limit)
+#   extract_docx      a DOCX through ingest's preparation, and text as its document.xml
 #
 # Stable toolchain only: built with `-s none` (no sanitizer; libFuzzer's
 # coverage instrumentation only). Safe Rust needs no AddressSanitizer to
@@ -22,7 +26,7 @@ seconds="${1:-60}"
 shift || true
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-  targets=(amqp_request http_body http_query stored_event)
+  targets=(amqp_request http_body http_query stored_event extract_html extract_markdown extract_pdf extract_docx)
 fi
 
 command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked

@@ -71,10 +71,13 @@ echo "==> its history: coursegen events $course"
 cat <<EOF
 
 ==> coursegen serve is running (pid $serve); the API is on $api
+    the web app:     http://$HTTP_ADDR/  (the course: http://$HTTP_ADDR/courses/$course)
     the course:      curl $api/courses/$course
     its lesson 1:    curl $api/courses/$course/lessons/1
     its history:     $bin events $course
     another course:  $bin submit --user $user --topic "Volcanoes" --wait
+    your documents:  $bin sources add ~/notes --prefix notes/ --user $user
+                     (then: $bin submit --user $user --topic "..." --source-filter notes/ --wait)
     the service log: tail -f $log
     stop:            press Ctrl-C (serve stops, then the private PostgreSQL cluster
                      unless another coursegen process still uses it)

@@ -49,3 +49,13 @@ shoot "$base/courses/$live" "$out/course-generating.png"
 until [ "$(curl -fs "$base/api/v1/courses?status=READY" | jq .total)" -ge 2 ]; do sleep 0.5; done
 shoot "$base/" "$out/library.png" --virtual-time-budget=1000
 shoot "$base/courses/$ready/lessons/1" "$out/lesson.png" --virtual-time-budget=1000
+# REVIEW_DIR=dir: also the whole lesson and every page at a phone's width,
+# to look at (not for the README).
+if [ -n "${REVIEW_DIR:-}" ]; then
+  mkdir -p "$REVIEW_DIR"
+  shoot "$base/courses/$ready/lessons/1" "$REVIEW_DIR/lesson-full.png" --virtual-time-budget=1000 --window-size=1200,6000
+  for page in "/" "/courses/new" "/courses/$ready" "/courses/$ready/lessons/1"; do
+    name=$(echo "$page" | tr -c 'a-z0-9\n' '-')
+    shoot "$base$page" "$REVIEW_DIR/phone$name.png" --virtual-time-budget=1000 --window-size=390,5000
+  done
+fi

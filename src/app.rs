@@ -16,6 +16,7 @@ use crate::ingress::http::{
 };
 use crate::llm::{self, LlmClient, LlmSettings};
 use crate::projections::{self, Projections};
+use crate::sources::embeddings::{Embedder, EmbeddingsArgs};
 use crate::store::subscription::Notifier;
 use crate::store::work::WorkQueue;
 use crate::store::EventStore;
@@ -43,6 +44,10 @@ pub struct ServeArgs {
 
     #[command(flatten)]
     pub export: crate::config::ExportSettings,
+
+    /// Semantic retrieval (off unless EMBEDDINGS_MODEL and EMBEDDINGS_BASE_URL are set).
+    #[command(flatten)]
+    pub embeddings: EmbeddingsArgs,
 }
 
 /// Everything `serve` runs, started.
@@ -61,6 +66,8 @@ pub struct Application {
     health: HealthHooks,
     /// The RabbitMQ consumer and reply publisher, when AMQP_URL is set.
     amqp: Option<AmqpService>,
+    /// Semantic retrieval's endpoint (ingest over HTTP, search), when configured.
+    embedder: Option<Embedder>,
 }
 
 impl Application {
@@ -68,13 +75,21 @@ impl Application {
     /// Must run inside an actix `System`.
     ///
     /// # Errors
-    /// Unusable LLM settings.
+    /// Unusable LLM settings; half of the embeddings settings.
     pub fn build(store: EventStore, args: &ServeArgs) -> anyhow::Result<Self> {
         let llm = llm::client_from_settings(&args.llm)?;
         tracing::info!(provider = ?args.llm.provider(), model = llm.model(), "language model");
-        let mut app = Self::with_llm(
+        let embedder = args.embeddings.embedder()?;
+        if let Some(e) = &embedder {
+            tracing::info!(
+                model = e.model(),
+                "semantic retrieval on: vectors fused with full text"
+            );
+        }
+        let mut app = Self::with_parts(
             store,
             llm,
+            embedder,
             &args.scheduler,
             args.llm.llm_max_concurrency.saturating_mul(2),
             Duration::from_secs_f64(args.shutdown_grace_secs.max(0.0)),
@@ -115,6 +130,18 @@ impl Application {
         max_active: usize,
         grace: Duration,
     ) -> Self {
+        Self::with_parts(store, llm, None, scheduler, max_active, grace)
+    }
+
+    /// [`Self::with_llm`], retrieving with `embedder` too when given.
+    fn with_parts(
+        store: EventStore,
+        llm: Arc<dyn LlmClient>,
+        embedder: Option<Embedder>,
+        scheduler: &SchedulerSettings,
+        max_active: usize,
+        grace: Duration,
+    ) -> Self {
         // The NOTIFY sender lives on this (the System's) runtime, which lasts
         // as long as the service, not on an HTTP worker's.
         store.send_notifications_on(tokio::runtime::Handle::current());
@@ -125,7 +152,8 @@ impl Application {
             Some(notifier.wakeups()),
             scheduler,
             max_active,
-        );
+        )
+        .with_embedder(embedder.clone());
         let queue = scheduler.queue();
         Self {
             scheduler: scheduler.start(),
@@ -138,6 +166,7 @@ impl Application {
             http: None,
             health: HealthHooks::default(),
             amqp: None,
+            embedder,
         }
     }
 
@@ -178,6 +207,7 @@ impl Application {
         state.watch = CourseWatch::start(self.store.clone(), Some(self._notifier.wakeups()));
         state.projections = self.projections.clone();
         state.health = self.health.clone();
+        state.embedder.clone_from(&self.embedder);
         let (server, addr) = http_api::serve(state, listener, settings)?;
         self.http = Some((server.handle(), addr));
         actix_rt::spawn(server);

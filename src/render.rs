@@ -41,26 +41,73 @@ pub struct Heading {
 /// `rel="noopener noreferrer nofollow"`. Fenced code keeps its
 /// `language-<name>` class so that a highlighter can pick it up.
 pub fn markdown(source: &str) -> Rendered {
+    render(source, Place::Document)
+}
+
+/// Renders a lesson's markdown for a page whose own `<h1>` is the lesson's
+/// `title`, so that the page keeps exactly one `<h1>`: a leading `#`
+/// heading repeating the title (as `Lesson 2: <title>` too) is left out,
+/// any other `#` heading becomes `##`, and `<h1>` tags in raw HTML are
+/// dropped (their text is kept). Otherwise as [`markdown`].
+pub fn lesson(source: &str, title: &str) -> Rendered {
+    render(source, Place::UnderTitle(title))
+}
+
+/// Renders a short text that sits inside a section of a page (an
+/// exercise's prompt, a hint, a solution): sanitised as [`markdown`], its
+/// headings shown as `<h4>` and below, without anchors, and `<h1>` to
+/// `<h3>` tags in raw HTML dropped (their text is kept).
+pub fn snippet(source: &str) -> String {
+    render(source, Place::Snippet).html
+}
+
+/// Where rendered markdown goes, which decides its heading levels.
+#[derive(Clone, Copy)]
+enum Place<'a> {
+    /// A document of its own (an export's page): headings as written.
+    Document,
+    /// Under a page's `<h1>` holding this title.
+    UnderTitle(&'a str),
+    /// Inside a section of a page.
+    Snippet,
+}
+
+fn render(source: &str, place: Place<'_>) -> Rendered {
     let mut options = Options::empty();
     options.insert(Options::ENABLE_TABLES);
     options.insert(Options::ENABLE_STRIKETHROUGH);
     options.insert(Options::ENABLE_TASKLISTS);
     options.insert(Options::ENABLE_FOOTNOTES);
 
-    let events: Vec<Event<'_>> = Parser::new_ext(source, options).collect();
+    let mut events: Vec<Event<'_>> = Parser::new_ext(source, options).collect();
+    if let Place::UnderTitle(title) = place {
+        drop_leading_title(&mut events, title);
+    }
     let mut headings = Vec::new();
     let mut used = HashSet::new();
-    let mut events = events;
     let mut i = 0;
     while i < events.len() {
         if let Event::Start(Tag::Heading { level, .. }) = &events[i] {
-            let level = heading_level(*level);
+            let level = placed_level(*level, place);
             let text = heading_text(&events[i + 1..]);
-            let id = unique_id(&text, &mut used);
-            if let Event::Start(Tag::Heading { id: slot, .. }) = &mut events[i] {
-                *slot = Some(id.clone().into());
+            let id = match place {
+                Place::Snippet => None,
+                _ => Some(unique_id(&text, &mut used)),
+            };
+            if let Event::Start(Tag::Heading {
+                id: slot,
+                level: shown,
+                ..
+            }) = &mut events[i]
+            {
+                *slot = id.clone().map(Into::into);
+                *shown = html_level(level);
             }
-            headings.push(Heading { level, id, text });
+            if let Some(id) = id {
+                headings.push(Heading { level, id, text });
+            }
+        } else if let Event::End(TagEnd::Heading(level)) = &mut events[i] {
+            *level = html_level(placed_level(*level, place));
         }
         i += 1;
     }
@@ -68,8 +115,61 @@ pub fn markdown(source: &str) -> Rendered {
     let mut unsafe_html = String::with_capacity(source.len() * 3 / 2);
     html::push_html(&mut unsafe_html, events.into_iter());
     Rendered {
-        html: sanitizer().clean(&unsafe_html).to_string(),
+        html: sanitizer(place).clean(&unsafe_html).to_string(),
         headings,
+    }
+}
+
+/// The level a heading written at `level` is shown at in `place`.
+fn placed_level(level: HeadingLevel, place: Place<'_>) -> u8 {
+    let level = heading_level(level);
+    match place {
+        Place::Document => level,
+        Place::UnderTitle(_) => level.max(2),
+        Place::Snippet => (level + 3).min(6),
+    }
+}
+
+/// Leaves out a `#` heading that opens the text and repeats `title`.
+fn drop_leading_title(events: &mut Vec<Event<'_>>, title: &str) {
+    let Some(Event::Start(Tag::Heading {
+        level: HeadingLevel::H1,
+        ..
+    })) = events.first()
+    else {
+        return;
+    };
+    let norm = |t: &str| {
+        t.trim()
+            .trim_end_matches(['.', ':'])
+            .to_lowercase()
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let (text, title) = (norm(&heading_text(&events[1..])), norm(title));
+    let repeats =
+        !text.is_empty() && !title.is_empty() && (text.ends_with(&title) || title.ends_with(&text));
+    if !repeats {
+        return;
+    }
+    if let Some(end) = events
+        .iter()
+        .position(|e| matches!(e, Event::End(TagEnd::Heading(_))))
+    {
+        events.drain(..=end);
+    }
+}
+
+/// `h1` for 1 ... `h6` for 6 (and above).
+fn html_level(level: u8) -> HeadingLevel {
+    match level {
+        0 | 1 => HeadingLevel::H1,
+        2 => HeadingLevel::H2,
+        3 => HeadingLevel::H3,
+        4 => HeadingLevel::H4,
+        5 => HeadingLevel::H5,
+        _ => HeadingLevel::H6,
     }
 }
 
@@ -87,7 +187,8 @@ fn heading_text(events: &[Event<'_>]) -> String {
     text.trim().to_string()
 }
 
-fn heading_level(level: HeadingLevel) -> u8 {
+/// 1 for `h1` ... 6 for `h6`.
+pub(crate) fn heading_level(level: HeadingLevel) -> u8 {
     match level {
         HeadingLevel::H1 => 1,
         HeadingLevel::H2 => 2,
@@ -136,10 +237,19 @@ pub fn slug(text: &str) -> String {
     out
 }
 
-/// One sanitiser for the process: building the allow-list is not free.
-fn sanitizer() -> &'static ammonia::Builder<'static> {
-    static SANITIZER: OnceLock<ammonia::Builder<'static>> = OnceLock::new();
-    SANITIZER.get_or_init(|| {
+/// One sanitiser per place for the process: building the allow-list is
+/// not free. Text under a page's title may not open another `<h1>`, nor
+/// a snippet any heading above `<h4>`.
+fn sanitizer(place: Place<'_>) -> &'static ammonia::Builder<'static> {
+    static DOCUMENT: OnceLock<ammonia::Builder<'static>> = OnceLock::new();
+    static UNDER_TITLE: OnceLock<ammonia::Builder<'static>> = OnceLock::new();
+    static SNIPPET: OnceLock<ammonia::Builder<'static>> = OnceLock::new();
+    let (cell, banned): (_, &[&str]) = match place {
+        Place::Document => (&DOCUMENT, &[]),
+        Place::UnderTitle(_) => (&UNDER_TITLE, &["h1"]),
+        Place::Snippet => (&SNIPPET, &["h1", "h2", "h3"]),
+    };
+    cell.get_or_init(|| {
         let mut builder = ammonia::Builder::default();
         for tag in ["h1", "h2", "h3", "h4", "h5", "h6", "li"] {
             builder.add_tag_attributes(tag, ["id"]);
@@ -153,7 +263,8 @@ fn sanitizer() -> &'static ammonia::Builder<'static> {
             .link_rel(Some("noopener noreferrer nofollow"))
             .url_schemes(HashSet::from(["http", "https", "mailto"]))
             .url_relative(ammonia::UrlRelative::PassThrough)
-            .id_prefix(None);
+            .id_prefix(None)
+            .rm_tags(banned.iter().copied());
         builder
     })
 }
@@ -262,6 +373,45 @@ mod tests {
         );
         let unknown = markdown("```evil onload=x\nx\n```");
         assert!(!unknown.html.contains("onload"), "{}", unknown.html);
+    }
+
+    #[test]
+    fn a_lesson_under_its_title_has_no_h1_of_its_own() {
+        let r = lesson(
+            "# Lesson 2: Cell parts\n\nIntro.\n\n# Membranes\n\n## Inside\n\n<h1>raw</h1>",
+            "Cell parts",
+        );
+        assert!(!r.html.contains("<h1"), "{}", r.html);
+        assert!(!r.html.contains("Lesson 2"), "{}", r.html);
+        assert!(
+            r.html.contains(r#"<h2 id="sec-membranes">Membranes</h2>"#),
+            "{}",
+            r.html
+        );
+        assert!(r.html.contains("raw"), "{}", r.html);
+        let levels: Vec<_> = r
+            .headings
+            .iter()
+            .map(|h| (h.level, h.text.as_str()))
+            .collect();
+        assert_eq!(levels, [(2, "Membranes"), (2, "Inside")]);
+        // A first heading that is not the title is kept, one level down.
+        let other = lesson("# Something else\n\nText.", "Cell parts");
+        assert!(
+            other.html.contains("<h2 id=\"sec-something-else\">"),
+            "{}",
+            other.html
+        );
+    }
+
+    #[test]
+    fn a_snippet_shows_headings_below_the_page_sections() {
+        let html = snippet("# Step\n\n## Detail\n\n<h2>raw</h2> <script>x()</script>");
+        assert!(
+            html.contains("<h4>Step</h4>") && html.contains("<h5>Detail</h5>"),
+            "{html}"
+        );
+        assert!(!html.contains("<h2") && !html.contains("<script"), "{html}");
     }
 
     #[test]

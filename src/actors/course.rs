@@ -20,7 +20,9 @@ use crate::domain::{
 };
 use crate::llm::LlmClient;
 use crate::retry::Backoff;
+use crate::sources::embeddings::Embedder;
 use crate::sources::grounding::{self, Retrieval};
+use crate::sources::semantic::SemanticError;
 use crate::store::courses::{self, CommandError};
 use crate::store::{EventStore, Metadata, StoreError};
 
@@ -55,6 +57,8 @@ pub(crate) struct CourseActor {
     id: Uuid,
     store: EventStore,
     llm: Arc<dyn LlmClient>,
+    /// Semantic retrieval's endpoint, when configured (full text alone otherwise).
+    embedder: Option<Embedder>,
     finished: Recipient<CourseFinished>,
     course: Course,
     /// A decided-on command not yet appended (an LLM answer kept across a
@@ -67,17 +71,20 @@ pub(crate) struct CourseActor {
 }
 
 impl CourseActor {
-    /// An actor for course `id`; `finished` hears when it stops.
+    /// An actor for course `id`, retrieving with `embedder` too when given;
+    /// `finished` hears when it stops.
     pub(crate) fn new(
         id: Uuid,
         store: EventStore,
         llm: Arc<dyn LlmClient>,
+        embedder: Option<Embedder>,
         finished: Recipient<CourseFinished>,
     ) -> Self {
         Self {
             id,
             store,
             llm,
+            embedder,
             finished,
             course: Course::default(),
             pending: None,
@@ -149,6 +156,7 @@ impl Handler<TakeNextStep> for CourseActor {
         let step = take_step(
             self.store.clone(),
             self.llm.clone(),
+            self.embedder.clone(),
             self.id,
             self.course.clone(),
             self.pending.take(),
@@ -195,6 +203,7 @@ impl Handler<StopAfterStep> for CourseActor {
 async fn take_step(
     store: EventStore,
     llm: Arc<dyn LlmClient>,
+    embedder: Option<Embedder>,
     id: Uuid,
     course: Course,
     pending: Option<Command>,
@@ -217,9 +226,15 @@ async fn take_step(
                     }
                 }
             }
-            match next_command(&store, &*llm, &course).await {
-                Some(command) => command,
-                None => return StepOutcome::Done,
+            match next_command(&store, &*llm, embedder.as_ref(), &course).await {
+                Ok(Some(command)) => command,
+                Ok(None) => return StepOutcome::Done,
+                // The library could not be searched (the database is down):
+                // no model call was made, try the step again after a pause.
+                Err(e) => {
+                    tracing::warn!(course_id = %id, error = %e, "could not search the source library; will retry");
+                    return StepOutcome::Unavailable(None);
+                }
             }
         }
     };
@@ -275,9 +290,20 @@ async fn take_step(
 }
 
 /// The command for the course's next missing step, or `None` when none is left.
-async fn next_command(store: &EventStore, llm: &dyn LlmClient, course: &Course) -> Option<Command> {
+///
+/// # Errors
+/// The source library could not be searched: a database outage, retried
+/// like a failed append rather than failing the course.
+async fn next_command(
+    store: &EventStore,
+    llm: &dyn LlmClient,
+    embedder: Option<&Embedder>,
+    course: &Course,
+) -> Result<Option<Command>, deadpool_postgres::PoolError> {
     let step = course.next_step();
-    let request = course.request.as_ref()?;
+    let Some(request) = course.request.as_ref() else {
+        return Ok(None);
+    };
     let failed = |e: crate::llm::LlmError| {
         Command::Fail(CourseFailed {
             step: step_name(step),
@@ -285,15 +311,23 @@ async fn next_command(store: &EventStore, llm: &dyn LlmClient, course: &Course) 
             retryable: e.retryable(),
         })
     };
-    Some(match step {
-        NextStep::Nothing => return None,
+    Ok(Some(match step {
+        NextStep::Nothing => return Ok(None),
         NextStep::Start => Command::StartGeneration {
             model: llm.model().to_owned(),
         },
         NextStep::Outline => {
-            let hits = match retrieve(store, request, &request.topic, grounding::OUTLINE_K).await {
+            let hits = match retrieve(
+                store,
+                embedder,
+                request,
+                &request.topic,
+                grounding::OUTLINE_K,
+            )
+            .await?
+            {
                 Ok(hits) => hits,
-                Err(fail) => return Some(fail),
+                Err(fail) => return Ok(Some(fail)),
             };
             let chunks = grounding::chunks(&hits);
             match llm.outline_grounded(request, &chunks).await {
@@ -305,16 +339,18 @@ async fn next_command(store: &EventStore, llm: &dyn LlmClient, course: &Course) 
             }
         }
         NextStep::Lesson(n) => {
-            let outline = course.outline.as_ref()?;
+            let Some(outline) = course.outline.as_ref() else {
+                return Ok(None);
+            };
             let text = outline
                 .lessons
                 .iter()
                 .find(|l| l.number == n)
                 .map(grounding::lesson_query)
                 .unwrap_or_default();
-            let hits = match retrieve(store, request, &text, grounding::LESSON_K).await {
+            let hits = match retrieve(store, embedder, request, &text, grounding::LESSON_K).await? {
                 Ok(hits) => hits,
-                Err(fail) => return Some(fail),
+                Err(fail) => return Ok(Some(fail)),
             };
             let chunks = grounding::chunks(&hits);
             match llm.lesson_grounded(request, outline, n, &chunks).await {
@@ -325,18 +361,28 @@ async fn next_command(store: &EventStore, llm: &dyn LlmClient, course: &Course) 
                 Err(e) => failed(e),
             }
         }
-        NextStep::Subtitles(n) => Command::RecordSubtitles(SubtitlesGenerated {
-            lesson: n,
-            language: course.source_language().to_owned(),
-            cues: course.narration.get(&n)?.clone(),
-            model: None,
-            usage: Default::default(),
-        }),
+        NextStep::Subtitles(n) => {
+            let Some(cues) = course.narration.get(&n) else {
+                return Ok(None);
+            };
+            Command::RecordSubtitles(SubtitlesGenerated {
+                lesson: n,
+                language: course.source_language().to_owned(),
+                cues: cues.clone(),
+                model: None,
+                usage: Default::default(),
+            })
+        }
         NextStep::Translate(n) => {
-            let language = course.next_translation_language()?.to_owned();
-            let source = course
+            let Some(language) = course.next_translation_language().map(str::to_owned) else {
+                return Ok(None);
+            };
+            let Some(source) = course
                 .subtitles
-                .get(&(n, course.source_language().to_owned()))?;
+                .get(&(n, course.source_language().to_owned()))
+            else {
+                return Ok(None);
+            };
             match llm.translate(request, n, source, &language).await {
                 Ok(track) => Command::RecordSubtitles(track),
                 // A translation that fails stops its language, not the course.
@@ -350,18 +396,26 @@ async fn next_command(store: &EventStore, llm: &dyn LlmClient, course: &Course) 
         }
         NextStep::FinishSubtitles => Command::FinishSubtitles,
         NextStep::Complete => Command::Complete,
-    })
+    }))
 }
 
-/// The chunks a step is grounded in; `Err` is the step's failure at
-/// `retrieval`: a `source_filter` matching no document (retryable once
-/// documents are added), or the library out of reach.
+/// The chunks a step is grounded in; the inner `Err` is the step's failure
+/// at `retrieval`: a `source_filter` matching no document (retryable once
+/// documents are added), or the embeddings endpoint refusing the query.
+///
+/// # Errors
+/// The library could not be searched (the database is out of reach): the
+/// step is tried again later, the course is not failed for it.
 async fn retrieve(
     store: &EventStore,
+    embedder: Option<&Embedder>,
     request: &crate::domain::CourseRequested,
     text: &str,
     k: i64,
-) -> Result<Vec<crate::projections::sources::queries::SearchHit>, Command> {
+) -> Result<
+    Result<Vec<crate::projections::sources::queries::SearchHit>, Command>,
+    deadpool_postgres::PoolError,
+> {
     let fail = |error: String| {
         Command::Fail(CourseFailed {
             step: "retrieval".into(),
@@ -369,16 +423,19 @@ async fn retrieve(
             retryable: true,
         })
     };
-    match grounding::retrieve(store.pool(), request, text, k).await {
-        Ok(Retrieval::Hits(hits)) => Ok(hits),
-        Ok(Retrieval::NoLibrary) => Ok(Vec::new()),
-        Ok(Retrieval::NoDocuments { prefix }) => {
-            Err(fail(grounding::no_documents_message(&prefix)))
-        }
-        Err(e) => Err(fail(format!(
-            "the source library could not be searched: {e}"
-        ))),
-    }
+    Ok(
+        match grounding::retrieve(store.pool(), embedder, request, text, k).await {
+            Ok(Retrieval::Hits(hits)) => Ok(hits),
+            Ok(Retrieval::NoLibrary) => Ok(Vec::new()),
+            Ok(Retrieval::NoDocuments { prefix }) => {
+                Err(fail(grounding::no_documents_message(&prefix)))
+            }
+            Err(SemanticError::Database(e)) => return Err(e),
+            Err(SemanticError::Embeddings(e)) => Err(fail(format!(
+                "the source library could not be searched: {e}"
+            ))),
+        },
+    )
 }
 
 fn step_name(step: NextStep) -> String {

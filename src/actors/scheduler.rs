@@ -20,6 +20,7 @@ use uuid::Uuid;
 
 use super::course::{CourseActor, CourseFinished, StopAfterStep};
 use crate::llm::LlmClient;
+use crate::sources::embeddings::Embedder;
 use crate::store::work::WorkQueue;
 use crate::store::EventStore;
 
@@ -66,6 +67,8 @@ pub(crate) struct Scheduler {
     queue: WorkQueue,
     store: EventStore,
     llm: Arc<dyn LlmClient>,
+    /// Semantic retrieval's endpoint for the course actors, when configured.
+    embedder: Option<Embedder>,
     wakeups: Option<watch::Receiver<u64>>,
     max_active: usize,
     lease: Duration,
@@ -90,6 +93,7 @@ impl Scheduler {
             queue: WorkQueue::new(store.clone(), Uuid::new_v4(), lease),
             store,
             llm,
+            embedder: None,
             wakeups,
             max_active: settings
                 .max_active_courses
@@ -101,6 +105,13 @@ impl Scheduler {
             claiming: false,
             shutting_down: false,
         }
+    }
+
+    /// Retrieval fuses vector hits of `embedder` with the full-text ones
+    /// (full text alone when `None`, the default).
+    pub(crate) fn with_embedder(mut self, embedder: Option<Embedder>) -> Self {
+        self.embedder = embedder;
+        self
     }
 
     /// The work queue handle (its owner id is this scheduler's).
@@ -162,6 +173,7 @@ impl Handler<ClaimWork> for Scheduler {
                             id,
                             act.store.clone(),
                             act.llm.clone(),
+                            act.embedder.clone(),
                             ctx.address().recipient(),
                         )
                         .start();

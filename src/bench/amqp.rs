@@ -248,7 +248,7 @@ async fn measure(
     Ok((raw, service))
 }
 
-fn durable() -> QueueDeclareOptions {
+pub(super) fn durable() -> QueueDeclareOptions {
     QueueDeclareOptions {
         durable: true,
         ..QueueDeclareOptions::default()
@@ -256,7 +256,11 @@ fn durable() -> QueueDeclareOptions {
 }
 
 /// Publishes persistent messages with confirms, up to 1,000 unconfirmed at once.
-async fn publish_all(channel: &Channel, queue: &str, bodies: &[Vec<u8>]) -> anyhow::Result<()> {
+pub(super) async fn publish_all(
+    channel: &Channel,
+    queue: &str,
+    bodies: &[Vec<u8>],
+) -> anyhow::Result<()> {
     for window in bodies.chunks(1000) {
         let mut confirms = Vec::with_capacity(window.len());
         for body in window {

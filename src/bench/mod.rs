@@ -12,12 +12,15 @@
 //! - [`amqp`]: publish to `accepted` reply beside a bare publish-to-consume.
 //! - [`sse`]: database transactions per second of idle progress streams.
 //! - [`export`]: the file backup and SCORM packages beside raw writes and plain loads.
+//! - [`chaos`]: a soak of two serves under random faults, checked, beside a fault-free run.
 //!
 //! The benchmarks are part of the command line, not of the service: like
 //! `cli` and `main` they report failures with `anyhow`.
 
 pub(crate) mod amqp;
 pub(crate) mod append;
+pub(crate) mod chaos;
+mod cpu;
 pub(crate) mod export;
 pub(crate) mod generate;
 pub(crate) mod http;
@@ -80,6 +83,14 @@ pub enum BenchCommand {
     Export(export::ExportArgs),
     /// Source library: ingest vs raw COPY, retrieval p50/p99 with prefix filters, recall@5.
     Sources(sources::SourcesBenchArgs),
+    /// A soak: N courses over AMQP to two `serve` processes with a fake
+    /// model, once fault-free, then with a random fault every 10-20 s
+    /// (SIGKILL, PostgreSQL restart, broker loss, SIGSTOP past the lease);
+    /// checks READY exactly once, no model call for a recorded step, a
+    /// success reply per request, projections equal to their recount, no
+    /// process left; prints the fault log, throughput and recovery times.
+    /// `scripts/chaos.sh` runs it on a private cluster.
+    Chaos(chaos::ChaosArgs),
 }
 
 /// Runs a benchmark.
@@ -103,6 +114,7 @@ pub(crate) async fn run(
         BenchCommand::Sse(args) => sse::run(&scratch, &args).await,
         BenchCommand::Export(args) => export::run(&scratch, &args).await,
         BenchCommand::Sources(args) => sources::run(&scratch, &args).await,
+        BenchCommand::Chaos(args) => chaos::run(&scratch, &args).await,
     };
     scratch.drop_database().await?;
     result.map(|()| ExitCode::SUCCESS)
@@ -157,6 +169,29 @@ impl ScratchDatabase {
     /// A store on the scratch database with a pool of `connections`.
     pub(crate) fn store(&self, connections: usize) -> EventStore {
         EventStore::from_config(self.config.clone(), connections)
+    }
+
+    /// A libpq connection string of the scratch database, for child processes.
+    pub(crate) fn conninfo(&self) -> String {
+        use tokio_postgres::config::Host;
+        let mut parts = Vec::new();
+        if let Some(host) = self.config.get_hosts().first() {
+            match host {
+                Host::Tcp(name) => parts.push(format!("host={name}")),
+                Host::Unix(path) => parts.push(format!("host={}", path.display())),
+            }
+        }
+        if let Some(port) = self.config.get_ports().first() {
+            parts.push(format!("port={port}"));
+        }
+        if let Some(user) = self.config.get_user() {
+            parts.push(format!("user={user}"));
+        }
+        if let Some(password) = self.config.get_password() {
+            parts.push(format!("password={}", String::from_utf8_lossy(password)));
+        }
+        parts.push(format!("dbname={}", self.name));
+        parts.join(" ")
     }
 
     /// Drops the scratch database.

@@ -16,6 +16,7 @@ use anyhow::Context;
 use clap::{Args, ValueEnum};
 use uuid::Uuid;
 
+use super::cpu::CpuMeter;
 use super::{realistic_lesson, ScratchDatabase};
 use crate::domain::{CourseEvent, TokenUsage};
 use crate::store::{EventStore, Metadata, NewEvent};
@@ -82,8 +83,11 @@ pub(super) async fn run(scratch: &ScratchDatabase, args: &ReplayArgs) -> anyhow:
         let client = store.pool().get().await?;
         client.batch_execute("VACUUM ANALYZE events").await?;
     }
+    wait_for_horizon(&store, events).await?;
+    let cpu = CpuMeter::new(&store).await;
 
     stages::record(true);
+    let cpu_before = cpu.read(&store).await;
     let replay_started = Instant::now();
     for report in replay::replay_all(&store, &Projection::ALL, true).await? {
         println!(
@@ -94,9 +98,10 @@ pub(super) async fn run(scratch: &ScratchDatabase, args: &ReplayArgs) -> anyhow:
         );
     }
     let replay_time = replay_started.elapsed();
+    let replay_cpu = cpu_before.until(&cpu.read(&store).await);
     stages::record(false);
     println!(
-        "  replay (all, one pass)  {:>7.2} s ({:.0} events/s)",
+        "  replay (all, one pass)  {:>7.2} s ({:.0} events/s), {replay_cpu}",
         replay_time.as_secs_f64(),
         events as f64 / replay_time.as_secs_f64()
     );
@@ -107,6 +112,7 @@ pub(super) async fn run(scratch: &ScratchDatabase, args: &ReplayArgs) -> anyhow:
 
     let mut recount_time = Duration::ZERO;
     let client = store.pool().get().await?;
+    let cpu_before = cpu.read(&store).await;
     for p in Projection::ALL {
         let t = Instant::now();
         for r in recounts(p) {
@@ -130,15 +136,21 @@ pub(super) async fn run(scratch: &ScratchDatabase, args: &ReplayArgs) -> anyhow:
         );
         recount_time += elapsed;
     }
+    println!(
+        "  recount (all)           {}",
+        cpu_before.until(&cpu.read(&store).await)
+    );
+    let cpu_before = cpu.read(&store).await;
     let t = Instant::now();
     client
         .batch_execute(MINIMAL_REBUILD)
         .await
         .context("minimal SQL rebuild")?;
     let minimal_time = t.elapsed();
+    let minimal_cpu = cpu_before.until(&cpu.read(&store).await);
     drop(client);
     println!(
-        "  minimal SQL rebuild (courses + lessons with content) {:>7.2} s",
+        "  minimal SQL rebuild (courses + lessons with content) {:>7.2} s, {minimal_cpu}",
         minimal_time.as_secs_f64()
     );
     let (r, m, c) = (
@@ -261,6 +273,35 @@ async fn fill_real_log(store: &EventStore, args: &ReplayArgs) -> anyhow::Result<
         .await?
         .get(0);
     Ok(events as u64)
+}
+
+/// Waits (at most a minute) until all `events` are past the read horizon,
+/// which is cluster-wide: a long transaction elsewhere on the server (in
+/// another database too) holds it back, and a replay started before would
+/// read nothing and measure nothing.
+async fn wait_for_horizon(store: &EventStore, events: u64) -> anyhow::Result<()> {
+    let client = store.pool().get().await?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let visible: i64 = client
+            .query_one(
+                "SELECT count(*) FROM events
+                 WHERE transaction_id < pg_snapshot_xmin(pg_current_snapshot())",
+                &[],
+            )
+            .await?
+            .get(0);
+        if visible as u64 >= events {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            anyhow::bail!(
+                "only {visible} of {events} events are past the read horizon after a minute: \
+                 a long transaction on the server holds it back"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// The payloads' bytes: as stored (compressed where TOASTed), and as JSON text.

@@ -4,7 +4,10 @@
 //!    (extract, chunk, hash, append, projected and searchable), beside a raw
 //!    `COPY` of the same text into a scratch table.
 //! 2. Retrieval latency: p50 and p99 of queries with prefix filters over the
-//!    library's chunks, beside the same number of primary-key lookups.
+//!    library's chunks, beside the same number of primary-key lookups, for
+//!    three kinds of queries: two required words, a course topic and a
+//!    lesson's title, concepts and objectives (any of their words, as
+//!    retrieval in generation sends them, `any_word_query`).
 //! 3. Retrieval quality: recall@5 on a small labelled set (the test
 //!    fixtures, each query's right chunk known) among the synthetic corpus.
 
@@ -18,9 +21,10 @@ use rand::{Rng, SeedableRng};
 use uuid::Uuid;
 
 use super::ScratchDatabase;
+use crate::domain::LessonPlan;
 use crate::projections::sources::queries;
 use crate::projections::{start_runners_with, wait_for_position, Projection, RunnerOptions};
-use crate::sources::grounding::any_word_query;
+use crate::sources::grounding::{any_word_query, lesson_query, LESSON_K, OUTLINE_K};
 use crate::sources::{ingest, NewSource};
 use crate::store::subscription::Notifier;
 use crate::store::{Metadata, Position};
@@ -37,9 +41,94 @@ pub struct SourcesBenchArgs {
     /// Documents ingested concurrently.
     #[arg(long, default_value_t = 4)]
     pub concurrency: usize,
-    /// Retrieval queries timed.
+    /// Retrieval queries timed, of each kind.
     #[arg(long, default_value_t = 1000)]
     pub queries: usize,
+    /// Print the slowest retrieval queries, with their prefixes.
+    #[arg(long, default_value_t = 0)]
+    pub show_slowest: usize,
+    /// Print the plans (`EXPLAIN (ANALYZE, BUFFERS)`) of the slowest
+    /// retrieval queries, run again.
+    #[arg(long, default_value_t = 0)]
+    pub explain_slowest: usize,
+}
+
+/// The retrieval queries timed.
+#[derive(Debug, Clone, Copy)]
+enum QueryKind {
+    /// Two words, all required (what a person types into search).
+    TwoWords,
+    /// A course topic, any of its words (the outline's retrieval).
+    Topic,
+    /// A lesson's title, concepts and objectives, any of their words (each
+    /// lesson's retrieval).
+    Lesson,
+}
+
+/// Words that lesson titles and objectives are made of besides the subject's.
+const GLUE: &[&str] = &[
+    "the",
+    "and",
+    "of",
+    "in",
+    "how",
+    "why",
+    "what",
+    "role",
+    "basics",
+    "introduction",
+    "explain",
+    "describe",
+    "compare",
+    "identify",
+    "apply",
+    "understand",
+    "between",
+    "works",
+    "effects",
+];
+
+impl QueryKind {
+    fn label(self) -> &'static str {
+        match self {
+            Self::TwoWords => "two-word search",
+            Self::Topic => "outline (topic)",
+            Self::Lesson => "lesson (title+concepts)",
+        }
+    }
+
+    /// A query of this kind and how many chunks it asks for.
+    fn query(self, rng: &mut StdRng) -> (String, i64) {
+        let phrase = |n: usize, rng: &mut StdRng| {
+            (0..n)
+                .map(|_| {
+                    if rng.gen_bool(0.3) {
+                        GLUE[rng.gen_range(0..GLUE.len())].to_owned()
+                    } else {
+                        word(rng)
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        match self {
+            Self::TwoWords => (format!("{} {}", word(rng), word(rng)), 5),
+            Self::Topic => (any_word_query(&phrase(rng.gen_range(3..7), rng)), OUTLINE_K),
+            Self::Lesson => {
+                let plan = LessonPlan {
+                    number: 1,
+                    title: phrase(rng.gen_range(3..7), rng),
+                    concepts: (0..rng.gen_range(3..6))
+                        .map(|_| phrase(rng.gen_range(1..4), rng))
+                        .collect(),
+                    objectives: (0..rng.gen_range(2..4))
+                        .map(|_| phrase(rng.gen_range(5..9), rng))
+                        .collect(),
+                };
+                (any_word_query(&lesson_query(&plan)), LESSON_K)
+            }
+        }
+    }
 }
 
 const WORDS: &[&str] = &[
@@ -398,25 +487,34 @@ pub(super) async fn run(scratch: &ScratchDatabase, args: &SourcesBenchArgs) -> a
     )
     .await?;
     let ingested = started.elapsed();
-    let chunks: i64 = store
-        .pool()
-        .get()
-        .await?
-        .query_one("SELECT count(*) FROM source_chunks WHERE current", &[])
-        .await?
-        .get(0);
+    let (chunks, log_bytes): (i64, i64) = {
+        let row = store
+            .pool()
+            .get()
+            .await?
+            .query_one(
+                "SELECT (SELECT count(*) FROM source_chunks WHERE current),
+                        pg_total_relation_size('events')",
+                &[],
+            )
+            .await?;
+        (row.get(0), row.get(1))
+    };
     let mb = total_bytes as f64 / 1e6;
     println!(
-        "ingest: {:.1} MB/s ({:.0} docs/s, {chunks} chunks; appended in {:.1} s, searchable after {:.1} s)",
+        "ingest: {:.1} MB/s ({:.0} docs/s, {chunks} chunks; appended in {:.1} s, searchable after {:.1} s; log {:.1} MB on disk)",
         mb / ingested.as_secs_f64(),
         docs.len() as f64 / ingested.as_secs_f64(),
         appended.as_secs_f64(),
-        ingested.as_secs_f64()
+        ingested.as_secs_f64(),
+        log_bytes as f64 / 1e6
     );
     println!(
-        "raw COPY: {:.1} MB/s; ratio ingest/raw {:.3}",
+        "raw COPY: {:.1} MB/s; ratio ingest/raw {:.3} until searchable ({:.3} until stored: \
+         appended to the log with its search vectors, not yet in the full-text index)",
         mb / raw.as_secs_f64(),
-        raw.as_secs_f64() / ingested.as_secs_f64()
+        raw.as_secs_f64() / ingested.as_secs_f64(),
+        raw.as_secs_f64() / appended.as_secs_f64()
     );
 
     // Retrieval latency, with prefix filters, beside primary-key lookups.
@@ -435,21 +533,9 @@ pub(super) async fn run(scratch: &ScratchDatabase, args: &SourcesBenchArgs) -> a
         .iter()
         .map(|r| r.get(0))
         .collect();
-    let mut search_times = Vec::with_capacity(args.queries);
     let mut lookup_times = Vec::with_capacity(args.queries);
-    let mut found = 0usize;
     let client = store.pool().get().await?;
     for i in 0..args.queries {
-        let q = format!("{} {}", word(&mut rng), word(&mut rng));
-        let prefix = match i % 3 {
-            0 => String::new(),
-            1 => format!("f{}/", rng.gen_range(0..FOLDERS)),
-            _ => format!("f{}/doc0", rng.gen_range(0..FOLDERS)),
-        };
-        let t = Instant::now();
-        let hits = queries::search(store.pool(), user, &q, &prefix, 5).await?;
-        search_times.push(t.elapsed());
-        found += usize::from(!hits.is_empty());
         if let Some(id) = ids.get(i % ids.len().max(1)) {
             let t = Instant::now();
             client
@@ -458,19 +544,57 @@ pub(super) async fn run(scratch: &ScratchDatabase, args: &SourcesBenchArgs) -> a
             lookup_times.push(t.elapsed());
         }
     }
-    search_times.sort();
+    drop(client);
     lookup_times.sort();
     println!(
-        "retrieval over {chunks} chunks, {} queries (1/3 each: whole library, a folder, a path prefix), {found} with hits:",
+        "retrieval over {chunks} chunks, {} queries of each kind (1/3 each: whole library, a folder, a path prefix):",
         args.queries
     );
     println!(
-        "  search p50 {:.2} ms, p99 {:.2} ms; primary-key lookup p50 {:.2} ms, p99 {:.2} ms",
-        ms(percentile(&search_times, 0.5)),
-        ms(percentile(&search_times, 0.99)),
+        "  primary-key lookup      p50 {:.2} ms, p99 {:.2} ms",
         ms(percentile(&lookup_times, 0.5)),
         ms(percentile(&lookup_times, 0.99)),
     );
+    let mut worst = Vec::new();
+    for kind in [QueryKind::TwoWords, QueryKind::Topic, QueryKind::Lesson] {
+        let mut times = Vec::with_capacity(args.queries);
+        let (mut found, mut words) = (0usize, 0usize);
+        for i in 0..args.queries {
+            let (q, k) = kind.query(&mut rng);
+            words += q.split_whitespace().filter(|w| *w != "or").count();
+            let prefix = match i % 3 {
+                0 => String::new(),
+                1 => format!("f{}/", rng.gen_range(0..FOLDERS)),
+                _ => format!("f{}/doc0", rng.gen_range(0..FOLDERS)),
+            };
+            let t = Instant::now();
+            let hits = queries::search(store.pool(), user, &q, &prefix, k).await?;
+            let took = t.elapsed();
+            times.push(took);
+            worst.push((took, q, prefix, k));
+            found += usize::from(!hits.is_empty());
+        }
+        times.sort();
+        println!(
+            "  {:<23} p50 {:.2} ms, p99 {:.2} ms ({:.1} words a query, {found} with hits)",
+            kind.label(),
+            ms(percentile(&times, 0.5)),
+            ms(percentile(&times, 0.99)),
+            words as f64 / args.queries.max(1) as f64,
+        );
+    }
+    worst.sort_by_key(|w| std::cmp::Reverse(w.0));
+    for (i, (took, q, prefix, k)) in worst
+        .iter()
+        .take(args.show_slowest.max(args.explain_slowest))
+        .enumerate()
+    {
+        println!("    slow: {:.1} ms, prefix {prefix:?}: {q}", ms(*took));
+        if i < args.explain_slowest {
+            let plan = queries::explain_search(store.pool(), user, q, prefix, *k).await?;
+            println!("{plan}");
+        }
+    }
 
     // Recall@5 on the labelled set, among the synthetic corpus.
     let metadata = Metadata::producer("bench");
@@ -518,6 +642,71 @@ pub(super) async fn run(scratch: &ScratchDatabase, args: &SourcesBenchArgs) -> a
         LABELLED.len(),
         hits_at_5 as f64 / LABELLED.len() as f64
     );
+    fused_recall(&store, user).await?;
     store.pool().close();
+    Ok(())
+}
+
+/// With EMBEDDINGS_MODEL and EMBEDDINGS_BASE_URL set: recall@5 of the
+/// fusion of full text and vectors on the labelled set, after embedding
+/// every current chunk of the library (the synthetic corpus too, so that
+/// the vectors compete with as many chunks as full text does).
+async fn fused_recall(store: &crate::store::EventStore, user: Uuid) -> anyhow::Result<()> {
+    use crate::sources::embeddings::EmbeddingsArgs;
+    use crate::sources::semantic;
+    let Some(embedder) = EmbeddingsArgs::from_env().embedder()? else {
+        println!(
+            "recall@5 of the fusion: set EMBEDDINGS_MODEL and EMBEDDINGS_BASE_URL to measure it"
+        );
+        return Ok(());
+    };
+    let texts: Vec<String> = store
+        .pool()
+        .get()
+        .await?
+        .query(
+            "SELECT text FROM source_chunks WHERE current AND user_id = $1",
+            &[&user],
+        )
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let t = Instant::now();
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let embedded = semantic::store_vectors(store.pool(), &embedder, &refs).await?;
+    println!(
+        "embedded {embedded} of {} chunks with {} in {:.1} s",
+        texts.len(),
+        embedder.model(),
+        t.elapsed().as_secs_f64()
+    );
+    let mut hits_at_5 = 0;
+    for (query, path, phrase) in LABELLED {
+        let hits = semantic::search(
+            store.pool(),
+            Some(&embedder),
+            user,
+            query,
+            &any_word_query(query),
+            "",
+            5,
+        )
+        .await?;
+        if hits
+            .iter()
+            .any(|h| h.path == *path && h.text.contains(phrase))
+        {
+            hits_at_5 += 1;
+        } else {
+            println!("  missed (fusion): {query:?}");
+        }
+    }
+    println!(
+        "recall@5 (full text + {} vectors, reciprocal rank fusion k=60, {} labelled queries): {:.2}",
+        embedder.model(),
+        LABELLED.len(),
+        hits_at_5 as f64 / LABELLED.len() as f64
+    );
     Ok(())
 }

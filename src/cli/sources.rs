@@ -15,7 +15,8 @@ use crate::config::DatabaseSettings;
 use crate::database::{ClusterHold, Database};
 use crate::projections::sources::queries;
 use crate::projections::{catch_up, Projection};
-use crate::sources::{self, IngestOutcome, NewSource};
+use crate::sources::embeddings::EmbeddingsArgs;
+use crate::sources::{self, semantic, IngestOutcome, NewSource};
 use crate::store::{EventStore, Metadata, Position};
 
 /// How long a command waits for the library to show what it recorded.
@@ -62,6 +63,11 @@ pub struct AddArgs {
     /// The documents' language (e.g. en, de); detected from each text when omitted.
     #[arg(long)]
     pub language: Option<String>,
+    /// With embeddings configured, each chunk's vector is stored too (also
+    /// for unchanged documents lacking one); a file whose chunks cannot be
+    /// embedded is skipped, nothing stored.
+    #[command(flatten)]
+    pub embeddings: EmbeddingsArgs,
 }
 
 /// Which documents to list.
@@ -97,6 +103,9 @@ pub struct SearchArgs {
     pub limit: i64,
     #[command(flatten)]
     pub user: UserArg,
+    /// With embeddings configured, vector hits are fused with the full-text ones.
+    #[command(flatten)]
+    pub embeddings: EmbeddingsArgs,
 }
 
 /// Runs a `sources` action.
@@ -120,8 +129,12 @@ pub(super) async fn run(
             }
             for r in rows {
                 println!(
-                    "{}\t{}\tv{}\t{} chunks\t{}",
-                    r.id, r.path, r.version, r.chunk_count, r.title
+                    "{}\t{}\tv{}\t{}\t{}",
+                    r.id,
+                    r.path,
+                    r.version,
+                    chunk_count(usize::try_from(r.chunk_count).unwrap_or(0)),
+                    r.title
                 );
             }
             Ok(ExitCode::SUCCESS)
@@ -129,11 +142,14 @@ pub(super) async fn run(
         SourcesAction::Rm(args) => rm(settings, cluster, args).await,
         SourcesAction::Search(args) => {
             let prefix = sources::parse_prefix(&args.prefix)?;
+            let embedder = args.embeddings.embedder()?;
             let db = Database::open(settings, cluster).await?;
             caught_up(&db.store, None).await?;
-            let hits = queries::search(
+            let hits = semantic::search(
                 db.store.pool(),
+                embedder.as_ref(),
                 args.user.user,
+                &args.query,
                 &args.query,
                 &prefix,
                 args.limit.clamp(1, 100),
@@ -249,6 +265,7 @@ async fn add(
     if let Some(l) = &args.language {
         sources::parse_language(l)?;
     }
+    let embedder = args.embeddings.embedder()?;
     let mut todo = Vec::new();
     let mut skipped: Vec<(String, String)> = Vec::new();
     for p in &args.paths {
@@ -273,8 +290,9 @@ async fn add(
         let library_path = format!("{prefix}{rel}");
         let outcome = match tokio::fs::read(&file).await {
             Err(e) => Err(format!("cannot read: {e}")),
-            Ok(bytes) => sources::ingest(
+            Ok(bytes) => sources::ingest_with(
                 &db.store,
+                embedder.as_ref(),
                 &NewSource {
                     user_id: args.user.user,
                     path: &library_path,
@@ -302,10 +320,16 @@ async fn add(
                 match o {
                     IngestOutcome::Added {
                         version, chunks, ..
-                    } => added.push(format!("{library_path} (v{version}, {chunks} chunks)")),
+                    } => added.push(format!(
+                        "{library_path} (v{version}, {})",
+                        chunk_count(chunks)
+                    )),
                     IngestOutcome::Updated {
                         version, chunks, ..
-                    } => updated.push(format!("{library_path} (v{version}, {chunks} chunks)")),
+                    } => updated.push(format!(
+                        "{library_path} (v{version}, {})",
+                        chunk_count(chunks)
+                    )),
                     IngestOutcome::Unchanged { version, .. } => {
                         unchanged.push(format!("{library_path} (v{version})"))
                     }
@@ -395,4 +419,13 @@ async fn rm(
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// "1 chunk", "4 chunks".
+fn chunk_count(n: usize) -> String {
+    if n == 1 {
+        "1 chunk".to_owned()
+    } else {
+        format!("{n} chunks")
+    }
 }

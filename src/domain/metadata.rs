@@ -14,12 +14,13 @@ use super::request::{parse_language, reject_control, ValidationError};
 
 /// Most tags a course may have.
 pub const MAX_TAGS: usize = 20;
-/// Longest tag, in characters (after normalisation).
+/// Longest tag, in characters as sent (lower-casing may lengthen it).
 pub const MAX_TAG_CHARS: usize = 40;
 const MAX_AUTHOR_CHARS: usize = 100;
 /// Most prerequisites or learning outcomes a course may list.
 pub const MAX_LIST_ITEMS: usize = 20;
-const MAX_ITEM_CHARS: usize = 300;
+/// Longest prerequisite or learning outcome, in characters as sent.
+pub const MAX_ITEM_CHARS: usize = 300;
 /// Reading speed the duration estimate assumes, in words per minute.
 pub const READING_WPM: usize = 200;
 /// Minutes a quiz question takes.
@@ -202,7 +203,10 @@ impl MetadataChange {
                 .tags
                 .map(|t| non_empty("tags", t).and_then(parse_tags))
                 .transpose()?,
-            language: raw.language.map(|l| parse_language(l.trim())).transpose()?,
+            language: raw
+                .language
+                .map(|l| reject_control("language", &l).and_then(|()| parse_language(l.trim())))
+                .transpose()?,
             difficulty: raw.difficulty.map(|d| parse_difficulty(&d)).transpose()?,
             prerequisites: raw
                 .prerequisites
@@ -248,13 +252,13 @@ pub fn parse_tags(tags: Vec<String>) -> Result<Vec<String>, ValidationError> {
     let mut out: Vec<String> = Vec::new();
     for tag in &tags {
         reject_control("tags", tag)?;
+        // The bound is on the tag as sent: lower-casing may lengthen it.
+        if tag.chars().count() > MAX_TAG_CHARS {
+            return Err(ValidationError::TagLength(tag.chars().take(50).collect()));
+        }
         let Some(tag) = normalize_tag(tag) else {
             continue;
         };
-        let n = tag.chars().count();
-        if n > MAX_TAG_CHARS {
-            return Err(ValidationError::TagLength(tag.chars().take(50).collect()));
-        }
         if !out.contains(&tag) {
             out.push(tag);
         }
@@ -297,21 +301,24 @@ pub fn proposed_items(items: &[String]) -> Vec<String> {
 }
 
 pub(super) fn parse_author(author: Option<String>) -> Result<Option<String>, ValidationError> {
+    if let Some(a) = &author {
+        reject_control("author", a)?;
+        let n = a.chars().count();
+        if n > MAX_AUTHOR_CHARS {
+            return Err(ValidationError::AuthorLength(n));
+        }
+    }
     let Some(author) = author
         .map(|a| a.trim().to_owned())
         .filter(|a| !a.is_empty())
     else {
         return Ok(None);
     };
-    let n = author.chars().count();
-    if n > MAX_AUTHOR_CHARS {
-        return Err(ValidationError::AuthorLength(n));
-    }
-    reject_control("author", &author)?;
     Ok(Some(author))
 }
 
 pub(super) fn parse_difficulty(d: &str) -> Result<Difficulty, ValidationError> {
+    reject_control("difficulty", d)?;
     d.parse()
         .map_err(|e: UnknownDifficulty| ValidationError::Difficulty(e.0))
 }
@@ -327,6 +334,12 @@ pub(super) fn parse_list(
             got: items.len(),
         });
     }
+    for item in &items {
+        reject_control(field, item)?;
+        if item.chars().count() > MAX_ITEM_CHARS {
+            return Err(ValidationError::ItemLength { field });
+        }
+    }
     let items: Vec<String> = items
         .into_iter()
         .map(|i| i.trim().to_owned())
@@ -337,12 +350,6 @@ pub(super) fn parse_list(
             field,
             got: items.len(),
         });
-    }
-    for item in &items {
-        if item.chars().count() > MAX_ITEM_CHARS {
-            return Err(ValidationError::ItemLength { field });
-        }
-        reject_control(field, item)?;
     }
     Ok(items)
 }

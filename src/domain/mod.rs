@@ -5,6 +5,7 @@
 //! folds one event into the state. The LLM is called outside, and its answer
 //! enters as command data.
 
+pub mod citations;
 mod course;
 pub mod elements;
 mod events;

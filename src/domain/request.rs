@@ -45,7 +45,7 @@ pub struct RawCourseRequest {
     /// only themselves (another id is 403). Absent over HTTP: the caller.
     #[schema(format = Uuid)]
     pub user_id: Option<String>,
-    /// What the course teaches (1 to 200 characters once trimmed, no
+    /// What the course teaches (at most 200 characters, not blank, no
     /// control characters).
     #[schema(required = true, value_type = String, min_length = 1, max_length = 200,
              pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$")]
@@ -62,7 +62,7 @@ pub struct RawCourseRequest {
     /// Relative path prefix restricting the sources (at most 200 characters).
     #[schema(
         max_length = 200,
-        pattern = r"^\s*$|^([^./\\:\u0000-\u001f\u007f-\u009f][^/\\:\u0000-\u001f\u007f-\u009f]*|\.[^./\\:\u0000-\u001f\u007f-\u009f][^/\\:\u0000-\u001f\u007f-\u009f]*|\.\.[^/\\:\u0000-\u001f\u007f-\u009f]+|\.)([/\\]([^./\\:\u0000-\u001f\u007f-\u009f][^/\\:\u0000-\u001f\u007f-\u009f]*|\.[^./\\:\u0000-\u001f\u007f-\u009f][^/\\:\u0000-\u001f\u007f-\u009f]*|\.\.[^/\\:\u0000-\u001f\u007f-\u009f]+|\.|))*$"
+        pattern = r"^ *$|^([^./\\:\u0000-\u001f\u007f-\u009f][^/\\:\u0000-\u001f\u007f-\u009f]*|\.[^./\\:\u0000-\u001f\u007f-\u009f][^/\\:\u0000-\u001f\u007f-\u009f]*|\.\.[^/\\:\u0000-\u001f\u007f-\u009f]+|\.)([/\\]([^./\\:\u0000-\u001f\u007f-\u009f][^/\\:\u0000-\u001f\u007f-\u009f]*|\.[^./\\:\u0000-\u001f\u007f-\u009f][^/\\:\u0000-\u001f\u007f-\u009f]*|\.\.[^/\\:\u0000-\u001f\u007f-\u009f]+|\.|))*$"
     )]
     pub source_filter: Option<String>,
     /// Who the course is credited to (at most 100 characters).
@@ -229,33 +229,46 @@ impl CourseRequest {
         let topic = raw
             .topic
             .ok_or(ValidationError::Missing { field: "topic" })?;
-        let topic = topic.trim().to_owned();
-        let topic_chars = topic.chars().count();
-        if topic_chars == 0 || topic_chars > MAX_TOPIC_CHARS {
-            return Err(ValidationError::TopicLength(topic_chars));
-        }
+        // Control characters are refused before trimming, so that a tab or
+        // a newline at either end is refused like one inside.
         reject_control("topic", &topic)?;
+        // Bounds count the text as sent, as the API document states them.
+        let sent_chars = topic.chars().count();
+        let topic = topic.trim().to_owned();
+        if topic.is_empty() {
+            return Err(ValidationError::TopicLength(0));
+        }
+        if sent_chars > MAX_TOPIC_CHARS {
+            return Err(ValidationError::TopicLength(sent_chars));
+        }
 
         let num_lessons = raw.num_lessons.unwrap_or(i64::from(DEFAULT_NUM_LESSONS));
         if !(1..=MAX_LESSONS).contains(&num_lessons) {
             return Err(ValidationError::NumLessons(num_lessons));
         }
 
-        let grade_level = non_blank(raw.grade_level);
-        if let Some(grade) = &grade_level {
+        if let Some(grade) = &raw.grade_level {
+            reject_control("grade_level", grade)?;
             let n = grade.chars().count();
             if n > MAX_GRADE_CHARS {
                 return Err(ValidationError::GradeLength(n));
             }
-            reject_control("grade_level", grade)?;
         }
+        let grade_level = non_blank(raw.grade_level);
 
+        for (field, value) in [("language", &raw.language), ("difficulty", &raw.difficulty)] {
+            if let Some(v) = value {
+                reject_control(field, v)?;
+            }
+        }
         let language = match non_blank(raw.language) {
             None => "en".to_owned(),
             Some(tag) => parse_language(&tag)?,
         };
 
-        let source_filter = non_blank(raw.source_filter);
+        // A prefix is compared as given, so it is not trimmed: spaces alone
+        // are no filter, and anything else is checked as it is.
+        let source_filter = raw.source_filter.filter(|f| !f.chars().all(|c| c == ' '));
         if let Some(filter) = &source_filter {
             check_source_filter(filter)?;
         }
@@ -273,8 +286,11 @@ impl CourseRequest {
             )?,
         };
 
-        let subtitle_languages =
-            parse_languages(raw.subtitle_languages.unwrap_or_default(), &language)?;
+        let subtitle_languages = parse_languages(
+            "subtitle_languages",
+            raw.subtitle_languages.unwrap_or_default(),
+            &language,
+        )?;
 
         Ok(Self {
             request_id,
@@ -316,6 +332,9 @@ impl Reason {
     /// # Errors
     /// More than 500 characters, or control characters (NUL included).
     pub fn parse(text: Option<String>) -> Result<Option<Self>, ValidationError> {
+        if let Some(t) = &text {
+            reject_control("reason", t)?;
+        }
         let Some(text) = non_blank(text) else {
             return Ok(None);
         };
@@ -323,7 +342,6 @@ impl Reason {
         if n > MAX_REASON_CHARS {
             return Err(ValidationError::ReasonLength(n));
         }
-        reject_control("reason", &text)?;
         Ok(Some(Self(text)))
     }
 
@@ -370,15 +388,24 @@ pub(super) fn parse_language(tag: &str) -> Result<String, ValidationError> {
 /// Subtitle languages: each a BCP-47 tag, canonical, repeats and `source`
 /// dropped, at most [`MAX_SUBTITLE_LANGUAGES`].
 ///
+/// `field` names the list in an error (`subtitle_languages` in a course
+/// request, `languages` in a request for more subtitles).
+///
 /// # Errors
-/// A tag that is not BCP-47; too many.
-pub fn parse_languages(tags: Vec<String>, source: &str) -> Result<Vec<String>, ValidationError> {
+/// A tag with a control character (refused before blanks are trimmed, as in
+/// every other text field); a tag that is not BCP-47; too many.
+pub fn parse_languages(
+    field: &'static str,
+    tags: Vec<String>,
+    source: &str,
+) -> Result<Vec<String>, ValidationError> {
     // The list as sent is bounded (as the API documents it), repeats included.
     if tags.len() > MAX_SUBTITLE_LANGUAGES {
         return Err(ValidationError::TooManyLanguages(tags.len()));
     }
     let mut out: Vec<String> = Vec::new();
     for tag in tags {
+        reject_control(field, &tag)?;
         let Some(tag) = non_blank(Some(tag)) else {
             continue;
         };
@@ -460,5 +487,29 @@ mod tests {
                 "{bad:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_subtitle_language_with_a_control_character_is_refused_not_trimmed() {
+        let err = parse_languages("languages", vec!["\tfr".to_owned()], "en").unwrap_err();
+        assert_eq!(
+            err,
+            ValidationError::ControlCharacters { field: "languages" }
+        );
+        let err = CourseRequest::parse(
+            RawCourseRequest::from_json(json!({
+                "request_id": "6f1c2a52-2c3e-4f54-9b0e-3f8d2f4a9c11",
+                "user_id": "00000000-0000-4000-8000-000000000001", "topic": "t",
+                "subtitle_languages": ["de", "fr\n"]
+            }))
+            .unwrap(),
+        )
+        .unwrap_err();
+        assert_eq!(err.field(), Some("subtitle_languages"));
+        // Blanks are still only skipped, and spaces trimmed.
+        assert_eq!(
+            parse_languages("languages", vec![" ".into(), " fr ".into()], "en").unwrap(),
+            ["fr"]
+        );
     }
 }

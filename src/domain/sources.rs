@@ -102,12 +102,12 @@ pub enum SourceEvent {
 }
 
 impl SourceEvent {
+    /// The `event_type`s of a document stream's events.
+    pub const TYPES: [&'static str; 3] = ["SourceAdded", "SourceUpdated", "SourceRemoved"];
+
     /// Whether `event_type` is one of a document stream's (course readers skip them).
     pub fn is_source_type(event_type: &str) -> bool {
-        matches!(
-            event_type,
-            "SourceAdded" | "SourceUpdated" | "SourceRemoved"
-        )
+        Self::TYPES.contains(&event_type)
     }
 
     /// The stored `event_type` string.

@@ -42,7 +42,7 @@ pub fn narration_script(title: &str, content_md: &str) -> String {
     let mut block = String::new();
     let flush = |script: &mut String, block: &mut String| {
         let text = block.split_whitespace().collect::<Vec<_>>().join(" ");
-        if !text.is_empty() {
+        if text.chars().any(char::is_alphanumeric) {
             let end = if text.ends_with(['.', '!', '?', ':']) {
                 ""
             } else {
@@ -111,6 +111,8 @@ fn strip_block_marker(line: &str) -> (bool, &str) {
 
 /// Inline markup removed: emphasis, code ticks, links (their text kept).
 fn strip_inline(text: &str) -> String {
+    // A citation ([S1], [S1, S2]) is not read aloud.
+    let text = super::citations::replace(text, |_| String::new());
     let mut out = String::with_capacity(text.len());
     let mut chars = text.chars().peekable();
     while let Some(c) = chars.next() {
@@ -126,6 +128,13 @@ fn strip_inline(text: &str) -> String {
                         break;
                     }
                 }
+            }
+            '.' | ',' | ';' | ':' | '!' | '?' => {
+                // where a citation stood before it: "divides [S1]." reads "divides."
+                while out.ends_with(' ') {
+                    out.pop();
+                }
+                out.push(c);
             }
             other => out.push(other),
         }
@@ -300,6 +309,8 @@ mod tests {
                   ```rust\nfn main() {}\n```\n\n- one\n- two\n\n| a | b |";
         let script = narration_script("Tides", md);
         assert_eq!(script, "Tides. The moon pulls water and the sea. one. two.");
+        let cited = narration_script("Cells", "Cells divide. [S1] Membranes [S2, S3].\n\n- [S4].");
+        assert_eq!(cited, "Cells. Cells divide. Membranes.");
     }
 
     #[test]

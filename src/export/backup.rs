@@ -349,6 +349,12 @@ impl BatchApplier for Backup {
         lock_key("runner", NAME)
     }
 
+    /// Only which courses changed is read from the events (the rest from
+    /// the `courses` projection): no payload.
+    fn payload_sql(&self) -> String {
+        "'null'::jsonb".to_owned()
+    }
+
     async fn open(&mut self) -> Result<(), ApplierError> {
         let d = self.dir.clone();
         blocking(move || d.prepare()).await

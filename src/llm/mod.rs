@@ -63,6 +63,22 @@ pub struct SourceChunk {
     pub score_micros: u64,
 }
 
+impl SourceChunk {
+    /// A citation of this chunk quoting `passage` (which must be its text).
+    pub fn citation(&self, passage: String) -> crate::domain::Citation {
+        crate::domain::Citation {
+            label: self.label.clone(),
+            source_id: self.source_id,
+            version: self.version,
+            chunk_id: self.chunk_id,
+            path: self.path.clone(),
+            page: self.page,
+            heading: self.heading.clone(),
+            passage,
+        }
+    }
+}
+
 /// Writes course outlines and lessons.
 ///
 /// Object-safe, shared as `Arc<dyn LlmClient>` by every course actor.

@@ -62,13 +62,48 @@ pub(crate) struct LessonAnswer {
     pub content_md: String,
     pub sections: Vec<LessonSection>,
     pub quiz: Vec<QuizQuestion>,
-    pub sources: Vec<SourceRef>,
+    pub sources: Vec<SourceAnswer>,
     /// Absent from servers that ignore the schema: then none.
     #[serde(default)]
     pub elements: Vec<ElementAnswer>,
 }
 
+/// A source the model lists: with retrieved passages, titled `[S1] <title>`
+/// and with a phrase quoted from that passage.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct SourceAnswer {
+    pub title: String,
+    #[serde(default)]
+    pub url: Option<String>,
+    /// Words copied from the cited passage (absent from servers that ignore
+    /// the schema, and from ungrounded lessons).
+    #[serde(default)]
+    pub quote: Option<String>,
+}
+
 impl LessonAnswer {
+    /// The phrases the model quotes, by the id its source's title starts with.
+    pub(crate) fn quotes(&self) -> Vec<super::validate::Quote> {
+        self.sources
+            .iter()
+            .filter_map(|s| {
+                let quote = s
+                    .quote
+                    .as_deref()
+                    .map(str::trim)
+                    .filter(|q| !q.is_empty())?;
+                let label = super::validate::cited_labels(s.title.trim_start())
+                    .into_iter()
+                    .next()
+                    .filter(|_| s.title.trim_start().starts_with("[S"))?;
+                Some(super::validate::Quote {
+                    label,
+                    text: quote.to_owned(),
+                })
+            })
+            .collect()
+    }
+
     /// The event recording this answer; `difficulty` is the course's, for
     /// exercises the model gave none.
     pub(crate) fn into_event(
@@ -190,7 +225,9 @@ fn passages(sources: &[SourceChunk], what: &str, cite: bool) -> String {
             "Base the {what} on these passages. Cite them inline by id, e.g. \"... fixes \
              carbon [S1].\", right after each statement they support; cite only the ids \
              {ids}, never another id, and invent no other source. List every id you cite \
-             in sources, each as title \"[S1] <document title>\" with url null."
+             in sources, each as title \"[S1] <document title>\" with url null and as quote \
+             a phrase of at least three words copied word for word from that passage, the \
+             one that supports what you wrote (null if none does)."
         );
     } else {
         let _ = write!(

@@ -128,7 +128,8 @@ pub(crate) fn lesson_schema(number: u32) -> Schema {
             "type": "array",
             "items": object(json!({
                 "title": { "type": "string" },
-                "url": { "type": ["string", "null"] }
+                "url": { "type": ["string", "null"] },
+                "quote": { "type": ["string", "null"] }
             }))
         },
         "elements": { "type": "array", "items": object(element_properties()) }

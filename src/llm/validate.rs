@@ -118,26 +118,7 @@ pub fn lesson(
 /// The source ids a text cites inline, in order of first citation: `S3`
 /// for `[S3]`, and each of a group such as `[S1, S2]` or `[S1; S4]`.
 pub fn cited_labels(text: &str) -> Vec<String> {
-    let mut labels: Vec<String> = Vec::new();
-    let mut rest = text;
-    while let Some(open) = rest.find('[') {
-        rest = &rest[open + 1..];
-        let Some(close) = rest.find(']') else { break };
-        let group = &rest[..close];
-        let ids: Vec<&str> = group.split([',', ';']).map(str::trim).collect();
-        let is_label = |id: &&str| {
-            id.len() > 1 && id.starts_with('S') && id[1..].bytes().all(|b| b.is_ascii_digit())
-        };
-        if !group.is_empty() && ids.iter().all(is_label) {
-            for id in ids {
-                if !labels.iter().any(|l| l == id) {
-                    labels.push(id.to_owned());
-                }
-            }
-            rest = &rest[close + 1..];
-        }
-    }
-    labels
+    crate::domain::citations::labels(text)
 }
 
 /// Every text of a lesson a reader sees: its Markdown, its sections and its quiz.
@@ -205,6 +186,93 @@ pub fn citations(lesson: &LessonGenerated, sources: &[SourceChunk]) -> Result<()
     Ok(())
 }
 
+/// A phrase the model quotes from the passage it lists as `label`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Quote {
+    pub label: String,
+    pub text: String,
+}
+
+/// The fewest words a quote must have to say which words of a passage
+/// support the lesson.
+pub const MIN_QUOTE_WORDS: usize = 3;
+
+/// A text's words, lower-cased, each with the byte range it spans in the
+/// text: what a quote is compared by (case, whitespace and punctuation
+/// aside).
+fn words(text: &str) -> Vec<(String, usize, usize)> {
+    let mut out: Vec<(String, usize, usize)> = Vec::new();
+    let mut current: Option<(String, usize, usize)> = None;
+    for (i, c) in text.char_indices() {
+        if c.is_alphanumeric() {
+            let w = current.get_or_insert_with(|| (String::new(), i, i));
+            w.0.extend(c.to_lowercase());
+            w.2 = i + c.len_utf8();
+        } else if let Some(w) = current.take() {
+            out.push(w);
+        }
+    }
+    out.extend(current);
+    out
+}
+
+/// Where `quote` occurs in `passage`, compared word by word without regard
+/// to case, whitespace or punctuation: the passage's own text over that
+/// span, so that what is recorded is the chunk's words, never the model's.
+/// `None` when it does not occur or has no word.
+pub fn quoted_passage<'a>(passage: &'a str, quote: &str) -> Option<&'a str> {
+    let wanted: Vec<String> = words(quote).into_iter().map(|w| w.0).collect();
+    if wanted.is_empty() {
+        return None;
+    }
+    let have = words(passage);
+    have.windows(wanted.len())
+        .find(|run| run.iter().zip(&wanted).all(|(h, w)| &h.0 == w))
+        .map(|run| &passage[run[0].1..run[run.len() - 1].2])
+}
+
+/// Checks each quote against the passage of the id it is listed under: the
+/// id must be one given, and the quote (of at least [`MIN_QUOTE_WORDS`]
+/// words) must occur in that passage. Gives the label and the passage's
+/// own text of each quote, in order.
+///
+/// # Errors
+/// The first quote that is not in its passage, naming it, so that the model
+/// is asked again.
+pub fn quotes(
+    quotes: &[Quote],
+    sources: &[SourceChunk],
+) -> Result<Vec<(String, String)>, InvalidAnswer> {
+    let mut out = Vec::new();
+    for q in quotes {
+        let Some(chunk) = sources.iter().find(|s| s.label == q.label) else {
+            return Err(InvalidAnswer(format!(
+                "sources lists [{}], which is not among the source passages given",
+                q.label
+            )));
+        };
+        let short: String = q.text.chars().take(120).collect();
+        if words(&q.text).len() < MIN_QUOTE_WORDS {
+            return Err(InvalidAnswer(format!(
+                "the quote for [{}] ({short:?}) is too short: copy at least \
+                 {MIN_QUOTE_WORDS} consecutive words of that passage, or give null",
+                q.label
+            )));
+        }
+        match quoted_passage(&chunk.text, &q.text) {
+            Some(passage) => out.push((q.label.clone(), passage.to_owned())),
+            None => {
+                return Err(InvalidAnswer(format!(
+                    "the quote for [{}] ({short:?}) is not in that passage: copy its \
+                     words exactly from passage [{}], or give null",
+                    q.label, q.label
+                )))
+            }
+        }
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -222,6 +290,61 @@ mod tests {
             text: "Text.".into(),
             score_micros: 1,
         }
+    }
+
+    #[test]
+    fn a_quote_is_found_whatever_its_case_spacing_and_punctuation_and_never_across_words() {
+        let passage = "The Calvin cycle fixes CO2 —\n  using RuBisCO, an enzyme. Plants grow.";
+        assert_eq!(
+            quoted_passage(passage, "calvin cycle fixes co2 using rubisco"),
+            Some("Calvin cycle fixes CO2 —\n  using RuBisCO")
+        );
+        assert_eq!(
+            quoted_passage(passage, "\"an enzyme plants\""),
+            Some("an enzyme. Plants")
+        );
+        assert_eq!(quoted_passage(passage, "alvin cycle fixes"), None);
+        assert_eq!(quoted_passage(passage, "fixes oxygen"), None);
+        assert_eq!(quoted_passage(passage, " ... "), None);
+        assert_eq!(
+            quoted_passage("Über Zellen", "über zellen"),
+            Some("Über Zellen")
+        );
+    }
+
+    #[test]
+    fn a_quote_not_in_its_passage_or_under_an_unknown_id_is_rejected() {
+        let mut s1 = chunk("S1");
+        s1.text = "Ribosomes translate messenger RNA into proteins.".into();
+        let given = [s1, chunk("S2")];
+        let q = |label: &str, text: &str| Quote {
+            label: label.into(),
+            text: text.into(),
+        };
+        assert_eq!(
+            quotes(&[q("S1", "translate Messenger RNA")], &given),
+            Ok(vec![(
+                "S1".to_owned(),
+                "translate messenger RNA".to_owned()
+            )])
+        );
+        let err = quotes(&[q("S1", "ribosomes make lipids")], &given)
+            .unwrap_err()
+            .0;
+        assert!(
+            err.contains("[S1]") && err.contains("not in that passage"),
+            "{err}"
+        );
+        let err = quotes(&[q("S2", "ribosomes translate messenger")], &given)
+            .unwrap_err()
+            .0;
+        assert!(err.contains("not in that passage"), "{err}");
+        let err = quotes(&[q("S7", "ribosomes translate messenger")], &given)
+            .unwrap_err()
+            .0;
+        assert!(err.contains("[S7]"), "{err}");
+        let err = quotes(&[q("S1", "Ribosomes")], &given).unwrap_err().0;
+        assert!(err.contains("too short"), "{err}");
     }
 
     #[test]

@@ -47,7 +47,7 @@ use crate::store::{EventStore, Position, RecordedEvent, StoreError};
 pub use checkpoints::{
     checkpoint, lag, resume, Checkpoint, CheckpointState, Lag, UnknownCheckpointState,
 };
-pub(crate) use runner::{ApplierError, BatchApplier};
+pub(crate) use runner::{payload_of_types, ApplierError, BatchApplier};
 pub use runner::{ProjectionRunner, RunnerOptions, RunnerState};
 
 /// Errors of the projection layer.
@@ -166,13 +166,63 @@ impl Projection {
             // The slug numbering looks courses up by their slug base.
             Self::Courses => Some(&[("courses", "slug_base_idx")]),
             Self::CourseSummary => Some(&[]),
-            Self::Sources => None,
+            // Retiring a document's chunks finds them by document; the
+            // search index is built once the load is done.
+            Self::Sources => Some(&[("source_chunks", "source_idx")]),
+        }
+    }
+
+    /// Its tables that applying a batch looks rows up in (by a key, or a
+    /// join), beyond the inserts by their unique keys: a replay keeps their
+    /// statistics current while it loads them, unless it plans the lookups
+    /// without sequential scans (`replay::looks_up_by_index`).
+    fn tables_looked_up_while_loading(self) -> &'static [&'static str] {
+        match self {
+            // Courses and lessons are loaded by id; old questions and
+            // elements are deleted by lesson.
+            Self::Courses => &[
+                "courses",
+                "lessons",
+                "lesson_checks",
+                "interactive_elements",
+            ],
+            Self::CourseSummary => &["course_summary_courses"],
+            // Not studied yet: all of them.
+            Self::Sources => self.tables(),
+        }
+    }
+
+    /// Its tables that queries read only by (a prefix of) their primary
+    /// key: one course's lessons, elements or tracks. A replay analyzes
+    /// them from a small sample: their statistics only tell the planner
+    /// their size, and each lookup is by a unique index anyway.
+    fn tables_read_by_key(self) -> &'static [&'static str] {
+        match self {
+            Self::Courses => &[
+                "lesson_bodies",
+                "lesson_checks",
+                "interactive_elements",
+                "subtitles",
+            ],
+            Self::CourseSummary | Self::Sources => &[],
         }
     }
 
     /// SQL (re)creating its views over the live tables.
     fn create_views_sql(self) -> String {
         format!("SELECT coursegen_create_{}_views()", self.name())
+    }
+
+    /// How the runner reads each event's payload ([`BatchApplier::payload_sql`]):
+    /// those of the types [`Self::decode`] (or, for `sources`, [`Decoded::new`])
+    /// ignores are left out, and `sources` reads a version's without its
+    /// chunks ([`sources::PAYLOAD_SQL`]).
+    pub(crate) fn payload_sql(self) -> String {
+        match self {
+            Self::Courses => payload_of_types(&SourceEvent::TYPES, false),
+            Self::CourseSummary => payload_of_types(&course_summary::WANTED, true),
+            Self::Sources => sources::PAYLOAD_SQL.to_owned(),
+        }
     }
 
     /// Reads an event as this projection needs it: `Ok(None)` for event types
@@ -246,6 +296,10 @@ impl BatchApplier for Tables {
 
     fn pause_lock_key(&self) -> Option<i64> {
         Some(self.0.pause_lock_key())
+    }
+
+    fn payload_sql(&self) -> String {
+        self.0.payload_sql()
     }
 
     async fn apply(

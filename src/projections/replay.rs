@@ -4,8 +4,10 @@
 //!    fresh tables `<table>_next`.
 //! 2. Read the log from the start (a reader task, so reading and decoding
 //!    overlap with applying) and apply it to the fresh tables, batch by
-//!    batch. The live runner keeps the old tables current meanwhile, and
-//!    queries keep reading them.
+//!    batch. `courses` writes its content tables (lesson bodies, quizzes,
+//!    subtitles) on connections of their own, beside its rows. The live
+//!    runner keeps the old tables current meanwhile, and queries keep
+//!    reading them.
 //! 3. Once caught up, in one transaction: take the pause lock exclusively
 //!    (the live runner waits), apply the last events, drop the old tables,
 //!    rename the fresh ones, recreate the views and write the checkpoint.
@@ -15,9 +17,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use deadpool_postgres::Transaction;
+use futures::future::BoxFuture;
 use indicatif::{ProgressBar, ProgressStyle};
 use tokio::sync::mpsc;
 
+use super::courses::{self, Content, ContentPart};
 use super::runner::dedicated_connection;
 use super::stages;
 use super::{ApplyError, CheckpointState, Decoded, Projection, ProjectionError};
@@ -27,26 +31,32 @@ use crate::store::{read_all_after_as, EventStore, Position, RecordedEvent};
 /// Suffix of the tables a replay builds.
 const NEXT: &str = "_next";
 /// Events per read and per transaction while rebuilding.
-const BATCH: i64 = 1000;
+const BATCH: i64 = 2000;
 /// Events applied before the fresh tables are first analyzed (then again
 /// each time they have doubled).
 const ANALYZE_FIRST: usize = 2000;
 
 /// The payload a rebuild reads: a `LessonGenerated` of the current shape
-/// without its content (`content_md` emptied, `sections` left out) and a
-/// `SubtitlesGenerated` without its cues, which the courses writer copies
-/// from the log server-side (`from_log` in its fold) and no projection
-/// reads from the decoded event; everything else whole (upcast payloads
-/// too, whose content is written from the decoded event). The live runner
-/// reads payloads whole.
+/// without its content (`content_md` emptied; `sections`, `quiz`,
+/// `elements` and `retrieved` left out) and a `SubtitlesGenerated` without its cues, which
+/// the courses writer copies from the log server-side (`from_log` in its
+/// fold) and no projection reads from the decoded event; a document
+/// version without its chunks, which the `sources` projector copies from
+/// the log server-side too (the courses projectors ignore document events);
+/// everything else whole (upcast payloads too, whose content is written from
+/// the decoded event). The live runner reads payloads whole, but for
+/// `sources` ([`super::sources::PAYLOAD_SQL`]).
 fn slim_payload_sql() -> String {
     let lesson = CourseEvent::from(LessonGenerated::default()).event_version();
     let subtitles = CourseEvent::from(SubtitlesGenerated::default()).event_version();
     format!(
         "CASE WHEN event_type = 'LessonGenerated' AND event_version = {lesson}
-              THEN (payload - 'sections') || '{{\"content_md\": \"\"}}'::jsonb
+              THEN (payload - '{{sections,quiz,elements,retrieved}}'::text[])
+                   || '{{\"content_md\": \"\"}}'::jsonb
               WHEN event_type = 'SubtitlesGenerated' AND event_version = {subtitles}
-              THEN payload || '{{\"cues\": []}}'::jsonb
+              THEN payload - 'cues' || '{{\"cues\": []}}'::jsonb
+              WHEN event_type IN ('SourceAdded', 'SourceUpdated')
+              THEN payload || '{{\"chunks\": []}}'::jsonb
               ELSE payload END"
     )
 }
@@ -115,12 +125,84 @@ pub async fn replay(
     Ok(reports.remove(0))
 }
 
+/// A connection of its own for loading fresh tables in bulk.
+async fn bulk_connection(
+    store: &EventStore,
+    projection: Projection,
+    name: &str,
+) -> Result<deadpool_postgres::ClientWrapper, ProjectionError> {
+    let conn = dedicated_connection(store, name).await?;
+    if looks_up_by_index(projection) {
+        conn.batch_execute("SET enable_seqscan = off").await?;
+    }
+    // The fresh tables are only swapped in by the final (durable) commit:
+    // a crash before it loses nothing a new replay would not redo, so the
+    // bulk batches need not wait for their WAL flush.
+    conn.batch_execute("SET synchronous_commit = off").await?;
+    // Content copied into the fresh tables is compressed with LZ4 where
+    // the server has it (several times faster than the default pglz),
+    // as `lesson_bodies` always is; the values are the same.
+    if conn
+        .batch_execute("SET default_toast_compression = lz4")
+        .await
+        .is_err()
+    {
+        tracing::debug!("no LZ4 on this server: the fresh tables use its default compression");
+    }
+    // Bulk statements that the planner may cost high enough to compile:
+    // JIT compiles per execution, longer than the statement runs.
+    conn.batch_execute("SET jit = off").await?;
+    // A batch's lesson payloads, detoasted once and held for the three
+    // inserts of their content, stay in memory.
+    conn.batch_execute("SET work_mem = '64MB'").await?;
+    Ok(conn)
+}
+
 /// One projection being rebuilt: its own connection (holding its replay lock).
 struct Target {
     projection: Projection,
     conn: deadpool_postgres::ClientWrapper,
     /// The indexes built once the fresh tables are loaded.
     deferred_indexes: Vec<String>,
+    /// For `courses`: [`CONTENT_WRITERS`] connections, which write the
+    /// content tables while `conn` writes the rows of the next batches.
+    writers: Vec<ContentWriter>,
+}
+
+/// Connections loading `courses`' content tables, each one shard of every
+/// batch's content ([`Content::shards`]: by course), all of its tables.
+/// Two, as the cores of the machines measured: the content is most of a
+/// rebuild's work, and shards of equal size keep both busy to the end of
+/// the load. (By table, one connection per [`ContentPart`], the lessons'
+/// was left working alone at the end; and reading a lesson's payload on
+/// two connections, one per table, read it twice.)
+const CONTENT_WRITERS: usize = 2;
+
+/// A connection loading one shard of the `courses` content tables.
+struct ContentWriter {
+    shard: usize,
+    conn: deadpool_postgres::ClientWrapper,
+}
+
+/// The tables content writer `shard` analyzes once the load is done: its
+/// share of [`analyzed_by_writers`].
+fn analyzed_by_shard(shard: usize) -> Vec<&'static str> {
+    analyzed_by_writers()
+        .into_iter()
+        .skip(shard)
+        .step_by(CONTENT_WRITERS)
+        .collect()
+}
+
+/// The `courses` tables its content writers analyze once the load is done
+/// (the rows' connection analyzes `courses`, whose statistics take the
+/// longest): those of every [`ContentPart`], and `lessons`.
+fn analyzed_by_writers() -> Vec<&'static str> {
+    ContentPart::ALL
+        .iter()
+        .flat_map(|p| p.tables().iter().copied())
+        .chain(["lessons"])
+        .collect()
 }
 
 /// Rebuilds several projections in one pass over the log: one reader, one
@@ -143,11 +225,8 @@ pub(crate) async fn replay_all(
     let started = Instant::now();
     let mut targets = Vec::new();
     for &projection in projections {
-        let conn = dedicated_connection(store, &format!("coursegen-replay-{projection}")).await?;
-        // The fresh tables are only swapped in by the final (durable) commit:
-        // a crash before it loses nothing a new replay would not redo, so the
-        // bulk batches need not wait for their WAL flush.
-        conn.batch_execute("SET synchronous_commit = off").await?;
+        let conn =
+            bulk_connection(store, projection, &format!("coursegen-replay-{projection}")).await?;
         let got: bool = conn
             .query_one(
                 "SELECT pg_try_advisory_lock($1)",
@@ -164,10 +243,23 @@ pub(crate) async fn replay_all(
         conn.batch_execute(&projection.create_tables_sql(NEXT))
             .await?;
         let deferred_indexes = defer_indexes(&conn, projection).await?;
+        let mut writers = Vec::new();
+        if projection == Projection::Courses {
+            for shard in 0..CONTENT_WRITERS {
+                let conn = bulk_connection(
+                    store,
+                    projection,
+                    &format!("coursegen-replay-{projection}-content-{shard}"),
+                )
+                .await?;
+                writers.push(ContentWriter { shard, conn });
+            }
+        }
         targets.push(Target {
             projection,
             conn,
             deferred_indexes,
+            writers,
         });
     }
     let total: i64 = targets[0]
@@ -201,27 +293,47 @@ pub(crate) async fn replay_all(
     let mut targets = targets;
     if let Ok((position, events)) = result {
         for t in &mut targets {
-            let built = stages::timed("index builds", async {
-                t.conn
-                    .batch_execute("SET maintenance_work_mem = '256MB'")
+            // Once loaded, each connection builds its share of the deferred
+            // indexes and analyzes the tables it loaded (statistics before
+            // the tables go live, outside the swap's pause), side by side.
+            let own: Vec<&str> = t
+                .projection
+                .tables()
+                .iter()
+                .copied()
+                .filter(|table| t.writers.is_empty() || !analyzed_by_writers().contains(table))
+                .collect();
+            let connections: Vec<(&deadpool_postgres::ClientWrapper, Vec<&str>)> =
+                std::iter::once((&t.conn, own))
+                    .chain(
+                        t.writers
+                            .iter()
+                            .map(|w| (&w.conn, analyzed_by_shard(w.shard))),
+                    )
+                    .collect();
+            let n = connections.len();
+            let deferred = &t.deferred_indexes;
+            let projection = t.projection;
+            let finished = futures::future::try_join_all(connections.into_iter().enumerate().map(
+                |(i, (conn, tables))| async move {
+                    stages::timed("index builds", async {
+                        conn.batch_execute("SET maintenance_work_mem = '256MB'")
+                            .await?;
+                        for definition in deferred.iter().skip(i).step_by(n) {
+                            conn.batch_execute(definition).await?;
+                        }
+                        Ok::<(), tokio_postgres::Error>(())
+                    })
                     .await?;
-                for definition in &t.deferred_indexes {
-                    t.conn.batch_execute(definition).await?;
-                }
-                Ok::<(), tokio_postgres::Error>(())
-            })
+                    stages::timed(
+                        "ANALYZE before the swap",
+                        analyze_loaded(conn, projection, tables),
+                    )
+                    .await
+                },
+            ))
             .await;
-            if let Err(e) = built {
-                result = Err(e.into());
-                break;
-            }
-            // Statistics before the tables go live, outside the swap's pause.
-            let analyzed = stages::timed(
-                "ANALYZE before the swap",
-                t.conn.batch_execute(&analyze_sql(t.projection)),
-            )
-            .await;
-            if let Err(e) = analyzed {
+            if let Err(e) = finished {
                 result = Err(e.into());
                 break;
             }
@@ -264,14 +376,100 @@ pub(crate) async fn replay_all(
     result.map(|_| reports)
 }
 
-/// `ANALYZE` of the fresh tables of `projection`.
-fn analyze_sql(projection: Projection) -> String {
-    let tables: Vec<String> = projection
-        .tables()
+/// Columns of text that no query filters, joins or sorts on (lesson
+/// content, quiz text): like every `jsonb` column, they get no statistics
+/// before the swap, whose `ANALYZE` would otherwise spend most of its time
+/// comparing their large values.
+const CONTENT_COLUMNS: [&str; 3] = ["content_md", "question", "explanation"];
+
+/// `ANALYZE` of the fresh `tables` of `projection` once loaded, of the
+/// columns queries use (all but [`CONTENT_COLUMNS`] and `jsonb` ones);
+/// those queries read only by key from a small sample
+/// ([`Projection::tables_read_by_key`]: most of a full `ANALYZE` of them is
+/// reading its 30,000-row sample's pages, for statistics that their lookups
+/// by a unique index hardly use).
+async fn analyze_loaded(
+    conn: &deadpool_postgres::ClientWrapper,
+    projection: Projection,
+    tables: Vec<&str>,
+) -> Result<(), tokio_postgres::Error> {
+    let tables: Vec<String> = tables
         .iter()
         .map(|table| format!("{table}{NEXT}"))
         .collect();
-    format!("ANALYZE {}", tables.join(", "))
+    let rows = conn
+        .query(
+            "SELECT c.relname, string_agg(quote_ident(a.attname), ', ' ORDER BY a.attnum)
+             FROM pg_class c
+             JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+             WHERE c.relname = ANY($1) AND c.relnamespace = current_schema()::regnamespace
+               AND a.atttypid <> 'jsonb'::regtype AND a.attname <> ALL($2)
+             GROUP BY c.relname",
+            &[&tables, &CONTENT_COLUMNS.as_slice()],
+        )
+        .await?;
+    let by_key: Vec<String> = projection
+        .tables_read_by_key()
+        .iter()
+        .map(|table| format!("{table}{NEXT}"))
+        .collect();
+    let (mut full, mut sampled) = (Vec::new(), Vec::new());
+    for r in &rows {
+        let table: String = r.get(0);
+        let analyzed = format!("{table} ({})", r.get::<_, String>(1));
+        if by_key.contains(&table) {
+            sampled.push(analyzed);
+        } else {
+            full.push(analyzed);
+        }
+    }
+    if !full.is_empty() {
+        conn.batch_execute(&format!("ANALYZE {}", full.join(", ")))
+            .await?;
+    }
+    if !sampled.is_empty() {
+        conn.batch_execute(&format!(
+            "SET default_statistics_target = 10; ANALYZE {}; RESET default_statistics_target",
+            sampled.join(", ")
+        ))
+        .await?;
+    }
+    Ok(())
+}
+
+/// Whether every statement `projection` runs while its fresh tables load
+/// reads them by a key that an index serves (`courses` and `lessons` by
+/// id, courses by slug base, old questions and elements by lesson, cells by
+/// course) and joins the log by position. Their connections then plan
+/// without sequential scans (`enable_seqscan = off`) rather than analyze
+/// the tables as they grow: planned from their size alone, without
+/// statistics, a lookup `x = ANY($1)` may scan the whole table. The results
+/// are the same either way; only the plans differ.
+fn looks_up_by_index(projection: Projection) -> bool {
+    matches!(projection, Projection::Courses | Projection::CourseSummary)
+}
+
+/// The `ANALYZE` while the fresh tables load (unless the projection
+/// [`looks_up_by_index`]): only those a batch looks rows
+/// up in (the others are only inserted into, by their unique keys), and
+/// from a small sample (the planner needs their size and rough
+/// distributions, to look rows up by index rather than scan); the full
+/// statistics come once the load is done ([`analyze_loaded`]).
+fn analyze_while_loading_sql(projection: Projection) -> Option<String> {
+    if looks_up_by_index(projection) {
+        return None;
+    }
+    let tables: Vec<String> = projection
+        .tables_looked_up_while_loading()
+        .iter()
+        .map(|table| format!("{table}{NEXT}"))
+        .collect();
+    (!tables.is_empty()).then(|| {
+        format!(
+            "SET default_statistics_target = 10; ANALYZE {}; RESET default_statistics_target",
+            tables.join(", ")
+        )
+    })
 }
 
 fn failed(projection: Projection, e: ApplyError) -> ProjectionError {
@@ -285,37 +483,66 @@ fn failed(projection: Projection, e: ApplyError) -> ProjectionError {
     }
 }
 
-/// Applies `decoded` to the fresh tables inside `t`. When an event of the
-/// batch cannot be applied, the batch is applied again one event at a time
-/// (after rolling back to a savepoint), as the live runner does: a batch is
-/// written set-wise, so a refused statement names only the batch, and the
-/// error must name the event that caused it.
+/// How a batch is written to a transaction, and what it leaves to be
+/// written elsewhere (the content of `courses`' rows, [`courses::apply_rows`]).
+trait ApplyBatch<T>:
+    for<'a> Fn(&'a Transaction<'a>, &'a [Decoded]) -> BoxFuture<'a, Result<Option<T>, ApplyError>>
+{
+}
+
+impl<T, F> ApplyBatch<T> for F where
+    F: for<'a> Fn(
+        &'a Transaction<'a>,
+        &'a [Decoded],
+    ) -> BoxFuture<'a, Result<Option<T>, ApplyError>>
+{
+}
+
+/// The whole of `projection`'s apply, leaving nothing to write elsewhere.
+fn whole(projection: Projection) -> impl ApplyBatch<()> {
+    move |t, decoded| Box::pin(async move { projection.apply(t, NEXT, decoded).await.map(Some) })
+}
+
+/// The rows of `courses`' apply; their content is written elsewhere.
+fn courses_rows() -> impl ApplyBatch<Content> {
+    |t, decoded| Box::pin(courses::apply_rows(t, NEXT, decoded))
+}
+
+/// Applies `decoded` to the fresh tables inside `t` with `apply`, and
+/// returns what is left to write elsewhere, in log order. When an event of
+/// the batch cannot be applied, the batch is applied again one event at a
+/// time (after rolling back to a savepoint), as the live runner does: a
+/// batch is written set-wise, so a refused statement names only the batch,
+/// and the error must name the event that caused it.
 ///
 /// # Errors
 /// [`ProjectionError::ReplayFailed`] naming the event; database errors.
-async fn apply_finding_poison(
+async fn apply_finding_poison<T>(
     t: &mut Transaction<'_>,
     projection: Projection,
     decoded: &[Decoded],
-) -> Result<(), ProjectionError> {
+    apply: impl ApplyBatch<T>,
+) -> Result<Vec<T>, ProjectionError> {
     if decoded.len() > 1 {
         let whole = t.savepoint("coursegen_replay_batch").await?;
-        match projection.apply(&whole, NEXT, decoded).await {
-            Ok(()) => {
+        match apply(&whole, decoded).await {
+            Ok(left) => {
                 whole.commit().await?;
-                return Ok(());
+                return Ok(left.into_iter().collect());
             }
             Err(ApplyError::Event { .. }) => whole.rollback().await?,
             Err(e) => return Err(failed(projection, e)),
         }
     }
+    let mut left = Vec::new();
     for event in decoded {
-        projection
-            .apply(t, NEXT, std::slice::from_ref(event))
-            .await
-            .map_err(|e| failed(projection, e))?;
+        left.extend(
+            apply(t, std::slice::from_ref(event))
+                .await
+                .map_err(|e| failed(projection, e))?,
+        );
     }
-    Ok(())
+    Ok(left)
 }
 
 type Batch = Arc<Vec<RecordedEvent>>;
@@ -424,24 +651,53 @@ async fn apply_batches(
             }
         }
     });
-    let analyze = analyze_sql(projection);
+    // `courses`' content goes to its writers, which load their tables
+    // while this connection loads the rows of the next batches.
+    let analyze = analyze_while_loading_sql(projection);
+    let mut content_txs = Vec::new();
+    let mut writers = Vec::new();
+    for w in std::mem::take(&mut target.writers) {
+        let (tx, rx) = mpsc::channel::<ContentBatch>(2);
+        content_txs.push(tx);
+        writers.push(tokio::spawn(write_content(w, rx)));
+    }
     let mut applied = 0usize;
     let mut next_analyze = ANALYZE_FIRST;
-    let result = async {
+    let mut result = async {
         while let Some(decoded) = decoded_rx.recv().await {
             let started = Instant::now();
             let events = decoded.len();
             let mut t = target.conn.transaction().await?;
-            apply_finding_poison(&mut t, projection, &decoded).await?;
+            let content = if content_txs.is_empty() {
+                apply_finding_poison(&mut t, projection, &decoded, whole(projection)).await?;
+                None
+            } else {
+                Some(apply_finding_poison(&mut t, projection, &decoded, courses_rows()).await?)
+            };
             stages::timed("commit", t.commit()).await?;
             stages::add(apply_stage(projection), started.elapsed());
+            if let Some(content) = content {
+                let mut shards: Vec<ContentBatch> =
+                    content_txs.iter().map(|_| Vec::new()).collect();
+                for c in content {
+                    for (shard, part) in shards.iter_mut().zip(c.shards(content_txs.len())) {
+                        shard.push(part);
+                    }
+                }
+                for (tx, shard) in content_txs.iter().zip(shards) {
+                    if tx.send(shard).await.is_err() {
+                        // That writer failed: it reports why.
+                        return Ok(());
+                    }
+                }
+            }
             applied += events;
-            if applied >= next_analyze {
+            if let Some(analyze) = analyze.as_deref().filter(|_| applied >= next_analyze) {
                 // Fresh tables have no statistics: without them the planner
                 // takes `x = ANY($1)` for most of the table and scans it all.
                 stages::timed(
                     "ANALYZE during the load",
-                    target.conn.batch_execute(&analyze),
+                    target.conn.batch_execute(analyze),
                 )
                 .await?;
                 next_analyze = applied * 2;
@@ -457,14 +713,63 @@ async fn apply_batches(
     .await;
     drop(decoded_rx);
     let _ = decoder.await;
+    // The writers finish what they were given (all of it, unless this
+    // applier failed) before the tables are indexed and swapped.
+    drop(content_txs);
+    for w in writers {
+        let (writer, written) = w.await.expect("content writer does not panic");
+        if let (Err(e), Ok(())) = (written, &result) {
+            result = Err(e);
+        }
+        target.writers.push(writer);
+    }
     (target, result)
+}
+
+/// The content a batch left to write (in log order), of one shard.
+type ContentBatch = Vec<Content>;
+
+/// Writes its shard of each batch's content, each batch in its own
+/// transaction, in the order the batches were applied. A refused
+/// statement names the first event of its batch (content rows are built
+/// from events that decoded, so only the database's own limits refuse them).
+async fn write_content(
+    mut writer: ContentWriter,
+    mut rx: mpsc::Receiver<ContentBatch>,
+) -> (ContentWriter, Result<(), ProjectionError>) {
+    // (No ANALYZE while loading: `courses` plans its lookups without
+    // sequential scans, [`looks_up_by_index`].)
+    let result = async {
+        while let Some(contents) = rx.recv().await {
+            if ContentPart::ALL
+                .iter()
+                .all(|&part| contents.iter().all(|c| c.is_empty(part)))
+            {
+                continue;
+            }
+            let t = writer.conn.transaction().await?;
+            for part in ContentPart::ALL {
+                let started = Instant::now();
+                for c in contents.iter().filter(|c| !c.is_empty(part)) {
+                    c.write(&t, NEXT, part)
+                        .await
+                        .map_err(|e| failed(Projection::Courses, e))?;
+                }
+                stages::add(part.stage(), started.elapsed());
+            }
+            stages::timed("commit", t.commit()).await?;
+        }
+        Ok::<(), ProjectionError>(())
+    }
+    .await;
+    (writer, result)
 }
 
 /// The stage a projection's batches are timed under (transaction and
 /// commit included).
 fn apply_stage(projection: Projection) -> &'static str {
     match projection {
-        Projection::Courses => "apply courses (all its tables)",
+        Projection::Courses => "apply courses (courses, lessons)",
         Projection::CourseSummary => "apply course_summary",
         Projection::Sources => "apply sources",
     }
@@ -493,7 +798,7 @@ async fn swap(
         let Some(last) = batch.last() else { break };
         position = last.position();
         let decoded: Vec<Decoded> = batch.iter().map(|e| Decoded::new(projection, e)).collect();
-        apply_finding_poison(&mut t, projection, &decoded).await?;
+        apply_finding_poison(&mut t, projection, &decoded, whole(projection)).await?;
         events += decoded.len() as u64;
         bar.inc(decoded.len() as u64);
     }
@@ -538,6 +843,29 @@ mod tests {
             matches!(refused, Err(ProjectionError::NothingToReplay)),
             "{refused:?}"
         );
+    }
+
+    #[test]
+    fn every_courses_table_is_analyzed_by_one_connection() {
+        let writers: Vec<Vec<&str>> = (0..CONTENT_WRITERS).map(analyzed_by_shard).collect();
+        for table in Projection::Courses.tables() {
+            let by = writers.iter().filter(|w| w.contains(table)).count();
+            let by_rows = usize::from(!analyzed_by_writers().contains(table));
+            assert_eq!(by + by_rows, 1, "{table}");
+        }
+        assert!(!analyzed_by_writers().contains(&"courses"));
+    }
+
+    #[test]
+    fn the_tables_analyzed_from_a_small_sample_are_the_projections_own() {
+        for p in Projection::ALL {
+            for table in p.tables_read_by_key() {
+                assert!(p.tables().contains(table), "{p}: {table}");
+            }
+        }
+        // The tables the lists and the search read are analyzed in full.
+        let by_key = Projection::Courses.tables_read_by_key();
+        assert!(!by_key.contains(&"courses") && !by_key.contains(&"lessons"));
     }
 
     #[tokio::test]

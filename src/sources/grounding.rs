@@ -6,10 +6,12 @@
 use deadpool_postgres::Pool;
 
 use crate::domain::{
-    Citation, CourseRequested, LessonGenerated, LessonPlan, LessonSection, Retrieved, SourceRef,
+    CourseRequested, LessonGenerated, LessonPlan, LessonSection, Retrieved, SourceRef,
 };
 use crate::llm::{validate, SourceChunk};
 use crate::projections::sources::queries::{self, SearchHit};
+use crate::sources::embeddings::Embedder;
+use crate::sources::semantic::{self, SemanticError};
 
 /// Chunks retrieved for the outline.
 pub const OUTLINE_K: i64 = 6;
@@ -46,16 +48,19 @@ pub fn any_word_query(text: &str) -> String {
 }
 
 /// Retrieves the `k` best chunks for `text` from the requesting user's
-/// library, under the request's `source_filter` when it has one.
+/// library, under the request's `source_filter` when it has one: by full
+/// text, fused with the nearest vectors when an `embedder` is configured
+/// (see [`semantic::search`]).
 ///
 /// # Errors
-/// Database errors.
+/// Database errors; with an `embedder`, the endpoint's.
 pub async fn retrieve(
     pool: &Pool,
+    embedder: Option<&Embedder>,
     request: &CourseRequested,
     text: &str,
     k: i64,
-) -> Result<Retrieval, deadpool_postgres::PoolError> {
+) -> Result<Retrieval, SemanticError> {
     let prefix = request.source_filter.clone().unwrap_or_default();
     if queries::count(pool, request.user_id, &prefix).await? == 0 {
         return Ok(if prefix.is_empty() {
@@ -65,11 +70,8 @@ pub async fn retrieve(
         });
     }
     let query = any_word_query(text);
-    if query.is_empty() {
-        return Ok(Retrieval::Hits(Vec::new()));
-    }
     Ok(Retrieval::Hits(
-        queries::search(pool, request.user_id, &query, &prefix, k).await?,
+        semantic::search(pool, embedder, request.user_id, text, &query, &prefix, k).await?,
     ))
 }
 
@@ -132,28 +134,29 @@ fn excerpt(text: &str, max: usize) -> String {
     out.trim().to_owned()
 }
 
-/// A lesson's record of citing `chunk`.
-fn source_ref(chunk: &SourceChunk) -> SourceRef {
+/// A lesson's record of citing `chunk`, quoting `passage` when it is the
+/// chunk's own text, else the chunk's first sentences.
+fn source_ref(chunk: &SourceChunk, passage: Option<&str>) -> SourceRef {
+    let passage = passage
+        .filter(|p| !p.trim().is_empty() && chunk.text.contains(*p))
+        .map_or_else(
+            || excerpt(&chunk.text, 400),
+            |p| p.split_whitespace().collect::<Vec<_>>().join(" "),
+        );
     SourceRef {
         title: format!("{} ({})", chunk.title, chunk.path),
         url: None,
-        cited: Some(Citation {
-            label: chunk.label.clone(),
-            source_id: chunk.source_id,
-            version: chunk.version,
-            chunk_id: chunk.chunk_id,
-            path: chunk.path.clone(),
-            page: chunk.page,
-            heading: chunk.heading.clone(),
-            passage: excerpt(&chunk.text, 400),
-        }),
+        cited: Some(chunk.citation(passage)),
     }
 }
 
 /// Grounds a generated lesson in `chunks`: records what was retrieved and
 /// makes the lesson's sources exactly the retrieved chunks it cites inline
 /// (label, document id and version, chunk id, path, title, page or heading,
-/// passage), in order of first citation, never the model's own list. A
+/// passage), in order of first citation, never the model's own list. The
+/// passage is the chunk's text the model quoted when validation found its
+/// quote there (see [`validate::quotes`]), else the chunk's first
+/// sentences: always the chunk's own words. A
 /// lesson that cites none of them (a client that ignores sources) gets a
 /// section quoting them all with their `[Sn]` citations, so that its sources
 /// are still checkable. No chunks: the lesson is left as the model wrote it.
@@ -162,12 +165,22 @@ pub fn ground_lesson(lesson: &mut LessonGenerated, chunks: &[SourceChunk]) {
         return;
     }
     lesson.retrieved = retrieved(chunks);
-    let cited: Vec<&SourceChunk> = validate::lesson_citations(lesson)
+    // The passages the model quoted, found in their chunks at validation.
+    let quoted = |c: &SourceChunk| {
+        lesson.sources.iter().find_map(|s| {
+            s.cited
+                .as_ref()
+                .filter(|q| q.label == c.label && q.chunk_id == c.chunk_id)
+                .map(|q| q.passage.clone())
+        })
+    };
+    let cited: Vec<SourceRef> = validate::lesson_citations(lesson)
         .iter()
         .filter_map(|label| chunks.iter().find(|c| &c.label == label))
+        .map(|c| source_ref(c, quoted(c).as_deref()))
         .collect();
     if !cited.is_empty() {
-        lesson.sources = cited.into_iter().map(source_ref).collect();
+        lesson.sources = cited;
         return;
     }
     let mut body = String::new();
@@ -184,7 +197,7 @@ pub fn ground_lesson(lesson: &mut LessonGenerated, chunks: &[SourceChunk]) {
             c.title
         ));
     }
-    lesson.sources = chunks.iter().map(source_ref).collect();
+    lesson.sources = chunks.iter().map(|c| source_ref(c, None)).collect();
     let heading = "From your documents";
     lesson
         .content_md
@@ -271,6 +284,29 @@ mod tests {
         assert_eq!(labels, ["S2"]);
         assert_eq!(lesson.sources[0].cited.as_ref().unwrap().passage, "Two.");
         assert!(!lesson.content_md.contains("From your documents"));
+    }
+
+    #[test]
+    fn the_passage_recorded_is_the_quoted_chunk_text_and_never_a_forged_one() {
+        let hits = [hit("Ribosomes make proteins. Lipids form membranes.", None)];
+        let given = chunks(&hits);
+        let lesson_quoting = |passage: &str| LessonGenerated {
+            content_md: "Membranes [S1].".into(),
+            sources: vec![SourceRef {
+                title: "[S1] Cells".into(),
+                url: None,
+                cited: Some(given[0].citation(passage.into())),
+            }],
+            ..LessonGenerated::default()
+        };
+        let mut lesson = lesson_quoting("Lipids form membranes");
+        ground_lesson(&mut lesson, &given);
+        let c = lesson.sources[0].cited.as_ref().unwrap();
+        assert_eq!(c.passage, "Lipids form membranes");
+        let mut forged = lesson_quoting("Lipids are proteins");
+        ground_lesson(&mut forged, &given);
+        let c = forged.sources[0].cited.as_ref().unwrap();
+        assert_eq!(c.passage, "Ribosomes make proteins. Lipids form membranes.");
     }
 
     #[test]

@@ -1,19 +1,25 @@
 //! The source library: files in, document streams out.
 //!
-//! - [`extract`]: text by format (Markdown, plain text, HTML main text, PDF text layer).
+//! - [`extract`]: text by format (Markdown, plain text, HTML main text, PDF
+//!   text layer, DOCX paragraphs and tables by heading in [`docx`]).
 //! - [`prepare`]: a file's bytes to a document version (title, language,
 //!   hash, chunks with their heading path or page), checked, nothing stored.
 //! - [`ingest`] / [`remove`]: decide against the document's stream and append
 //!   (the same content at the same path records nothing).
 //!
+//! - [`embeddings`] and [`semantic`]: optional vectors per chunk, stored at
+//!   ingest, fused with the full-text ranks at retrieval.
 //! - [`grounding`]: retrieval for a course's steps, recorded in their
 //!   events, and the lesson citations built from what was retrieved.
 //!
 //! Queries of the projected library (list, one document, search) are in
 //! [`crate::projections::sources`].
 
+pub mod docx;
+pub mod embeddings;
 pub mod extract;
 pub mod grounding;
+pub mod semantic;
 
 use sha2::{Digest, Sha256};
 use text_splitter::{ChunkConfig, TextSplitter};
@@ -23,7 +29,7 @@ use crate::domain::sources::{
     decide_ingest, decide_remove, evolve_source, source_id, SourceChunk, SourceContent,
     SourceEvent, SourceState,
 };
-use crate::store::{Appended, EventStore, Metadata, NewEvent, StoreError};
+use crate::store::{AlsoWrite, Appended, EventStore, Metadata, NewEvent, StoreError};
 pub use extract::MediaType;
 
 /// The largest file the library takes (bytes).
@@ -32,14 +38,14 @@ pub const MAX_SOURCE_BYTES: usize = 25 * 1024 * 1024;
 pub const MAX_PATH_CHARS: usize = 512;
 /// Characters per chunk at most (the splitter fills chunks up to it on
 /// sentence and paragraph boundaries).
-const CHUNK_CHARS: usize = 1000;
+pub(crate) const CHUNK_CHARS: usize = 1000;
 
 /// Why a file was not taken into the library. Nothing is stored for it.
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
     #[error("file is {size} bytes, over the limit of {limit} bytes")]
     TooLarge { size: usize, limit: usize },
-    #[error("unsupported type {0} (supported: Markdown, plain text, HTML, PDF)")]
+    #[error("unsupported type {0} (supported: Markdown, plain text, HTML, PDF, DOCX)")]
     Unsupported(String),
     #[error("unreadable: {0}")]
     Unreadable(String),
@@ -51,6 +57,10 @@ pub enum IngestError {
     InvalidPath(String),
     #[error("invalid language: {0}")]
     InvalidLanguage(String),
+    /// The embeddings endpoint failed: nothing was stored (a document
+    /// without its vectors would be silently missing from semantic retrieval).
+    #[error("{0}; nothing was stored, try again when the embeddings endpoint answers")]
+    Embeddings(embeddings::EmbeddingsError),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -58,7 +68,7 @@ pub enum IngestError {
 impl IngestError {
     /// Whether the file itself is at fault (a skip with a reason; a 4xx).
     pub fn is_rejection(&self) -> bool {
-        !matches!(self, Self::Store(_))
+        !matches!(self, Self::Store(_) | Self::Embeddings(_))
     }
 }
 
@@ -69,6 +79,10 @@ impl IngestError {
 /// [`IngestError::InvalidPath`] saying what is wrong.
 pub fn parse_path(path: &str) -> Result<String, IngestError> {
     let bad = |why: &str| IngestError::InvalidPath(format!("{path:?}: {why}"));
+    // Before trimming: a tab or a form feed at either end is still one.
+    if path.chars().any(char::is_control) {
+        return Err(bad("control characters"));
+    }
     let p = path.trim().replace('\\', "/");
     let p = p.trim_start_matches('/');
     if p.is_empty() {
@@ -76,9 +90,6 @@ pub fn parse_path(path: &str) -> Result<String, IngestError> {
     }
     if p.chars().count() > MAX_PATH_CHARS {
         return Err(bad(&format!("longer than {MAX_PATH_CHARS} characters")));
-    }
-    if p.chars().any(char::is_control) {
-        return Err(bad("control characters"));
     }
     let segments: Vec<&str> = p.split('/').filter(|s| !s.is_empty()).collect();
     if segments.iter().any(|s| *s == "." || *s == "..") {
@@ -95,6 +106,11 @@ pub fn parse_path(path: &str) -> Result<String, IngestError> {
 /// # Errors
 /// [`IngestError::InvalidPath`].
 pub fn parse_prefix(prefix: &str) -> Result<String, IngestError> {
+    if prefix.chars().any(char::is_control) {
+        return Err(IngestError::InvalidPath(format!(
+            "{prefix:?}: control characters"
+        )));
+    }
     let p = prefix.trim();
     if p.is_empty() || p == "/" {
         return Ok(String::new());
@@ -105,6 +121,22 @@ pub fn parse_prefix(prefix: &str) -> Result<String, IngestError> {
         out.push('/');
     }
     Ok(out)
+}
+
+/// A prefix to filter a listing or a search by: any text without control
+/// characters. One that [`parse_prefix`] takes is normalised the same way;
+/// any other is kept as given (trimmed), since a filter only compares
+/// strings: `.` finds `.notes/`, and `a/../b` finds nothing.
+///
+/// # Errors
+/// [`IngestError::InvalidPath`] for control characters.
+pub fn parse_prefix_filter(prefix: &str) -> Result<String, IngestError> {
+    match parse_prefix(prefix) {
+        Err(IngestError::InvalidPath(_)) if !prefix.chars().any(char::is_control) => {
+            Ok(prefix.trim().to_owned())
+        }
+        other => other,
+    }
 }
 
 /// A language code (`en`, `pt-BR`): letters, digits and dashes, 2 to 35 characters.
@@ -324,22 +356,88 @@ impl IngestOutcome {
 /// # Errors
 /// Database errors; a stored event that is not a document's.
 pub async fn load(store: &EventStore, id: Uuid) -> Result<SourceState, StoreError> {
-    let mut state = SourceState::default();
-    for r in store.read_stream(id).await? {
-        let e = SourceEvent::from_stored(&r.event_type, r.event_version, r.payload).map_err(
-            |source| StoreError::Corrupt {
-                position: r.global_position,
-                source,
-            },
-        )?;
-        state = evolve_source(state, &e);
-    }
-    Ok(state)
+    Ok(read(store, id)
+        .await?
+        .iter()
+        .fold(SourceState::default(), |state, (_, e)| {
+            evolve_source(state, e)
+        }))
 }
 
-/// Prepares the file and records it as its document's next version, unless
-/// that content is the current version already. A concurrent writer of the
-/// same document makes this decide again on the new state.
+/// The document's events, each with when it was recorded.
+async fn read(
+    store: &EventStore,
+    id: Uuid,
+) -> Result<Vec<(chrono::DateTime<chrono::Utc>, SourceEvent)>, StoreError> {
+    store
+        .read_stream(id)
+        .await?
+        .into_iter()
+        .map(|r| {
+            SourceEvent::from_stored(&r.event_type, r.event_version, r.payload)
+                .map(|e| (r.recorded_at, e))
+                .map_err(|source| StoreError::Corrupt {
+                    position: r.global_position,
+                    source,
+                })
+        })
+        .collect()
+}
+
+/// The document's row as the `sources` projection will show it, folded from
+/// its stream: what a write answers when the projection lags. `None` for a
+/// stream with no event.
+///
+/// # Errors
+/// Database errors; a stored event that is not a document's.
+pub async fn row_from_log(
+    store: &EventStore,
+    id: Uuid,
+) -> Result<Option<crate::projections::sources::queries::SourceRow>, StoreError> {
+    use crate::projections::sources::queries::SourceRow;
+    let mut row: Option<SourceRow> = None;
+    for (recorded_at, e) in read(store, id).await? {
+        match e.content() {
+            Some((version, c)) => {
+                let created_at = row.as_ref().map_or(recorded_at, |s| s.created_at);
+                row = Some(SourceRow {
+                    id,
+                    user_id: c.user_id,
+                    path: c.path.clone(),
+                    title: c.title.clone(),
+                    media_type: c.media_type.clone(),
+                    size_bytes: i64::try_from(c.size).unwrap_or(i64::MAX),
+                    content_hash: c.content_hash.clone(),
+                    language: c.language.clone(),
+                    version: i32::try_from(version).unwrap_or(i32::MAX),
+                    chunk_count: i32::try_from(c.chunks.len()).unwrap_or(i32::MAX),
+                    created_at,
+                    updated_at: recorded_at,
+                    deleted_at: None,
+                });
+            }
+            None => {
+                if let Some(s) = row.as_mut() {
+                    s.deleted_at = Some(recorded_at);
+                    s.updated_at = recorded_at;
+                }
+            }
+        }
+    }
+    Ok(row)
+}
+
+/// The search vectors of a document version's chunks, stored by the
+/// statement appending its event (a chunk id fixes its vector: one
+/// already stored is the same).
+const SEARCH_VECTORS: AlsoWrite = AlsoWrite {
+    prepare: include_str!("sql/store_search_vectors.sql"),
+    write: "INSERT INTO chunk_search_vectors (chunk_id, tsv)
+            SELECT chunk_id, tsv FROM prepared WHERE EXISTS (SELECT FROM appended)
+            ON CONFLICT (chunk_id) DO NOTHING",
+};
+
+/// [`ingest_with`] without embeddings: full text alone.
 ///
 /// # Errors
 /// [`IngestError`]: the file's faults, or the store's.
@@ -348,7 +446,40 @@ pub async fn ingest(
     source: &NewSource<'_>,
     metadata: &Metadata,
 ) -> Result<IngestOutcome, IngestError> {
+    ingest_with(store, None, source, metadata).await
+}
+
+/// Prepares the file and records it as its document's next version, unless
+/// that content is the current version already. A concurrent writer of the
+/// same document makes this decide again on the new state. The statement
+/// appending the event also stores its chunks' search vectors
+/// (`chunk_search_vectors`, `sql/store_search_vectors.sql`): every path that
+/// ingests comes through here.
+///
+/// With an `embedder`, the chunks' missing vectors are stored first (see
+/// [`semantic::store_vectors`]), also when the content is unchanged, so
+/// that ingesting a library again fills in what it lacks; if the endpoint
+/// fails, nothing is recorded.
+///
+/// # Errors
+/// [`IngestError`]: the file's faults, the embeddings endpoint's
+/// ([`IngestError::Embeddings`]), or the store's.
+pub async fn ingest_with(
+    store: &EventStore,
+    embedder: Option<&embeddings::Embedder>,
+    source: &NewSource<'_>,
+    metadata: &Metadata,
+) -> Result<IngestOutcome, IngestError> {
     let content = prepare(source).await?;
+    if let Some(embedder) = embedder {
+        let texts: Vec<&str> = content.chunks.iter().map(|c| c.text.as_str()).collect();
+        semantic::store_vectors(store.pool(), embedder, &texts)
+            .await
+            .map_err(|e| match e {
+                semantic::SemanticError::Embeddings(e) => IngestError::Embeddings(e),
+                semantic::SemanticError::Database(e) => IngestError::Store(StoreError::Pool(e)),
+            })?;
+    }
     let id = source_id(source.user_id, &content.path);
     let chunks = content.chunks.len();
     loop {
@@ -359,13 +490,18 @@ pub async fn ingest(
                 version: state.version,
             });
         };
-        let new = NewEvent {
-            event_type: event.event_type().to_owned(),
-            event_version: event.event_version(),
-            payload: event.payload(),
-        };
+        let new = NewEvent::from(&event);
+        // The chunks' search vectors are computed here, by the appending
+        // statement, on this connection, rather than by the single
+        // projector (which takes them from `chunk_search_vectors`).
         match store
-            .append(id, state.stream_version, &[new], metadata)
+            .append_and(
+                id,
+                state.stream_version,
+                &[new],
+                metadata,
+                Some(&SEARCH_VECTORS),
+            )
             .await
         {
             Ok(appended) => {
@@ -408,11 +544,7 @@ pub async fn remove(
         let Some(event) = decide_remove(&state, user_id, path) else {
             return Ok(None);
         };
-        let new = NewEvent {
-            event_type: event.event_type().to_owned(),
-            event_version: event.event_version(),
-            payload: event.payload(),
-        };
+        let new = NewEvent::from(&event);
         match store
             .append(id, state.stream_version, &[new], metadata)
             .await
@@ -436,6 +568,16 @@ mod tests {
         assert!(parse_path("a/\u{0}b").is_err());
         assert_eq!(parse_prefix("micro/").unwrap(), "micro/");
         assert_eq!(parse_prefix("").unwrap(), "");
+        assert_eq!(parse_prefix("  micro/ ").unwrap(), "micro/");
+        // Control characters are refused even where trimming would drop them.
+        assert!(parse_prefix("\u{c}\u{ad}").is_err());
+        assert!(parse_prefix("micro/\t").is_err());
+        assert!(parse_path("\na.md").is_err());
+        // A filter takes any other text as it is.
+        assert_eq!(parse_prefix_filter(" /bio//cells/ ").unwrap(), "bio/cells/");
+        assert_eq!(parse_prefix_filter(".").unwrap(), ".");
+        assert_eq!(parse_prefix_filter("a/../b").unwrap(), "a/../b");
+        assert!(parse_prefix_filter("bio/\t").is_err());
     }
 
     #[actix_rt::test]
@@ -449,8 +591,8 @@ mod tests {
             title: None,
         };
         assert!(matches!(
-            prepare(&new("a.docx", b"x")).await,
-            Err(IngestError::Unsupported(t)) if t == ".docx"
+            prepare(&new("a.odt", b"x")).await,
+            Err(IngestError::Unsupported(t)) if t == ".odt"
         ));
         let big = vec![b'a'; MAX_SOURCE_BYTES + 1];
         assert!(matches!(

@@ -104,6 +104,26 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "projections/0012_export_backups.sql",
         sql: include_str!("../../projections/0012_export_backups.sql"),
     },
+    Migration {
+        name: "projections/0013_sources_search.sql",
+        sql: include_str!("../../projections/0013_sources_search.sql"),
+    },
+    Migration {
+        name: "schema/0006_chunk_embeddings.sql",
+        sql: include_str!("../../schema/0006_chunk_embeddings.sql"),
+    },
+    Migration {
+        name: "schema/0007_events_payload_lz4.sql",
+        sql: include_str!("../../schema/0007_events_payload_lz4.sql"),
+    },
+    Migration {
+        name: "projections/0014_sources_chunk_keys.sql",
+        sql: include_str!("../../projections/0014_sources_chunk_keys.sql"),
+    },
+    Migration {
+        name: "schema/0008_chunk_search_vectors.sql",
+        sql: include_str!("../../schema/0008_chunk_search_vectors.sql"),
+    },
 ];
 
 /// Arbitrary key of the migration advisory lock.

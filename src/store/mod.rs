@@ -18,7 +18,7 @@ mod reads;
 pub mod subscription;
 pub(crate) mod work;
 
-pub(crate) use reads::{read_all_after_as, read_all_after_with};
+pub(crate) use reads::read_all_after_as;
 
 use std::sync::Arc;
 
@@ -97,6 +97,16 @@ pub struct NewEvent {
 
 impl From<&crate::domain::CourseEvent> for NewEvent {
     fn from(e: &crate::domain::CourseEvent) -> Self {
+        Self {
+            event_type: e.event_type().to_owned(),
+            event_version: e.event_version(),
+            payload: e.payload(),
+        }
+    }
+}
+
+impl From<&crate::domain::sources::SourceEvent> for NewEvent {
+    fn from(e: &crate::domain::sources::SourceEvent) -> Self {
         Self {
             event_type: e.event_type().to_owned(),
             event_version: e.event_version(),
@@ -195,6 +205,16 @@ pub struct Appended {
 const COLUMNS: &str = "global_position, transaction_id::text::bigint, stream_id, stream_version, \
                        event_type, event_version, payload, metadata, recorded_at";
 
+/// What [`EventStore::append_and`] writes beside the events, in their
+/// statement: `prepare`, a query over `new_events` (the events to append:
+/// their `event_type` and `payload`), computed before anything is written;
+/// `write`, a data-modifying statement over `prepared` (its rows) and
+/// `appended` (the events written), which is empty when nothing is.
+pub(crate) struct AlsoWrite {
+    pub prepare: &'static str,
+    pub write: &'static str,
+}
+
 /// The event store over a connection pool.
 #[derive(Clone)]
 pub struct EventStore {
@@ -262,32 +282,74 @@ impl EventStore {
         events: &[NewEvent],
         metadata: &Metadata,
     ) -> Result<Appended, StoreError> {
+        self.append_and(stream_id, expected_version, events, metadata, None)
+            .await
+    }
+
+    /// [`Self::append`], and `also`'s write, in the same statement, so in
+    /// the same transaction: what it writes is there exactly when the
+    /// events are.
+    ///
+    /// # Errors
+    /// As [`Self::append`]; a failing `also` appends nothing.
+    pub(crate) async fn append_and(
+        &self,
+        stream_id: Uuid,
+        expected_version: u32,
+        events: &[NewEvent],
+        metadata: &Metadata,
+        also: Option<&AlsoWrite>,
+    ) -> Result<Appended, StoreError> {
         assert!(!events.is_empty(), "append needs at least one event");
         let client = self.pool.get().await?;
         // One statement, so one transaction. The unique stream key rejects a
         // version already taken (a stale writer, or the loser of a race); the
         // guard rejects a version beyond the stream's end (no gaps).
-        let stmt = if events.len() == 1 {
-            client
-                .prepare_cached(
-                    "INSERT INTO events (stream_id, stream_version, event_type, event_version, payload, metadata)
-                     SELECT $1, $2, ($3::text[])[1], ($4::int2[])[1], ($5::jsonb[])[1], $6
-                     WHERE $2 = 0 OR EXISTS (SELECT 1 FROM events WHERE stream_id = $1 AND stream_version = $2 - 1)
-                     RETURNING global_position, transaction_id::text::bigint",
-                )
-                .await?
+        let (from, row) = if events.len() == 1 {
+            (
+                "",
+                "$1, $2, ($3::text[])[1], ($4::int2[])[1], ($5::jsonb[])[1], $6",
+            )
         } else {
-            client
-                .prepare_cached(
-                    "INSERT INTO events (stream_id, stream_version, event_type, event_version, payload, metadata)
-                     SELECT $1, $2 + e.ord::int - 1, e.event_type, e.event_version, e.payload, $6
-                     FROM unnest($3::text[], $4::int2[], $5::jsonb[])
-                          WITH ORDINALITY AS e(event_type, event_version, payload, ord)
-                     WHERE $2 = 0 OR EXISTS (SELECT 1 FROM events WHERE stream_id = $1 AND stream_version = $2 - 1)
-                     RETURNING global_position, transaction_id::text::bigint",
-                )
-                .await?
+            (
+                "FROM unnest($3::text[], $4::int2[], $5::jsonb[])
+                      WITH ORDINALITY AS e(event_type, event_version, payload, ord)",
+                "$1, $2 + e.ord::int - 1, e.event_type, e.event_version, e.payload, $6",
+            )
         };
+        let guard = "($2 = 0 OR EXISTS (SELECT 1 FROM events WHERE stream_id = $1 AND stream_version = $2 - 1))";
+        let insert = |prepared: &str, transaction_id: &str| {
+            format!(
+                "INSERT INTO events (stream_id, stream_version, event_type, event_version, payload, metadata)
+                 SELECT {row} {from} WHERE {guard}{prepared}
+                 RETURNING global_position, {transaction_id}"
+            )
+        };
+        let sql = match also {
+            None => insert("", "transaction_id::text::bigint"),
+            // `prepared` is computed whole (the count, a condition of the
+            // insert evaluated once before its first row) before anything is
+            // written, so before the transaction takes its id: the readers'
+            // horizon (`read_all_after`) is held back only while the rows are
+            // written, not while they are computed. A data-modifying WITH
+            // runs once, whether or not the outer query reads it.
+            Some(also) => format!(
+                "WITH new_events AS (
+                     SELECT * FROM unnest($3::text[], $5::jsonb[]) AS n(event_type, payload)
+                 ),
+                 prepared AS MATERIALIZED ({prepare}),
+                 appended AS ({insert}),
+                 also AS ({write})
+                 SELECT global_position, transaction_id::text::bigint FROM appended",
+                prepare = also.prepare,
+                insert = insert(
+                    " AND (SELECT count(*) FROM prepared) >= 0",
+                    "transaction_id"
+                ),
+                write = also.write,
+            ),
+        };
+        let stmt = client.prepare_cached(&sql).await?;
         let types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
         let versions: Vec<i16> = events.iter().map(|e| e.event_version).collect();
         let payloads: Vec<&Value> = events.iter().map(|e| &e.payload).collect();
@@ -351,5 +413,84 @@ impl EventStore {
     /// either way.
     pub fn send_notifications_on(&self, runtime: tokio::runtime::Handle) {
         self.notify.run_on(runtime);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::bench::ScratchDatabase;
+
+    #[tokio::test]
+    async fn what_append_and_writes_beside_the_events_is_computed_first_and_there_exactly_when_they_are(
+    ) {
+        let (db, store) = ScratchDatabase::for_tests().await;
+        let client = store.pool().get().await.unwrap();
+        client
+            .batch_execute(
+                "CREATE TABLE beside (n int, written_by xid8 DEFAULT pg_current_xact_id(),
+                                      computed_with xid8)",
+            )
+            .await
+            .unwrap();
+        let also = AlsoWrite {
+            prepare: "SELECT (payload->>'n')::int AS n,
+                             pg_current_xact_id_if_assigned() AS computed_with
+                      FROM new_events",
+            write: "INSERT INTO beside (n, computed_with)
+                    SELECT n, computed_with FROM prepared WHERE EXISTS (SELECT FROM appended)",
+        };
+        let stream = Uuid::new_v4();
+        let event = |n: i32| NewEvent {
+            event_type: "TestHappened".into(),
+            event_version: 1,
+            payload: json!({ "n": n }),
+        };
+        let metadata = Metadata::producer("test");
+        store
+            .append_and(stream, 0, &[event(1)], &metadata, Some(&also))
+            .await
+            .unwrap();
+        store
+            .append_and(stream, 1, &[event(2), event(3)], &metadata, Some(&also))
+            .await
+            .unwrap();
+        // A version taken, and one beyond the stream's end: nothing is
+        // appended, and nothing written beside.
+        for (version, n) in [(1, 4), (9, 5)] {
+            let refused = store
+                .append_and(stream, version, &[event(n)], &metadata, Some(&also))
+                .await;
+            assert!(
+                matches!(refused, Err(StoreError::Conflict { .. })),
+                "{refused:?}"
+            );
+        }
+        let rows: Vec<(i32, bool, bool)> = client
+            .query(
+                "SELECT b.n, b.computed_with IS NULL, b.written_by = e.transaction_id
+                 FROM beside b JOIN events e ON (e.payload->>'n')::int = b.n
+                 ORDER BY b.n",
+                &[],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect();
+        // Each row written by its event's transaction, computed before that
+        // transaction had an id.
+        assert_eq!(rows, [(1, true, true), (2, true, true), (3, true, true)]);
+        let beside: i64 = client
+            .query_one("SELECT count(*) FROM beside", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(beside, 3);
+        drop(client);
+        store.pool().close();
+        db.drop_database().await.unwrap();
     }
 }

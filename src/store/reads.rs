@@ -38,6 +38,28 @@ impl EventStore {
         Ok(rows.iter().map(RecordedEvent::from_row).collect())
     }
 
+    /// Where the last event of one stream stands in the global order (none
+    /// for an unknown stream): what a reader waits for to have seen it all.
+    ///
+    /// # Errors
+    /// Database errors only.
+    pub async fn stream_head(&self, stream_id: Uuid) -> Result<Option<Position>, StoreError> {
+        let client = self.pool.get().await?;
+        let stmt = client
+            .prepare_cached(
+                "SELECT transaction_id::text::bigint, global_position FROM events WHERE stream_id = $1
+                 ORDER BY stream_version DESC LIMIT 1",
+            )
+            .await?;
+        Ok(client
+            .query_opt(&stmt, &[&stream_id])
+            .await?
+            .map(|r| Position {
+                transaction_id: r.get(0),
+                global_position: r.get(1),
+            }))
+    }
+
     /// How many events each of `streams` holds (its next version), in one
     /// query; streams without events are left out. A stream's versions
     /// commit in order (an append needs the version before it), so this is
@@ -85,12 +107,11 @@ impl EventStore {
     }
 }
 
-/// [`EventStore::read_all_after`] on a given client (a projection's own
-/// connection or transaction).
+/// [`EventStore::read_all_after`] on a given client.
 ///
 /// # Errors
 /// Database errors only.
-pub(crate) async fn read_all_after_with(
+async fn read_all_after_with(
     client: &impl deadpool_postgres::GenericClient,
     checkpoint: Position,
     limit: i64,

@@ -12,11 +12,12 @@ use uuid::Uuid;
 
 use super::pages::{course_id, lesson_page};
 use super::session::Session;
-use super::views::{CourseForm, NewCoursePage};
+use super::views::{Choice, CourseForm, NewCoursePage};
 use super::PageError;
 use crate::domain::{Command, CourseRequest, RawCourseRequest, Reason, ValidationError};
 use crate::ingress::http::courses::handlers::{command, submit};
-use crate::ingress::http::ApiState;
+use crate::ingress::http::{ApiError, ApiState};
+use crate::projections::sources::queries as sources;
 
 /// `/courses/new`: the empty form.
 pub(crate) async fn new_course(
@@ -24,12 +25,50 @@ pub(crate) async fn new_course(
     state: web::Data<ApiState>,
 ) -> Result<HttpResponse, PageError> {
     let session = Session::begin(&req, &state)?;
-    session.page(&NewCoursePage {
+    let form = CourseForm {
+        num_lessons: crate::domain::DEFAULT_NUM_LESSONS.to_string(),
+        ..CourseForm::default()
+    };
+    let page = new_course_page(&state, &session, form).await?;
+    session.page(&page)
+}
+
+/// The form with the user's source folders to pick the filter from (and
+/// the value sent, when it is none of them: it stays as it was sent).
+async fn new_course_page(
+    state: &ApiState,
+    session: &Session,
+    form: CourseForm,
+) -> Result<NewCoursePage, PageError> {
+    let (prefixes, documents) = sources::prefixes(state.store.pool(), session.user.id)
+        .await
+        .map_err(ApiError::from)?;
+    let chosen = form.source_filter.trim().to_owned();
+    let mut folders: Vec<Choice> = prefixes
+        .into_iter()
+        .map(|p| Choice {
+            selected: p.prefix == chosen,
+            label: format!(
+                "{} ({} document{})",
+                p.prefix,
+                p.documents,
+                if p.documents == 1 { "" } else { "s" }
+            ),
+            value: p.prefix,
+        })
+        .collect();
+    if !chosen.is_empty() && !folders.iter().any(|c| c.selected) {
+        folders.push(Choice {
+            value: chosen.clone(),
+            label: chosen,
+            selected: true,
+        });
+    }
+    Ok(NewCoursePage {
         layout: session.layout("New course"),
-        form: CourseForm {
-            num_lessons: crate::domain::DEFAULT_NUM_LESSONS.to_string(),
-            ..CourseForm::default()
-        },
+        form,
+        folders,
+        documents,
     })
 }
 
@@ -113,10 +152,8 @@ pub(crate) async fn create_course(
         Err(e) => {
             let session = Session::begin(&req, &state)?;
             let field = field_of(&e).to_owned();
-            let page = NewCoursePage {
-                layout: session.layout("New course"),
-                form: form.into_form(Some((field, e.to_string()))),
-            };
+            let form = form.into_form(Some((field, e.to_string())));
+            let page = new_course_page(&state, &session, form).await?;
             let mut response = session.page(&page)?;
             *response.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
             return Ok(response);

@@ -7,9 +7,12 @@
 //!   login page) and the CSRF token of every form.
 //! - [`pages`]: the library, a course, a lesson.
 //! - [`forms`]: the new-course form, delete / restore / retry, the quiz.
+//! - [`elements`]: a lesson's interactive elements, its transcript and
+//!   subtitle downloads.
 //! - [`views`]: the templates and what they show.
 //! - [`error`]: errors as HTML pages (another user's course is a 404 page).
 
+mod elements;
 mod error;
 mod forms;
 mod pages;
@@ -54,6 +57,9 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/courses/{id}/restore").post(forms::restore))
         .service(web::resource("/courses/{id}/retry").post(forms::retry))
         .service(web::resource("/courses/{id}/lessons/{n}").get(pages::lesson))
+        .service(
+            web::resource("/courses/{id}/lessons/{n}/subtitles.{ext}").get(elements::subtitle_file),
+        )
         .service(web::resource("/courses/{id}/lessons/{n}/quiz").post(forms::check_quiz));
 }
 

@@ -11,6 +11,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use uuid::Uuid;
 
+use super::elements;
 use super::session::Session;
 use super::views::{
     self, Choice, CourseCard, CoursePage, EventLine, LessonLine, LessonPage, LibraryPage,
@@ -36,6 +37,8 @@ pub(crate) struct LibraryQuery {
     q: Option<String>,
     status: Option<String>,
     language: Option<String>,
+    /// One tag, normalised as the API's `tag` filter normalises it.
+    tag: Option<String>,
     page: Option<String>,
 }
 
@@ -50,10 +53,11 @@ pub(crate) async fn library(
         .map(web::Query::into_inner)
         .unwrap_or_default();
     let blank = |v: &Option<String>| v.as_deref().map(str::trim).unwrap_or("").to_owned();
-    let (q, language, status_text) = (
+    let (q, language, status_text, tag) = (
         blank(&query.q),
         blank(&query.language),
         blank(&query.status),
+        blank(&query.tag),
     );
     let mut page_number = 1;
     let mut error = None;
@@ -76,6 +80,7 @@ pub(crate) async fn library(
         per_page: Some(PER_PAGE),
         q: Some(q.clone()).filter(|q| !q.is_empty()),
         language: Some(language.clone()).filter(|l| !l.is_empty()),
+        tag: Some(tag.clone()).filter(|t| !t.is_empty()),
         ..ListParams::default()
     };
     let (items, total) = match params.into_page(&session.user, status) {
@@ -92,7 +97,12 @@ pub(crate) async fn library(
     let pages = ((total + PER_PAGE - 1) / PER_PAGE).max(1);
     let link = |n: i64| {
         let mut pairs = vec![("page", n.to_string())];
-        for (k, v) in [("q", &q), ("status", &status_text), ("language", &language)] {
+        for (k, v) in [
+            ("q", &q),
+            ("status", &status_text),
+            ("language", &language),
+            ("tag", &tag),
+        ] {
             if !v.is_empty() {
                 pairs.push((k, v.clone()));
             }
@@ -127,9 +137,10 @@ pub(crate) async fn library(
     session.page(&LibraryPage {
         layout: session.layout("Your courses"),
         items: items.into_iter().map(card).collect(),
-        filtered: !q.is_empty() || !language.is_empty() || status.is_some(),
+        filtered: !q.is_empty() || !language.is_empty() || !tag.is_empty() || status.is_some(),
         q,
         language,
+        tag,
         statuses,
         total,
         page: page_number,
@@ -151,7 +162,18 @@ fn card(c: CourseView) -> CourseCard {
         total_lessons: c.total_lessons,
         language: c.language,
         created: views::when(c.created_at),
+        tags: tag_links(&c.tags),
     }
+}
+
+/// Each tag and the library filtered by it.
+fn tag_links(tags: &[String]) -> Vec<(String, String)> {
+    tags.iter()
+        .map(|t| {
+            let query = serde_urlencoded::to_string([("tag", t)]).unwrap_or_default();
+            (t.clone(), format!("/?{query}"))
+        })
+        .collect()
 }
 
 /// Query of a course page: what an action just did.
@@ -232,7 +254,6 @@ fn course_page(
         c.difficulty.map(|d| d.to_string()).unwrap_or_default(),
     );
     add("Author", c.author.clone().unwrap_or_default());
-    add("Tags", c.tags.join(", "));
     add("Prerequisites", c.prerequisites.join("; "));
     add("Learning outcomes", c.learning_outcomes.join("; "));
     add(
@@ -266,7 +287,8 @@ fn course_page(
         total_lessons: c.total_lessons,
         lessons,
         metadata,
-        sources: views::sources(&c.sources),
+        tags: tag_links(&c.tags),
+        sources: views::documents(&c.sources),
         tokens: (c.tokens.prompt, c.tokens.completion, c.tokens.total),
         events: events.iter().map(event_line).collect(),
         notice,
@@ -344,9 +366,11 @@ pub(crate) async fn lesson_page(
     let number: i32 = n.parse().map_err(|_| missing())?;
     // The course, its outline and the lesson in one round trip.
     let client = state.store.pool().get().await.map_err(ApiError::from)?;
-    let ((record, entries), lesson) = futures::try_join!(
+    let ((record, entries), lesson, element_values, tracks) = futures::try_join!(
         queries::course_with_lessons(&client, id),
-        queries::lesson(&client, id, number)
+        queries::lesson(&client, id, number),
+        queries::elements(&client, id, number),
+        queries::subtitles_of_lesson(&client, id, number)
     )
     .map_err(ApiError::from)?;
     drop(client);
@@ -366,7 +390,14 @@ pub(crate) async fn lesson_page(
         .content_md
         .as_deref()
         .ok_or_else(|| PageError::not_found(format!("Lesson {n} is not written yet.")))?;
-    let rendered = rendered(id, number, lesson.entry.generated_at, content);
+    let sources = views::sources(lesson.sources.as_ref().unwrap_or(&Value::Null));
+    let rendered = rendered(
+        id,
+        number,
+        lesson.entry.generated_at,
+        &views::link_citations(content, &sources),
+        &lesson.entry.title,
+    );
     let base = format!("/courses/{id}");
     let neighbour = |k: i32| {
         entries
@@ -404,7 +435,13 @@ pub(crate) async fn lesson_page(
         quiz_url: format!("{base}/lessons/{number}/quiz#quiz"),
         quiz,
         score,
-        sources: views::sources(lesson.sources.as_ref().unwrap_or(&Value::Null)),
+        sources,
+        elements: elements::cards(&element_values),
+        transcript: elements::transcript(
+            &format!("{base}/lessons/{number}"),
+            &course.language,
+            tracks,
+        ),
     })
 }
 
@@ -416,14 +453,20 @@ type RenderCache = HashMap<(Uuid, i32, Option<DateTime<Utc>>), Arc<Rendered>>;
 /// Most lessons kept rendered; the cache starts over when full.
 const RENDER_CACHE_SIZE: usize = 512;
 
-fn rendered(id: Uuid, number: i32, at: Option<DateTime<Utc>>, content: &str) -> Arc<Rendered> {
+fn rendered(
+    id: Uuid,
+    number: i32,
+    at: Option<DateTime<Utc>>,
+    content: &str,
+    title: &str,
+) -> Arc<Rendered> {
     static CACHE: OnceLock<Mutex<RenderCache>> = OnceLock::new();
     let cache = CACHE.get_or_init(Mutex::default);
     let key = (id, number, at);
     if let Some(hit) = cache.lock().expect("render cache lock").get(&key) {
         return hit.clone();
     }
-    let fresh = Arc::new(crate::render::markdown(content));
+    let fresh = Arc::new(crate::render::lesson(content, title));
     let mut cache = cache.lock().expect("render cache lock");
     if cache.len() >= RENDER_CACHE_SIZE {
         cache.clear();

@@ -180,7 +180,8 @@ impl Browser {
         field.send_keys(text).await.unwrap();
     }
 
-    /// Waits (up to `timeout`) until `css`'s text satisfies `ok`.
+    /// Waits (up to `timeout`) until `css` is on the page with a text that
+    /// satisfies `ok`.
     pub async fn wait_text(
         &self,
         css: &str,
@@ -189,12 +190,14 @@ impl Browser {
     ) -> String {
         let deadline = Instant::now() + timeout;
         loop {
+            // An element not yet on the page never passes: "no text yet"
+            // is not the text a caller waits for.
             let now = match self.client.find(Locator::Css(css)).await {
-                Ok(e) => e.text().await.unwrap_or_default(),
-                Err(_) => String::new(),
+                Ok(e) => Some(e.text().await.unwrap_or_default()),
+                Err(_) => None,
             };
-            if ok(&now) {
-                return now;
+            if let Some(now) = now.as_deref().filter(|t| ok(t)) {
+                return now.to_owned();
             }
             if Instant::now() > deadline {
                 self.shot(&format!("timeout {css}")).await;

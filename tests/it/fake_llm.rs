@@ -78,6 +78,9 @@ pub struct Script {
     pub slow_translations: HashMap<u32, Duration>,
     /// The markdown of every lesson, instead of a short default.
     pub lesson_markdown: Option<String>,
+    /// The interactive elements of every lesson (a JSON array), instead of
+    /// a code block, an exercise and a true / false statement.
+    pub lesson_elements: Option<Value>,
 }
 
 /// Holds the first request for lesson `lesson` in flight until [`Gate::open`]:
@@ -240,10 +243,9 @@ impl Respond for Responder {
         if let Some(dialect) = &self.script.dialect {
             let answer = match &asked {
                 Asked::Outline { topic } => outline_answer(topic, lesson_count(&body)),
-                Asked::Lesson { number, .. } => cite_if_grounded(
-                    lesson_answer(*number, self.script.lesson_markdown.as_deref()),
-                    &body,
-                ),
+                Asked::Lesson { number, .. } => {
+                    cite_if_grounded(lesson_answer(*number, &self.script), &body)
+                }
                 Asked::Translation { .. } => translation_answer(user_message(&body)),
             };
             return dialect(&Exchange {
@@ -271,10 +273,7 @@ impl Respond for Responder {
                     .copied()
                     .unwrap_or_default();
                 (
-                    cite_if_grounded(
-                        lesson_answer(*number, self.script.lesson_markdown.as_deref()),
-                        &body,
-                    ),
+                    cite_if_grounded(lesson_answer(*number, &self.script), &body),
                     extra,
                 )
             }
@@ -407,7 +406,8 @@ pub fn cite_if_grounded(answer: String, body: &Value) -> String {
     v.to_string()
 }
 
-fn lesson_answer(number: u32, markdown: Option<&str>) -> String {
+fn lesson_answer(number: u32, script: &Script) -> String {
+    let markdown = script.lesson_markdown.as_deref();
     let question = |q: &str| {
         json!({
             "question": q,
@@ -426,14 +426,14 @@ fn lesson_answer(number: u32, markdown: Option<&str>) -> String {
         "sections": [{ "heading": "Idea", "body": "Some teaching." }],
         "quiz": [question("One?"), question("Two?"), question("Three?")],
         "sources": [{ "title": "A textbook", "url": null }],
-        "elements": [
+        "elements": script.lesson_elements.clone().unwrap_or_else(|| json!([
             { "id": format!("l{number}-code"), "kind": "code_block", "language": "python",
               "code": "print('hi')", "caption": "Say hi", "expected_output": "hi" },
             { "id": format!("l{number}-exercise"), "kind": "exercise", "prompt": "Do it",
               "hints": ["Try"], "solution": "Done", "difficulty": null },
             { "id": format!("l{number}-tf"), "kind": "true_false", "question": "Water is wet",
               "answer": true, "explanation": "It is." }
-        ]
+        ]))
     })
     .to_string()
 }

@@ -26,11 +26,28 @@ impl TestApp {
 
     /// Requests a course and returns its id.
     pub(crate) async fn course(&self, token: &str, topic: &str) -> String {
-        let (status, body) = self
-            .generate(token, json!({"topic": topic, "num_lessons": 2}))
-            .await;
+        self.requested(token, json!({"topic": topic, "num_lessons": 2}))
+            .await
+    }
+
+    /// Sends a course request that must be accepted; returns the course id.
+    pub(crate) async fn requested(&self, token: &str, request: Value) -> String {
+        let (status, body) = self.generate(token, request).await;
         assert_eq!(status, StatusCode::ACCEPTED, "{body}");
         body["course_id"].as_str().unwrap().to_owned()
+    }
+
+    /// Waits until course `id` is in `status`; returns its view.
+    pub(crate) async fn course_in(&self, token: &str, id: &str, status: &str) -> Value {
+        eventually(
+            &format!("course {id} {status}"),
+            Duration::from_secs(60),
+            || async {
+                let (_, v) = self.get_json(&format!("/api/v1/courses/{id}"), token).await;
+                (v["status"] == status).then_some(v)
+            },
+        )
+        .await
     }
 
     /// Waits until the course's projection says READY or FAILED.
@@ -140,7 +157,7 @@ async fn generate_answers_202_with_location_and_the_course_is_readable_at_once()
     let planned = [
         "What is Photosynthesis? A first look",
         "The building blocks of Photosynthesis",
-        "Bringing it together: a Photosynthesis project",
+        "Bringing it together: a project on Photosynthesis",
     ];
     let at_once = lesson_titles(&course);
     assert!(at_once.is_empty() || at_once == planned, "{course}");
@@ -492,8 +509,8 @@ async fn progress_streams_until_ready_and_lessons_read_as_json_and_markdown() {
     assert_eq!(
         lesson_titles(&course),
         [
-            "What is The water cycle? A first look",
-            "Bringing it together: a The water cycle project"
+            "What is the water cycle? A first look",
+            "Bringing it together: a project on the water cycle"
         ]
     );
 
@@ -511,7 +528,7 @@ async fn progress_streams_until_ready_and_lessons_read_as_json_and_markdown() {
         .await;
     assert_eq!(status, StatusCode::OK, "{lesson}");
     assert_eq!(lesson["number"], 1);
-    assert_eq!(lesson["title"], "What is The water cycle? A first look");
+    assert_eq!(lesson["title"], "What is the water cycle? A first look");
     // The lesson reads back as it was generated.
     assert!(!lesson["content"].as_str().unwrap().is_empty());
     assert_eq!(lesson["content"], generated["content_md"]);
@@ -703,6 +720,50 @@ async fn retry_reopens_a_failed_course_and_is_409_otherwise() {
     app.stop().await;
 }
 
+/// A course answered from the log while the projection lags (READY before
+/// the projection has even its row) has its lessons readable too: the lesson
+/// endpoint waits for the projection instead of answering 404.
+#[actix_rt::test]
+async fn a_lesson_of_a_course_answered_from_the_log_is_not_a_404() {
+    let mut app = TestApp::spawn(Overrides::default()).await;
+    let token = user_token(Uuid::new_v4());
+    // Writers of `courses` wait behind this lock; readers do not.
+    let mut blocker = app.db.client().await;
+    let tx = blocker.transaction().await.unwrap();
+    tx.batch_execute("LOCK TABLE courses IN SHARE MODE")
+        .await
+        .unwrap();
+    let id = app
+        .requested(
+            &token,
+            json!({"topic": "Lagging projections", "num_lessons": 2}),
+        )
+        .await;
+    let (_, course) = app.get_json(&format!("/api/v1/courses/{id}"), &token).await;
+    assert_eq!(course["course_id"], id.as_str(), "{course}");
+    eventually("READY in the log", Duration::from_secs(60), || async {
+        let (_, v) = app.get_json(&format!("/api/v1/courses/{id}"), &token).await;
+        (v["status"] == "READY").then_some(())
+    })
+    .await;
+    let lesson = {
+        let (client, url) = (
+            app.client.clone(),
+            app.url(&format!("/api/v1/courses/{id}/lessons/1")),
+        );
+        let token = token.clone();
+        tokio::spawn(async move { client.get(url).bearer_auth(token).send().await.unwrap() })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    tx.commit().await.unwrap();
+    let r = lesson.await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["number"], 1, "{body}");
+    assert!(body["content"].as_str().is_some_and(|c| !c.is_empty()));
+    app.stop().await;
+}
+
 #[actix_rt::test]
 async fn malformed_ids_and_unknown_routes_are_json_errors() {
     let mut app = TestApp::spawn(Overrides::default()).await;
@@ -823,6 +884,19 @@ async fn health_metrics_and_openapi_describe_the_service() {
         let mut documented: Vec<&str> = operations.keys().map(String::as_str).collect();
         documented.sort_unstable();
         assert_eq!(documented, methods, "{path}");
+    }
+    // List items are bounded as the rules bound them (as sent).
+    for schema in ["GenerateRequest", "MetadataEdit"] {
+        let props = &doc["components"]["schemas"][schema]["properties"];
+        assert_eq!(props["tags"]["items"]["maxLength"], 40, "{schema}");
+        assert_eq!(
+            props["prerequisites"]["items"]["maxLength"], 300,
+            "{schema}"
+        );
+        assert_eq!(
+            props["learning_outcomes"]["items"]["maxLength"], 300,
+            "{schema}"
+        );
     }
     app.stop().await;
 }

@@ -26,3 +26,4 @@ mod store;
 mod subtitles;
 mod unavailable;
 mod web;
+mod web_lesson;

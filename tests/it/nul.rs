@@ -37,57 +37,33 @@ async fn a_nul_anywhere_in_an_http_request_is_a_400_not_a_500() {
         assert_error(status, &body, StatusCode::BAD_REQUEST, "nul_character");
     }
 
-    let r = app
-        .client
-        .delete(app.url(&format!("/api/v1/courses/{id}?reason=a%00")))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
-    let status = r.status();
-    assert_error(
-        status,
-        &r.json().await.unwrap(),
-        StatusCode::BAD_REQUEST,
-        "nul_character",
-    );
+    refused(
+        app.client
+            .delete(app.url(&format!("/api/v1/courses/{id}?reason=a%00")))
+            .bearer_auth(&token),
+    )
+    .await;
 
     for body in [
         r#"{"topic": "a\u0000b"}"#,
         r#"{"topic": "ok", "x\u0000": 1}"#,
         r#"{"topic": "ok", "author": "\\\u0000"}"#,
     ] {
-        let r = app
-            .post("/api/v1/courses/generate", &token)
-            .header("content-type", "application/json")
-            .body(body)
-            .send()
-            .await
-            .unwrap();
-        let status = r.status();
-        assert_error(
-            status,
-            &r.json().await.unwrap(),
-            StatusCode::BAD_REQUEST,
-            "nul_character",
-        );
+        refused(
+            app.post("/api/v1/courses/generate", &token)
+                .header("content-type", "application/json")
+                .body(body),
+        )
+        .await;
     }
-    let r = app
-        .client
-        .patch(app.url(&format!("/api/v1/courses/{id}")))
-        .bearer_auth(&token)
-        .header("content-type", "application/json")
-        .body(r#"{"author": "Ada\u0000"}"#)
-        .send()
-        .await
-        .unwrap();
-    let status = r.status();
-    assert_error(
-        status,
-        &r.json().await.unwrap(),
-        StatusCode::BAD_REQUEST,
-        "nul_character",
-    );
+    refused(
+        app.client
+            .patch(app.url(&format!("/api/v1/courses/{id}")))
+            .bearer_auth(&token)
+            .header("content-type", "application/json")
+            .body(r#"{"author": "Ada\u0000"}"#),
+    )
+    .await;
     let r = app
         .post("/api/v1/courses/generate", &token)
         .header("content-type", "application/x-www-form-urlencoded")
@@ -110,6 +86,18 @@ async fn a_nul_anywhere_in_an_http_request_is_a_400_not_a_500() {
     let events = count_events(&app.db.store, "CourseRequested").await;
     assert_eq!(events, 2, "nothing recorded from the refused requests");
     app.stop().await;
+}
+
+/// Sends `request` and expects the edge's 400 `nul_character`.
+async fn refused(request: reqwest::RequestBuilder) {
+    let r = request.send().await.unwrap();
+    let status = r.status();
+    assert_error(
+        status,
+        &r.json().await.unwrap(),
+        StatusCode::BAD_REQUEST,
+        "nul_character",
+    );
 }
 
 #[actix_rt::test]

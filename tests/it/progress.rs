@@ -177,8 +177,12 @@ async fn a_progress_stream_shows_every_step_in_order_and_ends_at_ready() {
 
 /// Transactions the database counted (every statement outside a
 /// transaction is one) over `window`, plus the second or so PostgreSQL
-/// takes to publish what its backends counted.
+/// takes to publish what its backends counted. It first waits that long
+/// too, so that what was done just before (opening the streams) is
+/// published before the window starts instead of inside it.
 async fn transactions_over(db: &TestDb, window: Duration) -> i64 {
+    let publish = Duration::from_millis(1500);
+    tokio::time::sleep(publish).await;
     let client = db.client().await;
     let count = || async {
         client
@@ -196,7 +200,7 @@ async fn transactions_over(db: &TestDb, window: Duration) -> i64 {
             .get::<_, i64>(0)
     };
     let before = count().await;
-    tokio::time::sleep(window + Duration::from_millis(1500)).await;
+    tokio::time::sleep(window + publish).await;
     count().await - before
 }
 

@@ -112,7 +112,8 @@ async fn every_format_is_ingested_with_its_positions_and_html_navigation_stays_o
         "added\tbio/cells.pdf (v1, 2 chunks)",
         "added\tbio/membranes.md",
         "added\tbio/photosynthesis.html",
-        "added\tbio/enzymes.txt",
+        "added\tbio/enzymes.txt (v1, 1 chunk)",
+        "added\tbio/mitosis.docx (v1, 5 chunks)",
     ] {
         assert!(stdout.contains(line), "{line:?} missing from {stdout}");
     }
@@ -147,6 +148,17 @@ async fn every_format_is_ingested_with_its_positions_and_html_navigation_stays_o
         |c| c.1 == ["Cell membranes", "Transport", "Active transport"]
             && c.2.contains("sodium-potassium pump")
     ));
+    let docx = of("bio/mitosis.docx");
+    assert!(docx
+        .iter()
+        .any(|c| c.1 == ["Phases", "Prophase"] && c.2.contains("chromatin condenses")));
+    assert!(docx
+        .iter()
+        .any(|c| c.1 == ["Checkpoints"] && c.2.contains("G1/S | cell size and DNA damage")));
+    assert!(
+        docx.iter().all(|c| !c.2.contains("DELETEDTEXT")),
+        "tracked-deleted text was read: {docx:?}"
+    );
     let html = of("bio/photosynthesis.html");
     let all: String = html.iter().map(|c| c.2.clone()).collect();
     assert!(all.contains("RuBisCO fixes carbon dioxide"));
@@ -284,9 +296,26 @@ async fn rejected_files_get_clear_errors_and_store_nothing() {
     let (s, body) = app.upload(&t, "secret.pdf", &encrypted).await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
     assert!(body["message"].as_str().unwrap().contains("encrypted PDF"));
-    let (s, body) = app.upload(&t, "report.docx", b"PK\x03\x04").await;
+    let (s, body) = app.upload(&t, "report.odt", b"PK\x03\x04").await;
     assert_eq!(s, StatusCode::UNSUPPORTED_MEDIA_TYPE);
-    assert!(body["message"].as_str().unwrap().contains(".docx"));
+    assert!(body["message"].as_str().unwrap().contains(".odt"));
+    let (s, body) = app.upload(&t, "report.docx", b"PK\x03\x04").await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("not a readable DOCX file: not a zip archive"),
+        "{body}"
+    );
+    let (s, body) = app
+        .upload(&t, "legacy.docx", &[0xd0, 0xcf, 0x11, 0xe0, 0xa1])
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("password"),
+        "{body}"
+    );
     let (s, _) = app.upload(&t, "broken.pdf", b"%PDF-1.4 garbage").await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
     let (s, _) = app
@@ -308,6 +337,69 @@ async fn rejected_files_get_clear_errors_and_store_nothing() {
     assert_eq!(body["source"]["path"], "up/cells.pdf");
     assert_eq!(body["source"]["title"], "Cell Biology Notes");
     assert_eq!(body["source"]["media_type"], "application/pdf");
+
+    let docx = std::fs::read(format!("{FIXTURES}/mitosis.docx")).unwrap();
+    let (s, body) = app.upload(&t, "mitosis.docx", &docx).await;
+    assert_eq!(s, StatusCode::CREATED, "{body}");
+    assert_eq!(body["source"]["title"], "Mitosis");
+    assert_eq!(
+        body["source"]["media_type"],
+        "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
+    );
+    let (_, hits) = app
+        .get_json("/api/v1/sources/search?q=metaphase%20plate", &t)
+        .await;
+    assert_eq!(hits[0]["path"], "up/mitosis.docx", "{hits}");
+    assert_eq!(hits[0]["heading_path"], json!(["Phases", "Metaphase"]));
+    assert_eq!(app.source_events().await, 2);
+}
+
+/// A document stored while the projection lags is answered from the log:
+/// 201 with the row the projection then shows, never a 500; a removal is 204.
+#[actix_web::test]
+async fn a_write_while_the_projection_lags_is_answered_from_the_log() {
+    let app = TestApp::spawn(Overrides::default()).await;
+    let t = token(Uuid::new_v4());
+    let mut blocker = app.db.client().await;
+    let tx = blocker.transaction().await.unwrap();
+    // Writers of `sources` wait behind this lock; readers do not.
+    tx.batch_execute("LOCK TABLE sources IN SHARE MODE")
+        .await
+        .unwrap();
+    let (s, added) = app
+        .add_text(&t, "lag/notes.md", "# Notes\n\nMitochondria make ATP.")
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{added}");
+    assert_eq!(added["outcome"], "added");
+    assert_eq!(added["source"]["version"], 1);
+    tx.commit().await.unwrap();
+    let id = added["source"]["id"].as_str().unwrap();
+    let shown = crate::helpers::eventually(
+        "the projection",
+        std::time::Duration::from_secs(30),
+        || async {
+            let (s, v) = app.get_json(&format!("/api/v1/sources/{id}"), &t).await;
+            (s == StatusCode::OK).then_some(v)
+        },
+    )
+    .await;
+    for field in added["source"].as_object().unwrap().keys() {
+        assert_eq!(added["source"][field], shown[field], "{field}");
+    }
+
+    let tx = blocker.transaction().await.unwrap();
+    tx.batch_execute("LOCK TABLE sources IN SHARE MODE")
+        .await
+        .unwrap();
+    let r = app
+        .client
+        .delete(app.url(&format!("/api/v1/sources/{id}")))
+        .bearer_auth(&t)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    tx.commit().await.unwrap();
 }
 
 #[actix_web::test]
@@ -348,21 +440,6 @@ async fn another_users_document_is_a_404_and_never_found() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
-}
-
-impl TestApp {
-    /// Waits until course `id` is in `status`; returns its view.
-    async fn course_in(&self, token: &str, id: &str, status: &str) -> Value {
-        crate::helpers::eventually(
-            &format!("course {id} {status}"),
-            std::time::Duration::from_secs(30),
-            || async {
-                let (_, v) = self.get_json(&format!("/api/v1/courses/{id}"), token).await;
-                (v["status"] == status).then_some(v)
-            },
-        )
-        .await
-    }
 }
 
 /// Every chunk a course's lessons cite, as (path, label, chunk id).
@@ -408,17 +485,12 @@ async fn a_source_filter_matching_nothing_fails_at_retrieval_and_retry_completes
     let app = TestApp::spawn(Overrides::default()).await;
     let (user, other) = (Uuid::new_v4(), Uuid::new_v4());
     let (t, t_other) = (token(user), token(other));
-    let r = app
-        .post("/api/v1/courses/generate", &t)
-        .json(&json!({"topic": "Photosynthesis", "num_lessons": 2, "source_filter": "a/"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::ACCEPTED);
-    let id = r.json::<Value>().await.unwrap()["course_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = app
+        .requested(
+            &t,
+            json!({"topic": "Photosynthesis", "num_lessons": 2, "source_filter": "a/"}),
+        )
+        .await;
     let failed = app.course_in(&t, &id, "FAILED").await;
     let error = failed["error"].as_str().unwrap();
     assert!(error.contains("\"a/\""), "{error}");
@@ -471,9 +543,20 @@ async fn a_source_filter_matching_nothing_fails_at_retrieval_and_retry_completes
             "cited another user's chunk {chunk}"
         );
     }
-    // The course's sources are the union of its lessons'.
+    // The course's sources are the union of its lessons': each cited chunk
+    // once (a label is a lesson's own, so the same chunk may be S1 in one
+    // lesson and S3 in another).
     let union = ready["sources"].as_array().unwrap();
     assert!(!union.is_empty());
+    let mut in_union: Vec<&str> = union
+        .iter()
+        .map(|s| s["cited"]["chunk_id"].as_str().unwrap())
+        .collect();
+    in_union.sort_unstable();
+    let mut each: Vec<&str> = cited.iter().map(|(_, _, c)| c.as_str()).collect();
+    each.sort_unstable();
+    each.dedup();
+    assert_eq!(in_union, each, "{union:?}");
     assert!(union
         .iter()
         .all(|s| s["cited"]["path"] == "a/photosynthesis.md"));
@@ -606,17 +689,12 @@ async fn a_model_citing_an_id_that_was_not_retrieved_is_asked_again_and_the_less
         let (s, body) = app.add_text(&t, path, &text).await;
         assert_eq!(s, StatusCode::CREATED, "{body}");
     }
-    let r = app
-        .post("/api/v1/courses/generate", &t)
-        .json(&json!({"topic": "Cell membranes and enzymes", "num_lessons": 1}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::ACCEPTED);
-    let id = r.json::<Value>().await.unwrap()["course_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = app
+        .requested(
+            &t,
+            json!({"topic": "Cell membranes and enzymes", "num_lessons": 1}),
+        )
+        .await;
     let ready = app.course_in(&t, &id, "READY").await;
 
     let bodies: Vec<Value> = app
@@ -715,6 +793,117 @@ async fn a_model_citing_an_id_that_was_not_retrieved_is_asked_again_and_the_less
     assert_eq!(ready["sources"].as_array().unwrap().len(), 1);
 }
 
+/// The first words of passage `[S1]` of a prompt, as the prompt shows them.
+fn first_words_of_s1(prompt: &str, n: usize) -> Vec<String> {
+    let after = prompt.split("\n[S1] \"").nth(1).expect("a passage [S1]");
+    let text = after.lines().nth(1).expect("the passage's text").trim();
+    text.split_whitespace().take(n).map(str::to_owned).collect()
+}
+
+#[actix_web::test]
+async fn a_model_quoting_words_that_are_not_in_the_cited_passage_is_asked_again_and_the_lesson_records_the_chunk_s_own_words(
+) {
+    use crate::fake_llm::{completion, Asked, Exchange, Script};
+    // The lesson's first answer quotes, under [S1], words of no passage; the
+    // second quotes S1's first words in other case, spacing and punctuation.
+    let script = Script {
+        dialect: Some(std::sync::Arc::new(|x: &Exchange| {
+            let Asked::Lesson { .. } = x.asked else {
+                return completion(&x.answer);
+            };
+            let prompt = x.body["messages"][1]["content"].as_str().unwrap();
+            let mut v: Value = serde_json::from_str(&x.answer).unwrap();
+            let quote = if x.repeat == 0 {
+                "volcanoes erupt on Mars every Tuesday".to_owned()
+            } else {
+                let words = first_words_of_s1(prompt, 5);
+                format!(
+                    "  \"{}\n{},  {} {}\" ",
+                    words[0].to_uppercase(),
+                    words[1],
+                    words[2],
+                    words[3]
+                )
+            };
+            v["sources"][0]["quote"] = json!(quote);
+            completion(&v.to_string())
+        })),
+        ..Script::default()
+    };
+    let app = TestApp::spawn(Overrides::default().fake_llm(script)).await;
+    let user = Uuid::new_v4();
+    let t = token(user);
+    let text = std::fs::read_to_string(format!("{FIXTURES}/membranes.md")).unwrap();
+    let (s, body) = app.add_text(&t, "bio/membranes.md", &text).await;
+    assert_eq!(s, StatusCode::CREATED, "{body}");
+    let id = app
+        .requested(&t, json!({"topic": "Cell membranes", "num_lessons": 1}))
+        .await;
+    app.course_in(&t, &id, "READY").await;
+
+    let bodies: Vec<Value> = app
+        .llm()
+        .bodies()
+        .into_iter()
+        .filter(|b| b.to_string().contains("Write lesson 1."))
+        .collect();
+    assert_eq!(bodies.len(), 2, "asked once, then once again");
+    let first_prompt = bodies[0]["messages"][1]["content"].as_str().unwrap();
+    assert!(
+        first_prompt.contains("copied word for word"),
+        "{first_prompt}"
+    );
+    assert_eq!(
+        bodies[0]["response_format"]["json_schema"]["schema"]["properties"]["sources"]["items"]
+            ["properties"]["quote"]["type"],
+        json!(["string", "null"])
+    );
+    let messages = bodies[1]["messages"].as_array().unwrap();
+    let complaint = messages.last().unwrap()["content"].as_str().unwrap();
+    assert!(
+        complaint.contains("[S1]")
+            && complaint.contains("not in that passage")
+            && complaint.contains("volcanoes erupt"),
+        "{complaint}"
+    );
+
+    let (_, lesson) = app
+        .get_json(&format!("/api/v1/courses/{id}/lessons/1"), &t)
+        .await;
+    let sources = lesson["sources"].as_array().unwrap();
+    assert_eq!(sources.len(), 1, "{sources:?}");
+    let cited = &sources[0]["cited"];
+    assert_eq!(cited["label"], "S1");
+    // The passage recorded is the chunk's own text over the quoted words:
+    // their case and punctuation, not the model's.
+    let words = first_words_of_s1(first_prompt, 4);
+    let (_, doc) = app
+        .get_json(
+            &format!("/api/v1/sources/{}", cited["source_id"].as_str().unwrap()),
+            &t,
+        )
+        .await;
+    let chunk = doc["chunks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == cited["chunk_id"])
+        .expect("the cited chunk is one of the document's");
+    let chunk_text = chunk["text"].as_str().unwrap();
+    let passage = cited["passage"].as_str().unwrap();
+    let expected = words.join(" ");
+    let expected = expected.trim_end_matches(|c: char| !c.is_alphanumeric());
+    assert_eq!(passage, expected, "chunk: {chunk_text}");
+    assert!(
+        chunk_text
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+            .contains(passage),
+        "{passage:?} is not the chunk's text {chunk_text:?}"
+    );
+}
+
 #[actix_web::test]
 async fn offline_from_a_folder_of_documents_without_a_filter_the_lessons_quote_them_and_quiz_their_facts(
 ) {
@@ -727,17 +916,12 @@ async fn offline_from_a_folder_of_documents_without_a_filter_the_lessons_quote_t
         "{}",
         String::from_utf8_lossy(&out.stdout)
     );
-    let r = app
-        .post("/api/v1/courses/generate", &t)
-        .json(&json!({"topic": "Cell membranes and enzymes", "num_lessons": 2}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::ACCEPTED);
-    let id = r.json::<Value>().await.unwrap()["course_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = app
+        .requested(
+            &t,
+            json!({"topic": "Cell membranes and enzymes", "num_lessons": 2}),
+        )
+        .await;
     app.course_in(&t, &id, "READY").await;
     let cited = citations(&app, &t, &id, 2).await;
     assert!(!cited.is_empty(), "no filter: the whole library is used");
@@ -762,6 +946,15 @@ async fn offline_from_a_folder_of_documents_without_a_filter_the_lessons_quote_t
             let documents: String = ["membranes.md", "enzymes.txt", "photosynthesis.html"]
                 .iter()
                 .map(|f| std::fs::read_to_string(format!("{FIXTURES}/{f}")).unwrap())
+                .chain(
+                    coursegen::sources::docx::extract(
+                        &std::fs::read(format!("{FIXTURES}/mitosis.docx")).unwrap(),
+                    )
+                    .unwrap()
+                    .sections
+                    .into_iter()
+                    .map(|s| s.text),
+                )
                 .collect::<Vec<_>>()
                 .join(" ")
                 .split_whitespace()
@@ -787,22 +980,82 @@ async fn offline_from_a_folder_of_documents_without_a_filter_the_lessons_quote_t
     }
     assert!(quoted >= 2, "the lessons quote the documents' sentences");
     assert!(cloze >= 3, "the quizzes ask about the documents' facts");
+
+    // The pages: each citation links to its passage, shown as the document
+    // has it; the course lists each document once; narration reads no ids.
+    let pages = reqwest::Client::builder()
+        .default_headers(
+            [(
+                reqwest::header::COOKIE,
+                format!("coursegen_session={t}").parse().unwrap(),
+            )]
+            .into_iter()
+            .collect(),
+        )
+        .build()
+        .unwrap();
+    let html = |path: String| {
+        let pages = pages.clone();
+        async move {
+            let r = pages.get(path).send().await.unwrap();
+            assert_eq!(r.status(), StatusCode::OK);
+            r.text().await.unwrap()
+        }
+    };
+    let lesson = html(app.url(&format!("/courses/{id}/lessons/1"))).await;
+    let (_, json) = app
+        .get_json(&format!("/api/v1/courses/{id}/lessons/1"), &t)
+        .await;
+    for src in json["sources"].as_array().unwrap() {
+        let label = src["cited"]["label"].as_str().unwrap();
+        assert!(
+            lesson.contains(&format!("href=\"#cite-{label}\"")),
+            "no link to {label}"
+        );
+        assert!(
+            lesson.contains(&format!("id=\"cite-{label}\"")),
+            "no anchor {label}"
+        );
+        let passage = src["cited"]["passage"].as_str().unwrap();
+        let shown = passage
+            .replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+            .replace('"', "&quot;")
+            .replace('\'', "&#x27;");
+        assert!(lesson.contains(&shown), "passage {passage:?} not shown");
+    }
+    let course = html(app.url(&format!("/courses/{id}"))).await;
+    let (_, view) = app.get_json(&format!("/api/v1/courses/{id}"), &t).await;
+    let used = course
+        .split("Sources used")
+        .nth(1)
+        .unwrap()
+        .split("</ul>")
+        .next()
+        .unwrap();
+    for src in view["sources"].as_array().unwrap() {
+        let title = src["title"].as_str().unwrap();
+        assert_eq!(
+            used.matches(&format!("<li>{title} ")).count(),
+            1,
+            "{title} in {used}"
+        );
+    }
+    let (s, cues) = app
+        .get_json(&format!("/api/v1/courses/{id}/lessons/1/subtitles"), &t)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{cues}");
+    assert!(!cues.to_string().contains("S1"), "{cues}");
 }
 
 #[actix_web::test]
 async fn without_a_filter_and_with_an_empty_library_the_course_has_no_sources_and_says_so() {
     let app = TestApp::spawn(Overrides::default()).await;
     let t = token(Uuid::new_v4());
-    let r = app
-        .post("/api/v1/courses/generate", &t)
-        .json(&json!({"topic": "Cell membranes", "num_lessons": 2}))
-        .send()
-        .await
-        .unwrap();
-    let id = r.json::<Value>().await.unwrap()["course_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = app
+        .requested(&t, json!({"topic": "Cell membranes", "num_lessons": 2}))
+        .await;
     let ready = app.course_in(&t, &id, "READY").await;
     for n in 1..=2 {
         let (_, lesson) = app
@@ -837,4 +1090,517 @@ async fn without_a_filter_and_with_an_empty_library_the_course_has_no_sources_an
             );
         }
     }
+}
+
+/// A source library that cannot be searched (the database restarting)
+/// delays the step, as a failed append does; it does not fail the course.
+/// Found by the chaos soak: a `pg_ctl restart` during a retrieval left a
+/// course FAILED at `retrieval` ("the source library could not be searched").
+#[actix_web::test]
+async fn a_library_out_of_reach_delays_the_step_instead_of_failing_the_course() {
+    let app = TestApp::spawn(Overrides::default()).await;
+    let t = token(Uuid::new_v4());
+    let client = app.db.client().await;
+    client
+        .batch_execute("ALTER TABLE sources RENAME TO sources_out_of_reach")
+        .await
+        .unwrap();
+    let id = app
+        .requested(&t, json!({"topic": "Photosynthesis", "num_lessons": 1}))
+        .await;
+    app.course_in(&t, &id, "GENERATING").await;
+    // Several retrievals fail meanwhile (the first retry comes after 200 ms).
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let (_, history) = app
+        .get_json(&format!("/api/v1/courses/{id}/events"), &t)
+        .await;
+    let types: Vec<&str> = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event_type"].as_str().unwrap())
+        .collect();
+    assert!(!types.contains(&"CourseFailed"), "{types:?}");
+    client
+        .batch_execute("ALTER TABLE sources_out_of_reach RENAME TO sources")
+        .await
+        .unwrap();
+    app.course_in(&t, &id, "READY").await;
+}
+
+/// A deterministic embedding: one dimension per concept, counting the
+/// words of that concept (energy, plants), and a small constant one so that
+/// no vector is zero. "powerhouse" is nearest the mitochondria, with which
+/// it shares no word.
+fn concept_vector(text: &str) -> Vec<f32> {
+    const ENERGY: &[&str] = &["mitochondria", "atp", "respiration", "powerhouse"];
+    const PLANTS: &[&str] = &["chlorophyll", "sunlight", "leaf", "photosynthesis"];
+    let words: Vec<String> = text
+        .split(|c: char| !c.is_alphanumeric())
+        .map(str::to_lowercase)
+        .collect();
+    let count = |set: &[&str]| words.iter().filter(|w| set.contains(&w.as_str())).count() as f32;
+    vec![count(ENERGY), count(PLANTS), 0.1]
+}
+
+/// An OpenAI-compatible `/v1/embeddings` answering [`concept_vector`]s, and
+/// 503 for any input containing "overloaded".
+async fn fake_embeddings() -> wiremock::MockServer {
+    use wiremock::matchers::{body_string_contains, method, path};
+    use wiremock::{Mock, MockServer, Request, ResponseTemplate};
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/embeddings"))
+        .and(body_string_contains("overloaded"))
+        .respond_with(ResponseTemplate::new(503).set_body_string("model overloaded"))
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/v1/embeddings"))
+        .respond_with(|r: &Request| {
+            let body: Value = serde_json::from_slice(&r.body).unwrap();
+            assert_eq!(body["model"], "test-embed");
+            let data: Vec<Value> = body["input"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .enumerate()
+                .map(|(i, t)| json!({"index": i, "embedding": concept_vector(t.as_str().unwrap())}))
+                .collect();
+            ResponseTemplate::new(200).set_body_json(json!({"object": "list", "data": data}))
+        })
+        .with_priority(2)
+        .mount(&server)
+        .await;
+    server
+}
+
+impl TestApp {
+    /// How many vectors `chunk_embeddings` holds, and how many current
+    /// chunks find theirs by the hash of their text.
+    async fn vectors(&self) -> (i64, i64) {
+        let row = self
+            .db
+            .client()
+            .await
+            .query_one(
+                "SELECT (SELECT count(*) FROM chunk_embeddings),
+                        (SELECT count(*) FROM source_chunks c JOIN chunk_embeddings e
+                           ON e.text_hash = sha256(convert_to(c.text, 'UTF8'))
+                         WHERE c.current)",
+                &[],
+            )
+            .await
+            .unwrap();
+        (row.get(0), row.get(1))
+    }
+}
+
+const MITOCHONDRIA: &str = "Mitochondria produce ATP through cellular respiration.";
+const CHLOROPHYLL: &str = "Chlorophyll absorbs sunlight in the leaf.";
+
+#[actix_web::test]
+async fn without_embeddings_configured_nothing_is_embedded_and_a_query_sharing_no_word_finds_nothing(
+) {
+    let app = TestApp::spawn(Overrides::default()).await;
+    let t = token(Uuid::new_v4());
+    for (path, text) in [("bio/a.txt", MITOCHONDRIA), ("bio/b.txt", CHLOROPHYLL)] {
+        let (s, body) = app.add_text(&t, path, text).await;
+        assert_eq!(s, StatusCode::CREATED, "{body}");
+    }
+    assert_eq!(app.vectors().await, (0, 0));
+    let (_, hits) = app
+        .get_json("/api/v1/sources/search?q=powerhouse", &t)
+        .await;
+    assert_eq!(hits, json!([]));
+    let (_, hits) = app
+        .get_json("/api/v1/sources/search?q=chlorophyll", &t)
+        .await;
+    assert_eq!(hits.as_array().unwrap().len(), 1, "{hits}");
+    assert!(hits[0]["score"].as_f64().unwrap() > 0.0);
+}
+
+#[actix_web::test]
+async fn with_embeddings_vectors_are_stored_at_ingest_and_fused_with_full_text_in_search_and_in_a_course(
+) {
+    let embeddings = fake_embeddings().await;
+    let app = TestApp::spawn(
+        Overrides::default()
+            .set("--embeddings-model", "test-embed")
+            .set("--embeddings-base-url", format!("{}/v1", embeddings.uri())),
+    )
+    .await;
+    let requests = || async { embeddings.received_requests().await.unwrap().len() };
+    let user = Uuid::new_v4();
+    let t = token(user);
+    let (s, a) = app.add_text(&t, "bio/a.txt", MITOCHONDRIA).await;
+    assert_eq!(s, StatusCode::CREATED, "{a}");
+    let (s, _) = app.add_text(&t, "bio/b.txt", CHLOROPHYLL).await;
+    assert_eq!(s, StatusCode::CREATED);
+    assert_eq!(app.vectors().await, (2, 2));
+    assert_eq!(requests().await, 2);
+    // The same text again, at another path: nothing more is embedded.
+    let (s, _) = app.add_text(&t, "copy/a.txt", MITOCHONDRIA).await;
+    assert_eq!(s, StatusCode::CREATED);
+    assert_eq!(app.vectors().await, (2, 3));
+    assert_eq!(requests().await, 2);
+
+    // The endpoint failing: a clear 503 and nothing stored.
+    let events = app.source_events().await;
+    let (s, body) = app
+        .add_text(&t, "bio/c.txt", "The servers are overloaded today.")
+        .await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    let message = body["message"].as_str().unwrap();
+    assert!(
+        message.contains("503: model overloaded") && message.contains("nothing was stored"),
+        "{message}"
+    );
+    assert_eq!(app.source_events().await, events);
+    assert_eq!(app.vectors().await, (2, 3));
+
+    // Found by its vector alone: full text has no "powerhouse".
+    let (s, hits) = app
+        .get_json("/api/v1/sources/search?q=powerhouse&prefix=bio/", &t)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{hits}");
+    assert_eq!(hits[0]["path"], "bio/a.txt", "{hits}");
+    assert!((hits[0]["score"].as_f64().unwrap() - 1.0 / 61.0).abs() < 1e-9);
+    // Full text and vectors agreeing: first in both.
+    let (_, hits) = app
+        .get_json("/api/v1/sources/search?q=chlorophyll", &t)
+        .await;
+    assert_eq!(hits[0]["path"], "bio/b.txt", "{hits}");
+    assert!((hits[0]["score"].as_f64().unwrap() - 2.0 / 61.0).abs() < 1e-9);
+    // Another user's chunks are no candidates.
+    let (_, hits) = app
+        .get_json(
+            "/api/v1/sources/search?q=powerhouse",
+            &token(Uuid::new_v4()),
+        )
+        .await;
+    assert_eq!(hits, json!([]));
+    // A query the endpoint cannot embed: 503, not full text alone.
+    let (s, body) = app
+        .get_json("/api/v1/sources/search?q=overloaded", &t)
+        .await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+
+    // A course's outline retrieves the chunk by its vector, and its event
+    // records the fused score.
+    let a_id = a["source"]["id"].as_str().unwrap();
+    let (_, doc) = app.get_json(&format!("/api/v1/sources/{a_id}"), &t).await;
+    let chunk_id = doc["chunks"][0]["id"].clone();
+    let id = app
+        .requested(
+            &t,
+            json!({"topic": "The cellular powerhouse", "num_lessons": 1, "source_filter": "bio/"}),
+        )
+        .await;
+    app.course_in(&t, &id, "READY").await;
+    let (_, history) = app
+        .get_json(&format!("/api/v1/courses/{id}/events"), &t)
+        .await;
+    let outline = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["event_type"] == "OutlineGenerated")
+        .unwrap();
+    let retrieved = &outline["payload"]["retrieved"];
+    assert_eq!(retrieved[0]["chunk_id"], chunk_id, "{retrieved}");
+    // "cellular" is in the chunk too: first by full text and by vector.
+    assert_eq!(retrieved[0]["score_micros"], 32_787, "{retrieved}");
+
+    // `coursegen sources add` with the same settings: a file's vectors are
+    // stored; a file that cannot be embedded is skipped with the reason.
+    let dir = std::env::temp_dir().join(format!("coursegen-test-{}", Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("leaf.txt"), "Photosynthesis needs sunlight.").unwrap();
+    std::fs::write(dir.join("busy.txt"), "The endpoint is overloaded.").unwrap();
+    let args: Vec<String> = [
+        "sources",
+        "add",
+        dir.to_str().unwrap(),
+        "--prefix",
+        "cli/",
+        "--user",
+        &user.to_string(),
+        "--embeddings-model",
+        "test-embed",
+        "--embeddings-base-url",
+        &format!("{}/v1", embeddings.uri()),
+    ]
+    .map(str::to_owned)
+    .into();
+    // Off this thread: the server under test runs on it, and the command
+    // waits for the server's projector to show what it added.
+    let db_url = app.db.url();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_coursegen"))
+            .args(&args)
+            .env("DATABASE_URL", db_url)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    let report = format!("{stdout}{stderr}");
+    assert!(report.contains("cli/leaf.txt"), "{report}");
+    assert!(report.contains("503: model overloaded"), "{report}");
+    assert_eq!(app.vectors().await, (3, 4));
+
+    // A replay rebuilds the library from the log; the vectors stay and no
+    // text is embedded again.
+    let before = requests().await;
+    let out = app.cli(&["replay", "--projection", "sources"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(app.vectors().await, (3, 4));
+    assert_eq!(requests().await, before);
+}
+
+/// The search index's keys of a chunk, as `projections/0013_sources_search.sql`
+/// first defined them (the index was built with this body).
+const CHUNK_KEYS_0013: &str = "SELECT array_append(
+        ARRAY(SELECT $1::uuid::text || ':' || left($2::text, p)
+              FROM generate_series(0, length($2::text)) AS p
+              WHERE p = 0 OR substr($2::text, p, 1) = '/'),
+        '~' || get_byte(uuid_send($3::uuid), 15))";
+
+#[actix_web::test]
+async fn the_search_keys_of_a_chunk_are_those_its_index_was_built_with() {
+    let db = crate::helpers::TestDb::new().await;
+    let client = db.client().await;
+    let user = Uuid::new_v4();
+    for path in [
+        "a.md",
+        "a/b/c.md",
+        "f3/doc00012.md",
+        "ünï/cödé/ße.md",
+        "a//b/",
+        "/lead",
+        "",
+        "deep/er/and/deeper/still/x.pdf",
+    ] {
+        let id = Uuid::new_v4();
+        let now: Vec<String> = client
+            .query_one(
+                "SELECT coursegen_chunk_keys($1, $2, $3)",
+                &[&user, &path, &id],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        let then: Vec<String> = client
+            .query_one(CHUNK_KEYS_0013, &[&user, &path, &id])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(now, then, "{path:?}");
+        assert_eq!(
+            now.len(),
+            path.matches('/').count() + 2,
+            "{path:?}: {now:?}"
+        );
+    }
+}
+
+/// Each chunk of the log's document versions: whether its search vector is
+/// stored, and whether by the transaction that appended its event.
+async fn stored_vectors(app: &TestApp) -> (i64, i64, i64) {
+    let row = app
+        .db
+        .client()
+        .await
+        .query_one(
+            "SELECT count(*), count(v.chunk_id),
+                    count(*) FILTER (WHERE v.xmin = e.transaction_id::xid)
+             FROM events e
+             CROSS JOIN LATERAL jsonb_to_recordset(e.payload->'chunks') AS c(id uuid)
+             LEFT JOIN chunk_search_vectors v ON v.chunk_id = c.id
+             WHERE e.event_type IN ('SourceAdded', 'SourceUpdated')",
+            &[],
+        )
+        .await
+        .unwrap();
+    (row.get(0), row.get(1), row.get(2))
+}
+
+/// Every chunk's id and search vector, by id.
+async fn chunk_vectors(app: &TestApp) -> Vec<(Uuid, String)> {
+    app.db
+        .client()
+        .await
+        .query("SELECT id, tsv::text FROM source_chunks ORDER BY id", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect()
+}
+
+#[actix_web::test]
+async fn each_chunk_s_search_vector_is_stored_by_its_event_s_transaction_and_computed_by_the_projector_when_absent(
+) {
+    use coursegen::domain::sources::{chunk_id, source_id};
+    let app = TestApp::spawn(Overrides::default()).await;
+    let user = Uuid::new_v4();
+    let t = token(user);
+
+    // Both ingest paths store every chunk's vector in the appending
+    // transaction; the projection takes it as it is.
+    let (s, added) = app
+        .add_text(
+            &t,
+            "v/a.md",
+            "# Roots\n\n## Uptake\n\nRoot hairs take up water and minerals from the soil.",
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{added}");
+    // Off this thread: the server under test runs on it, and the command
+    // waits for the server's projector to show what it added.
+    let (db_url, user_arg) = (app.db.url(), user.to_string());
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_coursegen"))
+            .args(["sources", "add", &format!("{FIXTURES}/membranes.md")])
+            .args(["--prefix", "v", "--user", &user_arg])
+            .env("DATABASE_URL", db_url)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (chunks, stored, by_event) = stored_vectors(&app).await;
+    assert!(chunks >= 2, "{chunks}");
+    assert_eq!((stored, by_event), (chunks, chunks));
+    let client = app.db.client().await;
+    let differing: i64 = client
+        .query_one(
+            "SELECT count(*) FROM source_chunks s
+             LEFT JOIN chunk_search_vectors v ON v.chunk_id = s.id
+             WHERE v.tsv IS DISTINCT FROM s.tsv",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(differing, 0);
+    assert_library_matches_log(&app).await;
+    let before = chunk_vectors(&app).await;
+
+    // A vector missing when the live projector applies the event (deleted
+    // while the projector waits behind a lock) is computed by it: the
+    // library still equals its recount.
+    let mut blocker = app.db.client().await;
+    let tx = blocker.transaction().await.unwrap();
+    tx.batch_execute("LOCK TABLE sources IN SHARE MODE")
+        .await
+        .unwrap();
+    let (s, lagging) = app
+        .add_text(&t, "v/b.md", "# Leaves\n\nStomata open in the light.")
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{lagging}");
+    let b = source_id(user, "v/b.md");
+    let deleted = client
+        .execute(
+            "DELETE FROM chunk_search_vectors WHERE chunk_id = $1",
+            &[&chunk_id(b, 1, 0)],
+        )
+        .await
+        .unwrap();
+    assert_eq!(deleted, 1);
+    tx.commit().await.unwrap();
+    crate::helpers::eventually(
+        "the lagging document projected",
+        std::time::Duration::from_secs(30),
+        || async {
+            let n: i64 = client
+                .query_one(
+                    "SELECT count(*) FROM source_chunks WHERE source_id = $1",
+                    &[&b],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            (n > 0).then_some(())
+        },
+    )
+    .await;
+    let (_, hits) = app.get_json("/api/v1/sources/search?q=stomata", &t).await;
+    assert_eq!(hits[0]["path"], "v/b.md", "{hits}");
+    assert_library_matches_log(&app).await;
+
+    // The projector takes the stored vector rather than computing its own
+    // (one planted before the document's ingest stays: a chunk id fixes
+    // its vector, so the one stored is taken as it).
+    let planted = chunk_id(source_id(user, "v/planted.md"), 1, 0);
+    client
+        .execute(
+            "INSERT INTO chunk_search_vectors (chunk_id, tsv) VALUES ($1, 'planted')",
+            &[&planted],
+        )
+        .await
+        .unwrap();
+    let (s, _) = app
+        .add_text(&t, "v/planted.md", "# Stems\n\nStems carry sap.")
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let projected = crate::helpers::eventually(
+        "the planted chunk projected",
+        std::time::Duration::from_secs(30),
+        || async {
+            client
+                .query_opt(
+                    "SELECT tsv::text FROM source_chunks WHERE id = $1",
+                    &[&planted],
+                )
+                .await
+                .unwrap()
+                .map(|r| r.get::<_, String>(0))
+        },
+    )
+    .await;
+    assert_eq!(projected, "'planted'");
+
+    client
+        .execute(
+            "DELETE FROM chunk_search_vectors WHERE chunk_id = $1",
+            &[&planted],
+        )
+        .await
+        .unwrap();
+
+    // A log restored without the table: a replay computes every vector,
+    // the same as those stored at ingest.
+    client
+        .batch_execute("DELETE FROM chunk_search_vectors")
+        .await
+        .unwrap();
+    let out = app.cli(&["replay", "--projection", "sources"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_library_matches_log(&app).await;
+    let after = chunk_vectors(&app).await;
+    for chunk in &before {
+        assert!(after.contains(chunk), "{chunk:?} changed");
+    }
+    assert_eq!(after.len(), before.len() + 2);
 }

@@ -200,6 +200,36 @@ async fn a_webvtt_file_escapes_markup_in_the_narration() {
     assert!(vtt.contains("&lt;than&gt; &amp; more"), "{vtt}");
     let (_, srt) = app.subtitles(&token, &id, "format=srt").await;
     check_srt(&srt);
+
+    // Each format's media type is one the API document declares for it.
+    let (_, doc) = app.get_json("/api/v1/openapi.json", &token).await;
+    let declared = doc["paths"]["/api/v1/courses/{id}/lessons/{n}/subtitles"]["get"]["responses"]
+        ["200"]["content"]
+        .as_object()
+        .unwrap_or_else(|| panic!("no 200 content declared: {doc}"));
+    for (format, want) in [
+        ("json", "application/json"),
+        ("vtt", "text/vtt"),
+        ("srt", "application/x-subrip"),
+    ] {
+        let r = app
+            .get(
+                &format!("/api/v1/courses/{id}/lessons/1/subtitles?format={format}"),
+                &token,
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "{format}");
+        let served = r.headers()[reqwest::header::CONTENT_TYPE].to_str().unwrap();
+        let essence = served.split(';').next().unwrap().trim();
+        assert_eq!(essence, want, "{format}");
+        assert!(
+            declared.contains_key(essence),
+            "{format} is served as {served}, the document declares {:?}",
+            declared.keys().collect::<Vec<_>>()
+        );
+    }
     app.stop().await;
 }
 

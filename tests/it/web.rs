@@ -137,27 +137,30 @@ async fn a_lesson_with_scripts_handlers_and_javascript_links_runs_none_of_them()
         <a id=\"raw\" href=\"javascript:window.__ran='raw'\">raw link</a>\n\n\
         <svg><script>window.__ran = 'svg'</script></svg>\n\n\
         ```python\nprint('hi')  # a comment\nif True: pass\n```\n";
+    // The elements' texts carry the same payloads.
+    let evil =
+        "<script>window.__ran = 'element'</script><img src=x onerror=\"window.__ran = 'img'\">";
+    let elements = json!([
+        { "id": "c", "kind": "code_block", "language": "python\" onmouseover=\"window.__ran='attr'",
+          "code": evil, "caption": evil, "expected_output": evil },
+        { "id": "e", "kind": "exercise", "prompt": format!("{evil} [go](javascript:window.__ran='md')"),
+          "hints": [evil], "solution": evil, "difficulty": "beginner" },
+        { "id": "q", "kind": "single_choice", "question": evil, "options": [evil, "b"],
+          "answer_indexes": [0], "explanation": evil },
+        { "id": "s", "kind": "short_answer", "question": evil, "accepted_answers": [evil],
+          "explanation": "\"><script>window.__ran = 'attribute'</script>" }
+    ]);
     let app = TestApp::spawn(Overrides::default().fake_llm(Script {
         lesson_markdown: Some(markdown.to_owned()),
+        lesson_elements: Some(elements),
         ..Script::default()
     }))
     .await;
     let token = user_token(Uuid::new_v4());
-    let r = app
-        .post("/api/v1/courses/generate", &token)
-        .json(&json!({"topic": "Trust", "num_lessons": 1}))
-        .send()
-        .await
-        .unwrap();
-    let id = r.json::<serde_json::Value>().await.unwrap()["course_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    crate::helpers::eventually("the course is ready", LIVE, || async {
-        let (_, c) = app.get_json(&format!("/api/v1/courses/{id}"), &token).await;
-        (c["status"] == "READY").then_some(())
-    })
-    .await;
+    let id = app
+        .requested(&token, json!({"topic": "Trust", "num_lessons": 1}))
+        .await;
+    app.course_in(&token, &id, "READY").await;
     let lesson = app.url(&format!("/courses/{id}/lessons/1?token={token}"));
     browse("hostile_lesson", |b| async move {
         b.goto(&lesson).await;
@@ -178,6 +181,32 @@ async fn a_lesson_with_scripts_handlers_and_javascript_links_runs_none_of_them()
             )
             .await;
         assert_eq!(dom, json!([0, 0, 0]));
+        // The elements show their payloads as text, and checking or
+        // revealing an answer runs none of them.
+        assert!(b.text("#element-3 legend").await.contains("<script>"));
+        for summary in b.client.find_all(fantoccini::Locator::Css("#practice summary")).await.unwrap() {
+            let _ = summary.click().await;
+        }
+        b.click("#element-3 input[value='0']").await;
+        b.click("#element-3 .check-answer").await;
+        b.fill("#element-4-answer", evil).await;
+        b.click("#element-4 .check-answer").await;
+        assert!(b.text("#element-4 .feedback").await.starts_with("✔ Right."));
+        for link in b.client.find_all(fantoccini::Locator::Css("#practice a")).await.unwrap() {
+            let _ = link.click().await;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        b.shot("after answering every element").await;
+        assert_eq!(b.eval("return window.__ran === undefined").await, json!(true));
+        let practice = b
+            .eval(
+                "const p = document.getElementById('practice'); return [\
+                 p.querySelectorAll('script').length, \
+                 p.querySelectorAll('[onerror], [onmouseover]').length, \
+                 [...p.querySelectorAll('a')].filter(a => (a.getAttribute('href') || '').toLowerCase().includes('javascript')).length]",
+            )
+            .await;
+        assert_eq!(practice, json!([0, 0, 0]));
         // The code block is highlighted by the page's own script.
         assert!(b.has("pre code[data-highlighted] span.tok-str").await);
         assert!(b.has("pre code span.tok-com").await);
@@ -190,16 +219,12 @@ async fn a_lesson_with_scripts_handlers_and_javascript_links_runs_none_of_them()
 async fn with_auth_one_user_cannot_open_another_users_course_page() {
     let app = TestApp::spawn(Overrides::default()).await;
     let (alice, bob) = (user_token(Uuid::new_v4()), user_token(Uuid::new_v4()));
-    let r = app
-        .post("/api/v1/courses/generate", &alice)
-        .json(&json!({"topic": "Secrets of Alice", "num_lessons": 1}))
-        .send()
-        .await
-        .unwrap();
-    let id = r.json::<serde_json::Value>().await.unwrap()["course_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = app
+        .requested(
+            &alice,
+            json!({"topic": "Secrets of Alice", "num_lessons": 1}),
+        )
+        .await;
     let url = |p: &str| app.url(p);
     browse("tenant_404", |b| async move {
         // No session: the login page, which comes back to the page after.
@@ -362,21 +387,10 @@ async fn a_failed_course_page_shows_the_reason_and_its_retry_button_reopens_it()
     }))
     .await;
     let token = user_token(Uuid::new_v4());
-    let r = app
-        .post("/api/v1/courses/generate", &token)
-        .json(&json!({"topic": "Fragile", "num_lessons": 1}))
-        .send()
-        .await
-        .unwrap();
-    let id = r.json::<serde_json::Value>().await.unwrap()["course_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    crate::helpers::eventually("the course fails", LIVE, || async {
-        let (_, c) = app.get_json(&format!("/api/v1/courses/{id}"), &token).await;
-        (c["status"] == "FAILED").then_some(())
-    })
-    .await;
+    let id = app
+        .requested(&token, json!({"topic": "Fragile", "num_lessons": 1}))
+        .await;
+    app.course_in(&token, &id, "FAILED").await;
     let client = page_client(Some(&token));
     let r = client
         .get(app.url(&format!("/courses/{id}")))

@@ -677,6 +677,56 @@ fn invalid_requests_are_refused_with_the_reason() {
             },
             "control",
         ),
+        // At either end too, where trimming would have hidden them.
+        (
+            RawCourseRequest {
+                topic: Some("\tTides".into()),
+                ..raw()
+            },
+            "control",
+        ),
+        (
+            RawCourseRequest {
+                grade_level: Some("adults\n".into()),
+                ..raw()
+            },
+            "control",
+        ),
+        (
+            RawCourseRequest {
+                source_filter: Some("\u{c}bio/".into()),
+                ..raw()
+            },
+            "control",
+        ),
+        (
+            RawCourseRequest {
+                language: Some("en\r".into()),
+                ..raw()
+            },
+            "control",
+        ),
+        (
+            RawCourseRequest {
+                author: Some("\u{b}Ada".into()),
+                ..raw()
+            },
+            "control",
+        ),
+        (
+            RawCourseRequest {
+                difficulty: Some("beginner\t".into()),
+                ..raw()
+            },
+            "control",
+        ),
+        (
+            RawCourseRequest {
+                prerequisites: Some(vec!["algebra\n".into()]),
+                ..raw()
+            },
+            "control",
+        ),
     ];
     for (input, want) in cases {
         let err = CourseRequest::parse(input.clone()).expect_err(&format!("{input:?} should fail"));

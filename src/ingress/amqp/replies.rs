@@ -39,7 +39,7 @@ use super::wire::{Reply, ReplyStatus};
 use super::{connect, declare_response_queue, reconnect_backoff, AmqpError, AmqpSettings};
 use crate::domain::CourseEvent;
 use crate::projections::runner::{ProjectionRunner, RunnerOptions, RunnerState};
-use crate::projections::{ApplierError, ApplyError, BatchApplier};
+use crate::projections::{payload_of_types, ApplierError, ApplyError, BatchApplier};
 use crate::retry::Backoff;
 use crate::store::{EventStore, Metadata, RecordedEvent};
 
@@ -139,6 +139,10 @@ impl BatchApplier for Publisher {
         }
     }
 
+    fn payload_sql(&self) -> String {
+        payload_of_types(&REPLIED_TYPES, true)
+    }
+
     async fn apply(
         &mut self,
         tx: &Transaction<'_>,
@@ -180,6 +184,10 @@ impl BatchApplier for Publisher {
     }
 }
 
+/// The event types a reply is published for (the publisher reads no other
+/// payload).
+const REPLIED_TYPES: [&str; 3] = ["CourseRequested", "CourseCompleted", "CourseFailed"];
+
 /// The replies a batch of events calls for, in log order.
 async fn replies_for(
     tx: &Transaction<'_>,
@@ -195,10 +203,7 @@ async fn replies_for(
         .map_err(ApplyError::Connection)?;
     let mut out = Vec::new();
     for event in events {
-        if !matches!(
-            event.event_type.as_str(),
-            "CourseRequested" | "CourseCompleted" | "CourseFailed"
-        ) {
+        if !REPLIED_TYPES.contains(&event.event_type.as_str()) {
             continue;
         }
         let Ok(course_event) = event.to_course_event() else {

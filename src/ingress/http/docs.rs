@@ -255,6 +255,16 @@ fn describe_texts(doc: &mut serde_json::Value) {
             {
                 for (field, schema) in props.iter_mut() {
                     describe_text(field, schema);
+                    let item_chars = match field.as_str() {
+                        "tags" => Some(crate::domain::metadata::MAX_TAG_CHARS),
+                        "prerequisites" | "learning_outcomes" => {
+                            Some(crate::domain::metadata::MAX_ITEM_CHARS)
+                        }
+                        _ => None,
+                    };
+                    if let (Some(max), Some(items)) = (item_chars, schema.get_mut("items")) {
+                        items["maxLength"] = max.into();
+                    }
                     // An edit's texts replace the old ones: blank is no value.
                     if name == "MetadataEdit" && schema["pattern"] == NO_CONTROL {
                         schema["pattern"] = NON_BLANK.into();

@@ -147,6 +147,9 @@ pub(crate) struct ApiState {
     pub read_your_writes: Duration,
     /// What progress streams follow courses through (one for all streams).
     pub watch: courses::watch::CourseWatch,
+    /// Semantic retrieval's endpoint: vectors stored at upload, fused at
+    /// search. `None`: full text alone.
+    pub embedder: Option<crate::sources::embeddings::Embedder>,
 }
 
 impl ApiState {
@@ -163,6 +166,7 @@ impl ApiState {
             metrics: prometheus(),
             read_your_writes: Duration::from_secs(5),
             watch,
+            embedder: None,
         }
     }
 }

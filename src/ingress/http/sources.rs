@@ -13,6 +13,7 @@ use super::error::ErrorBody;
 use super::{ApiError, ApiState, User};
 use crate::projections::sources::queries::{self, ChunkRow, SearchHit, SourceRow};
 use crate::projections::{wait_for_position, Projection};
+use crate::sources::semantic::{self, SemanticError};
 use crate::sources::{self, IngestError, IngestOutcome, NewSource, MAX_SOURCE_BYTES};
 use crate::store::{Appended, Metadata};
 
@@ -81,6 +82,7 @@ fn rejected(e: IngestError) -> ApiError {
         IngestError::TooLarge { .. } => ApiError::PayloadTooLarge(e.to_string()),
         IngestError::Unsupported(_) => ApiError::UnsupportedMediaType(e.to_string()),
         IngestError::Store(s) => ApiError::from(s),
+        IngestError::Embeddings(_) => ApiError::Unavailable(e.to_string()),
         IngestError::Unreadable(_) | IngestError::Encrypted | IngestError::Empty => {
             ApiError::bad_request("unreadable_source", e.to_string())
         }
@@ -94,19 +96,29 @@ fn prefix(p: &str) -> Result<String, ApiError> {
     sources::parse_prefix(p).map_err(ApiError::invalid_request)
 }
 
-async fn read_your_write(state: &ApiState, appended: Option<Appended>) -> Result<(), ApiError> {
-    if let Some(a) = appended {
-        wait_for_position(
-            &state.store,
-            Projection::Sources.name(),
-            a.position,
-            state.read_your_writes,
-        )
-        .await
-        .map_err(super::error::InternalError::from)
-        .map_err(ApiError::Internal)?;
+fn prefix_filter(p: &str) -> Result<String, ApiError> {
+    sources::parse_prefix_filter(p).map_err(ApiError::invalid_request)
+}
+
+/// Waits (bounded) until the `sources` projection shows an append, so that
+/// the caller's next read sees its write; false when it did not in time (the
+/// write stands: a lagging projection only means answering from the log).
+async fn read_your_write(state: &ApiState, appended: Option<Appended>) -> bool {
+    let Some(a) = appended else { return true };
+    match wait_for_position(
+        &state.store,
+        Projection::Sources.name(),
+        a.position,
+        state.read_your_writes,
+    )
+    .await
+    {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::warn!(error = %e, "sources projection did not catch up; answering from the log");
+            false
+        }
     }
-    Ok(())
 }
 
 /// An uploaded file: its bytes and what the form said about it.
@@ -127,7 +139,7 @@ struct Upload {
 #[derive(ToSchema)]
 #[allow(dead_code)]
 pub(crate) struct UploadForm {
-    /// The document: Markdown, plain text, HTML or PDF, at most 25 MiB.
+    /// The document: Markdown, plain text, HTML, PDF or DOCX, at most 25 MiB.
     #[schema(value_type = String, format = Binary)]
     file: Vec<u8>,
     /// Its path in the library, e.g. `microbiology/cells.pdf` (default: the file name).
@@ -214,6 +226,7 @@ async fn read_multipart(req: &HttpRequest, payload: web::Payload) -> Result<Uplo
         (status = 401, body = ErrorBody),
         (status = 413, description = "over the size limit", body = ErrorBody),
         (status = 415, description = "unsupported file type", body = ErrorBody),
+        (status = 503, description = "embeddings configured, but the endpoint failed: nothing stored", body = ErrorBody),
     ),
     security(("bearer" = []))
 )]
@@ -252,8 +265,9 @@ pub(crate) async fn add(
                 ))
             }
         };
-        sources::ingest(
+        sources::ingest_with(
             &state.store,
+            state.embedder.as_ref(),
             &NewSource {
                 user_id: user.id,
                 path: &path,
@@ -295,8 +309,9 @@ pub(crate) async fn add(
                 "a PDF cannot be sent as JSON text: upload it as multipart/form-data".into(),
             ));
         }
-        sources::ingest(
+        sources::ingest_with(
             &state.store,
+            state.embedder.as_ref(),
             &NewSource {
                 user_id: user.id,
                 path: &text.path,
@@ -314,10 +329,12 @@ pub(crate) async fn add(
             "send multipart/form-data (a `file` part) or application/json ({path, text})".into(),
         ));
     };
-    read_your_write(&state, outcome.appended()).await?;
-    let row = queries::get(state.store.pool(), user.id, outcome.id())
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("document {} is not shown yet", outcome.id())))?;
+    let row = if read_your_write(&state, outcome.appended()).await {
+        queries::get(state.store.pool(), user.id, outcome.id()).await?
+    } else {
+        sources::row_from_log(&state.store, outcome.id()).await?
+    }
+    .ok_or_else(|| ApiError::NotFound(format!("document {} is not shown yet", outcome.id())))?;
     let (status, label) = match outcome {
         IngestOutcome::Added { .. } => (actix_web::http::StatusCode::CREATED, "added"),
         IngestOutcome::Updated { .. } => (actix_web::http::StatusCode::CREATED, "updated"),
@@ -343,12 +360,19 @@ pub(crate) async fn list(
     user: User,
     params: web::Query<PrefixParams>,
 ) -> Result<HttpResponse, ApiError> {
-    let p = prefix(&params.prefix)?;
+    let p = prefix_filter(&params.prefix)?;
     Ok(HttpResponse::Ok().json(queries::list(state.store.pool(), user.id, &p).await?))
 }
 
 fn not_found(id: Uuid) -> ApiError {
     ApiError::NotFound(format!("no document {id} in your library"))
+}
+
+/// Document `id` of the caller's library; 404 for anyone else's.
+async fn owned(state: &ApiState, user: &User, id: Uuid) -> Result<SourceRow, ApiError> {
+    queries::get(state.store.pool(), user.id, id)
+        .await?
+        .ok_or_else(|| not_found(id))
 }
 
 /// One document with the chunks of its current version.
@@ -368,9 +392,7 @@ pub(crate) async fn get(
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
-    let row = queries::get(state.store.pool(), user.id, id)
-        .await?
-        .ok_or_else(|| not_found(id))?;
+    let row = owned(&state, &user, id).await?;
     let chunks = queries::chunks(state.store.pool(), id, row.version).await?;
     Ok(HttpResponse::Ok().json(SourceView {
         source: row,
@@ -395,9 +417,7 @@ pub(crate) async fn delete(
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
-    let row = queries::get(state.store.pool(), user.id, id)
-        .await?
-        .ok_or_else(|| not_found(id))?;
+    let row = owned(&state, &user, id).await?;
     let metadata = Metadata {
         user_id: Some(user.id),
         ..Metadata::producer("http")
@@ -405,16 +425,19 @@ pub(crate) async fn delete(
     let appended = sources::remove(&state.store, user.id, id, &row.path, &metadata)
         .await?
         .ok_or_else(|| not_found(id))?;
-    read_your_write(&state, Some(appended)).await?;
+    read_your_write(&state, Some(appended)).await;
     Ok(HttpResponse::NoContent().finish())
 }
 
-/// What retrieval finds for `q` in the caller's library under `prefix`, best first.
+/// What retrieval finds for `q` in the caller's library under `prefix`, best
+/// first: by full text (score: `ts_rank_cd`), fused with the nearest chunk
+/// vectors when embeddings are configured (score: the fused one).
 #[utoipa::path(
     get, path = "/api/v1/sources/search", tag = "sources", params(SearchParams),
     responses(
         (status = 200, body = Vec<SearchHit>),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 503, description = "embeddings configured, but the endpoint failed", body = ErrorBody),
     ),
     security(("bearer" = []))
 )]
@@ -437,6 +460,22 @@ pub(crate) async fn search(
             "limit must be 1 to 100",
         ));
     }
-    let p = prefix(&params.prefix)?;
-    Ok(HttpResponse::Ok().json(queries::search(state.store.pool(), user.id, q, &p, limit).await?))
+    let p = prefix_filter(&params.prefix)?;
+    let hits = semantic::search(
+        state.store.pool(),
+        state.embedder.as_ref(),
+        user.id,
+        q,
+        q,
+        &p,
+        limit,
+    )
+    .await
+    .map_err(|e| match e {
+        SemanticError::Database(e) => ApiError::from(e),
+        SemanticError::Embeddings(e) => ApiError::Unavailable(format!(
+            "semantic search is configured but the query could not be embedded: {e}"
+        )),
+    })?;
+    Ok(HttpResponse::Ok().json(hits))
 }

@@ -8,7 +8,7 @@
 
 use std::fmt::Write;
 
-use super::{capitalize, stable_hash, usage};
+use super::{capitalize, completion_chars, stable_hash, usage};
 use crate::domain::metadata::lesson_minutes;
 use crate::domain::{
     CourseRequested, LessonGenerated, LessonSection, OutlineGenerated, QuizQuestion, SourceRef,
@@ -532,15 +532,7 @@ pub fn lesson(
         })
         .collect();
     let prompt = prompts::lesson(course, outline, number, chunks);
-    let completion_chars = content_md.len()
-        + sections
-            .iter()
-            .map(|s| s.heading.len() + s.body.len())
-            .sum::<usize>()
-        + quiz
-            .iter()
-            .map(|q| q.question.len() + q.options.concat().len() + q.explanation.len())
-            .sum::<usize>();
+    let completion_chars = completion_chars(&content_md, &sections, &quiz);
     let exercises = template
         .elements
         .iter()

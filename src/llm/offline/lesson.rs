@@ -8,7 +8,7 @@ use std::fmt::Write;
 use super::elements::{elements, Exercise};
 use super::quiz::quiz;
 use super::templates::{Audience, TECHNICAL};
-use super::{capitalize, stable_hash, usage, MODEL};
+use super::{capitalize, completion_chars, stable_hash, usage, MODEL};
 use crate::domain::metadata::lesson_minutes;
 use crate::domain::{
     CourseRequested, LessonGenerated, LessonPlan, LessonSection, OutlineGenerated, SourceRef,
@@ -303,15 +303,7 @@ pub fn lesson(
     let quiz = quiz(topic, plan, &objectives, number);
     let sources = sources(course, outline, number);
     let prompt = prompts::lesson(course, outline, number, &[]);
-    let completion_chars = content_md.len()
-        + sections
-            .iter()
-            .map(|s| s.heading.len() + s.body.len())
-            .sum::<usize>()
-        + quiz
-            .iter()
-            .map(|q| q.question.len() + q.options.concat().len() + q.explanation.len())
-            .sum::<usize>();
+    let completion_chars = completion_chars(&content_md, &sections, &quiz);
     let code = is_technical(topic).then(|| code_example(topic, plan));
     let elements = elements(
         topic,

@@ -135,10 +135,27 @@ pub(super) fn capitalize(text: &str) -> String {
     }
 }
 
+/// `template` with the topic in: `{T}` capitalized where it opens the
+/// text, `{t}` (and `{T}` inside the text) as typed, except that a leading
+/// article is lowercased there ("Understanding the water cycle", not
+/// "Understanding The water cycle").
 pub(super) fn fill(template: &str, topic: &str) -> String {
-    template
-        .replace("{T}", &capitalize(topic))
-        .replace("{t}", topic)
+    let inside = article_lowered(topic);
+    let filled = match template.strip_prefix("{T}") {
+        Some(rest) => format!("{}{}", capitalize(topic), rest.replace("{T}", &inside)),
+        None => template.replace("{T}", &inside),
+    };
+    filled.replace("{t}", &inside)
+}
+
+/// `topic` with a leading English article ("The", "A", "An") lowercased.
+fn article_lowered(topic: &str) -> String {
+    for article in ["The ", "A ", "An "] {
+        if let Some(rest) = topic.strip_prefix(article) {
+            return format!("{}{rest}", article.to_lowercase());
+        }
+    }
+    topic.to_owned()
 }
 
 /// The stages of an `n`-lesson course: an opening, the middle of the arc
@@ -237,6 +254,24 @@ fn proposals(
 }
 
 /// Tokens as a real model would roughly count them (about 4 characters each).
+/// The characters a model would have written for a lesson: its text, its
+/// sections and its quiz, for [`usage`].
+pub(super) fn completion_chars(
+    content_md: &str,
+    sections: &[crate::domain::LessonSection],
+    quiz: &[crate::domain::QuizQuestion],
+) -> usize {
+    content_md.len()
+        + sections
+            .iter()
+            .map(|s| s.heading.len() + s.body.len())
+            .sum::<usize>()
+        + quiz
+            .iter()
+            .map(|q| q.question.len() + q.options.concat().len() + q.explanation.len())
+            .sum::<usize>()
+}
+
 pub(super) fn usage(prompt_chars: usize, completion_chars: usize) -> TokenUsage {
     let prompt_tokens = (prompt_chars / 4) as u64 + 8;
     let completion_tokens = (completion_chars / 4) as u64 + 1;
@@ -245,5 +280,33 @@ pub(super) fn usage(prompt_chars: usize, completion_chars: usize) -> TokenUsage 
         completion_tokens,
         total_tokens: prompt_tokens + completion_tokens,
         estimated: false,
+    }
+}
+
+#[cfg(test)]
+mod fill_tests {
+    use super::fill;
+
+    #[test]
+    fn a_topic_is_capitalized_where_it_opens_a_title_and_its_article_lowered_inside() {
+        assert_eq!(
+            fill("Understanding {T}", "The water cycle"),
+            "Understanding the water cycle"
+        );
+        assert_eq!(
+            fill("{T}, Step by Step", "the water cycle"),
+            "The water cycle, Step by Step"
+        );
+        assert_eq!(
+            fill("What is {T}? A first look", "An atom"),
+            "What is an atom? A first look"
+        );
+        assert_eq!(
+            fill("what {t} is, and {T}", "A Python program"),
+            "what a Python program is, and a Python program"
+        );
+        // Only a leading article, and only a whole word.
+        assert_eq!(fill("about {t}", "Theory of mind"), "about Theory of mind");
+        assert_eq!(fill("about {t}", "Photosynthesis"), "about Photosynthesis");
     }
 }

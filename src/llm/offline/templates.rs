@@ -112,7 +112,7 @@ pub(super) const OPENING: Stage = Stage {
 };
 
 pub(super) const CLOSING: Stage = Stage {
-    title: "Bringing it together: a {t} project",
+    title: "Bringing it together: a project on {t}",
     concepts: [
         "connecting the main ideas of {t}",
         "planning a small project on {t}",

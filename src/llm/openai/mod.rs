@@ -371,13 +371,15 @@ impl LlmClient for OpenAiClient {
                 LESSON_BUDGET,
                 |answer: LessonAnswer| {
                     let difficulty = prompts::course_difficulty(course, outline);
-                    let lesson = without_notes(answer.into_event(
+                    let quotes = answer.quotes();
+                    let mut lesson = without_notes(answer.into_event(
                         &self.model,
                         TokenUsage::default(),
                         difficulty,
                     ));
                     validate::lesson(outline, number, &lesson)?;
                     validate::citations(&lesson, sources)?;
+                    quote_passages(&mut lesson, &validate::quotes(&quotes, sources)?, sources);
                     Ok(lesson)
                 },
             )
@@ -407,6 +409,28 @@ impl LlmClient for OpenAiClient {
             usage: answered.usage,
             ..answered.value
         })
+    }
+}
+
+/// Records on the lesson's listed sources the passages their quotes were
+/// found in (the chunk's own text over the quoted words), for
+/// [`crate::sources::grounding::ground_lesson`] to cite.
+fn quote_passages(
+    lesson: &mut LessonGenerated,
+    quoted: &[(String, String)],
+    sources: &[SourceChunk],
+) {
+    for (label, passage) in quoted {
+        let Some(chunk) = sources.iter().find(|c| &c.label == label) else {
+            continue;
+        };
+        let listed = lesson
+            .sources
+            .iter_mut()
+            .find(|s| s.cited.is_none() && validate::cited_labels(&s.title).first() == Some(label));
+        if let Some(listed) = listed {
+            listed.cited = Some(chunk.citation(passage.clone()));
+        }
     }
 }
 

@@ -42,18 +42,20 @@ pub fn recounts() -> Vec<Recount> {
     ]
 }
 
+/// The event types the projection needs (it reads no other payload).
+pub(crate) const WANTED: [&str; 7] = [
+    "CourseRequested",
+    "GenerationStarted",
+    "CourseCompleted",
+    "CourseFailed",
+    "GenerationRetried",
+    "CourseDeleted",
+    "CourseRestored",
+];
+
 /// Whether the projection needs events of this type at all.
 pub(crate) fn wants(event_type: &str) -> bool {
-    matches!(
-        event_type,
-        "CourseRequested"
-            | "GenerationStarted"
-            | "CourseCompleted"
-            | "CourseFailed"
-            | "GenerationRetried"
-            | "CourseDeleted"
-            | "CourseRestored"
-    )
+    WANTED.contains(&event_type)
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]

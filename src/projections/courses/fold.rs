@@ -26,19 +26,19 @@ pub(super) struct LessonRow {
 
 /// A lesson's quiz, as its latest `LessonGenerated` in the batch has it.
 #[derive(Debug, PartialEq)]
-pub(super) struct Quiz<'a> {
-    pub questions: &'a [QuizQuestion],
+pub(crate) struct Quiz {
+    pub questions: Vec<QuizQuestion>,
     /// Like [`BodyRow::from_log`]: the server copies the questions from the
     /// event's `quiz` when the payload has the current shape.
     pub from_log: Option<i64>,
-    /// The lesson was generated before: questions past the new quiz's
-    /// length are dropped.
+    /// The lesson was generated before: its old questions and elements are
+    /// dropped before the new ones are written (only such a lesson has any).
     pub replaces: bool,
 }
 
 /// A row of `lesson_bodies`.
 #[derive(Debug, PartialEq)]
-pub(super) struct BodyRow {
+pub(crate) struct BodyRow {
     /// The event's global position when its payload already has the current
     /// shape: the server then copies the content straight from the log
     /// (`payload->>'content_md'`, `payload->'sections'`), the same values the
@@ -55,7 +55,7 @@ pub(super) struct BodyRow {
 
 /// A row of `subtitles`.
 #[derive(Debug, PartialEq)]
-pub(super) struct SubtitleRow {
+pub(crate) struct SubtitleRow {
     /// Like [`BodyRow::from_log`]: the server copies the cues from the
     /// event's `cues` when the payload has the current shape.
     pub from_log: Option<i64>,
@@ -68,7 +68,7 @@ pub(super) struct SubtitleRow {
 
 /// What a batch changes.
 #[derive(Debug)]
-pub(super) struct Changes<'a> {
+pub(super) struct Changes {
     /// Every course loaded or requested in the batch, changed or not.
     pub courses: HashMap<Uuid, CourseRecord>,
     /// The courses to write. Their slugs are not numbered yet (a new
@@ -78,9 +78,12 @@ pub(super) struct Changes<'a> {
     pub lessons: HashMap<(Uuid, i32), LessonRow>,
     pub dirty_lessons: BTreeSet<(Uuid, i32)>,
     pub bodies: HashMap<(Uuid, i32), BodyRow>,
-    pub checks: HashMap<(Uuid, i32), Quiz<'a>>,
-    /// Each lesson's elements, as its latest `LessonGenerated` in the batch has them.
-    pub elements: HashMap<(Uuid, i32), &'a [InteractiveElement]>,
+    pub checks: HashMap<(Uuid, i32), Quiz>,
+    /// Each lesson's elements, as its latest `LessonGenerated` in the batch
+    /// has them; written from here only for upcast payloads (the server
+    /// copies the others from the log, like [`BodyRow::from_log`], and a
+    /// rebuild reads the current shape without them).
+    pub elements: HashMap<(Uuid, i32), Vec<InteractiveElement>>,
     /// Each (lesson, language)'s latest track in the batch.
     pub subtitles: HashMap<(Uuid, i32, String), SubtitleRow>,
 }
@@ -132,6 +135,12 @@ fn distinct_sources(sources: &[SourceRef]) -> Vec<Value> {
     out
 }
 
+/// What makes a source one entry of a course's union: the chunk it cites
+/// (its label `[Sn]` is the lesson's own), else the whole reference.
+fn union_key(source: &Value) -> &Value {
+    source.pointer("/cited/chunk_id").unwrap_or(source)
+}
+
 /// Distinct and sorted (as the recount's SQL orders them).
 fn sorted<'s>(items: impl Iterator<Item = &'s String>) -> Vec<String> {
     items
@@ -145,16 +154,16 @@ fn sorted<'s>(items: impl Iterator<Item = &'s String>) -> Vec<String> {
 ///
 /// # Errors
 /// A course requested twice.
-pub(super) fn fold<'a>(
+pub(super) fn fold(
     mut courses: HashMap<Uuid, CourseRecord>,
     mut lessons: HashMap<(Uuid, i32), LessonRow>,
-    events: &[(&Decoded, &'a CourseEvent)],
-) -> Result<Changes<'a>, ApplyError> {
+    events: &[(&Decoded, &CourseEvent)],
+) -> Result<Changes, ApplyError> {
     let mut dirty_courses: BTreeSet<Uuid> = BTreeSet::new();
     let mut dirty_lessons: BTreeSet<(Uuid, i32)> = BTreeSet::new();
     let mut bodies: HashMap<(Uuid, i32), BodyRow> = HashMap::new();
-    let mut checks: HashMap<(Uuid, i32), Quiz<'a>> = HashMap::new();
-    let mut elements: HashMap<(Uuid, i32), &'a [InteractiveElement]> = HashMap::new();
+    let mut checks: HashMap<(Uuid, i32), Quiz> = HashMap::new();
+    let mut elements: HashMap<(Uuid, i32), Vec<InteractiveElement>> = HashMap::new();
     let mut subtitles: HashMap<(Uuid, i32, String), SubtitleRow> = HashMap::new();
 
     for &(d, event) in events {
@@ -278,11 +287,11 @@ pub(super) fn fold<'a>(
                         }
                     },
                 );
-                elements.insert(key, &l.elements);
+                elements.insert(key, l.elements.clone());
                 checks.insert(
                     key,
                     Quiz {
-                        questions: &l.quiz,
+                        questions: l.quiz.clone(),
                         from_log: current.then_some(d.position.global_position),
                         replaces,
                     },
@@ -347,7 +356,7 @@ pub(super) fn fold<'a>(
                 c.completion_tokens += big(l.usage.completion_tokens);
                 c.total_tokens += big(l.usage.total_tokens);
                 for s in distinct_sources(&l.sources) {
-                    if !c.sources.contains(&s) {
+                    if !c.sources.iter().any(|o| union_key(o) == union_key(&s)) {
                         c.sources.push(s);
                     }
                 }

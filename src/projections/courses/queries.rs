@@ -356,6 +356,30 @@ pub(crate) async fn subtitles(
         .transpose()
 }
 
+/// Every track of lesson `number` of course `id`: language and cues
+/// (JSON), by language (what the lesson page's transcript reads).
+///
+/// # Errors
+/// The database failed.
+pub(crate) async fn subtitles_of_lesson(
+    client: &deadpool_postgres::Client,
+    id: Uuid,
+    number: i32,
+) -> Result<Vec<(String, Value)>, tokio_postgres::Error> {
+    let stmt = client
+        .prepare_cached(
+            "SELECT language, cues FROM subtitles
+             WHERE course_id = $1 AND lesson_number = $2 ORDER BY language",
+        )
+        .await?;
+    client
+        .query(&stmt, &[&id, &number])
+        .await?
+        .iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+        .collect()
+}
+
 /// Every lesson's subtitles of course `id` in `language`: lesson number and
 /// cues (JSON), in lesson order.
 ///

@@ -9,9 +9,9 @@ use uuid::Uuid;
 use super::fold::{course_ids, fold, lesson_course_ids, Changes, LessonRow};
 use super::LessonStatus;
 use crate::domain::{
-    CourseCompleted, CourseDeleted, CourseEvent, CourseFailed, CourseRequested, CourseRestored,
-    CourseStatus, GenerationRetried, GenerationStarted, LessonGenerated, LessonPlan, LessonSection,
-    OutlineGenerated, QuizQuestion, SourceRef, TokenUsage,
+    Citation, CourseCompleted, CourseDeleted, CourseEvent, CourseFailed, CourseRequested,
+    CourseRestored, CourseStatus, GenerationRetried, GenerationStarted, LessonGenerated,
+    LessonPlan, LessonSection, OutlineGenerated, QuizQuestion, SourceRef, TokenUsage,
 };
 use crate::projections::{readable, ApplyError, Decoded};
 use crate::store::Position;
@@ -120,7 +120,7 @@ fn lesson(number: u32, questions: usize, sources: &[&str]) -> CourseEvent {
     })
 }
 
-fn fold_new(decoded: &[Decoded]) -> Result<Changes<'_>, ApplyError> {
+fn fold_new(decoded: &[Decoded]) -> Result<Changes, ApplyError> {
     let events = readable(decoded).unwrap();
     fold(HashMap::new(), HashMap::new(), &events)
 }
@@ -278,6 +278,56 @@ fn sources_are_kept_once_in_first_citation_order() {
 }
 
 #[test]
+fn a_chunk_cited_by_two_lessons_under_their_own_labels_is_one_course_source() {
+    let cite = |label: &str, chunk: u128| SourceRef {
+        title: "Cells (bio/cells.md)".into(),
+        url: None,
+        cited: Some(Citation {
+            label: label.into(),
+            source_id: Uuid::from_u128(7),
+            version: 1,
+            chunk_id: Uuid::from_u128(chunk),
+            path: "bio/cells.md".into(),
+            page: None,
+            heading: Some("Cells".into()),
+            passage: "Cells divide.".into(),
+        }),
+    };
+    let grounded = |number: u32, sources: Vec<SourceRef>| {
+        let CourseEvent::LessonGenerated(mut l) = lesson(number, 0, &[]) else {
+            unreachable!()
+        };
+        l.sources = sources;
+        CourseEvent::LessonGenerated(l)
+    };
+    let decoded = log(vec![
+        requested(),
+        grounded(1, vec![cite("S1", 10), cite("S2", 11)]),
+        grounded(2, vec![cite("S1", 12), cite("S3", 10)]),
+    ]);
+    let changes = fold_new(&decoded).unwrap();
+    let union: Vec<(&str, &str)> = changes.courses[&COURSE]
+        .sources
+        .iter()
+        .map(|s| {
+            (
+                s["cited"]["chunk_id"].as_str().unwrap(),
+                s["cited"]["label"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    let chunk = |n: u128| Uuid::from_u128(n).to_string();
+    assert_eq!(
+        union,
+        [
+            (chunk(10).as_str(), "S1"),
+            (chunk(11).as_str(), "S2"),
+            (chunk(12).as_str(), "S1"),
+        ]
+    );
+}
+
+#[test]
 fn completion_failure_retry_delete_and_restore_set_status_and_times() {
     let completed = CourseEvent::CourseCompleted(CourseCompleted {
         total_lessons: 2,
@@ -346,4 +396,55 @@ fn the_rows_to_load_are_the_batchs_courses_and_those_with_lesson_events() {
     assert_eq!(course_ids(&events), vec![COURSE]);
     assert_eq!(lesson_course_ids(&events[..2]), Vec::<Uuid>::new());
     assert_eq!(lesson_course_ids(&events), vec![COURSE]);
+}
+
+#[test]
+fn content_shards_hold_each_course_whole_and_every_row_once() {
+    // Lessons of several courses in one batch: each course's own stream.
+    let mut decoded = Vec::new();
+    for c in 10..16u128 {
+        let id = Uuid::from_u128(c);
+        for (n, mut d) in log(vec![
+            requested(),
+            outline("T"),
+            lesson(1, 2, &["a"]),
+            lesson(2, 1, &[]),
+        ])
+        .into_iter()
+        .enumerate()
+        {
+            d.stream_id = id;
+            d.position = Position {
+                transaction_id: 1,
+                global_position: (c as i64) * 100 + n as i64,
+            };
+            decoded.push(d);
+        }
+    }
+    let changes = fold_new(&decoded).unwrap();
+    let content = super::Content {
+        first: decoded[0].position,
+        bodies: changes.bodies,
+        checks: changes.checks,
+        elements: changes.elements,
+        subtitles: changes.subtitles,
+    };
+    let bodies: BTreeSet<(Uuid, i32)> = content.bodies.keys().copied().collect();
+    assert_eq!(bodies.len(), 12);
+    let shards = content.shards(2);
+    assert_eq!(shards.len(), 2);
+    let mut seen = BTreeSet::new();
+    for (i, shard) in shards.iter().enumerate() {
+        assert_eq!(shard.first, decoded[0].position);
+        for key in shard.bodies.keys().chain(shard.checks.keys()) {
+            assert_eq!(key.0.as_u128() % 2, i as u128, "{key:?} in shard {i}");
+        }
+        seen.extend(shard.bodies.keys().copied());
+        assert_eq!(
+            shard.bodies.keys().collect::<BTreeSet<_>>(),
+            shard.checks.keys().collect::<BTreeSet<_>>()
+        );
+    }
+    assert_eq!(seen, bodies);
+    assert!(shards.iter().all(|s| !s.bodies.is_empty()));
 }

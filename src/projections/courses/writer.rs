@@ -321,63 +321,169 @@ pub(super) async fn write_lessons(
     Ok(())
 }
 
-/// Writes the lesson bodies.
+/// Writes the lesson bodies whose content the decoded event holds (upcast
+/// payloads); those of the current shape are written by [`write_lessons_from_log`].
 pub(super) async fn write_bodies(
     tx: &Tx<'_>,
     s: &str,
     bodies: &HashMap<(Uuid, i32), BodyRow>,
 ) -> Result<(), tokio_postgres::Error> {
-    if bodies.is_empty() {
+    let rows: Vec<(&(Uuid, i32), &BodyRow)> = bodies
+        .iter()
+        .filter(|(_, b)| b.from_log.is_none())
+        .collect();
+    if rows.is_empty() {
         return Ok(());
     }
     let stmt = tx
         .prepare_cached(&format!(
             "INSERT INTO lesson_bodies{s} ({LESSON_BODY_COLUMNS})
-             SELECT u.course_id, u.n, coalesce(u.content_md, e.payload->>'content_md'),
-                    coalesce(u.content_json, e.payload->'sections', '[]'::jsonb),
+             SELECT u.course_id, u.n, u.content_md, coalesce(u.content_json, '[]'::jsonb),
                     u.sources, u.model, u.total_tokens, u.generated_at
              FROM unnest($1::uuid[], $2::int4[], $3::text[], $4::jsonb[], $5::jsonb[],
-                         $6::text[], $7::int8[], $8::timestamptz[], $9::int8[])
+                         $6::text[], $7::int8[], $8::timestamptz[])
                   AS u(course_id, n, content_md, content_json, sources, model, total_tokens,
-                       generated_at, from_log)
-             LEFT JOIN events e ON e.global_position = u.from_log
-             ON CONFLICT (course_id, lesson_number) DO UPDATE SET
-                 content_md = EXCLUDED.content_md, content_json = EXCLUDED.content_json,
-                 sources = EXCLUDED.sources, model = EXCLUDED.model,
-                 total_tokens = EXCLUDED.total_tokens, generated_at = EXCLUDED.generated_at"
+                       generated_at)
+             {BODY_UPSERT}"
         ))
         .await?;
-    let rows: Vec<(&(Uuid, i32), &BodyRow)> = bodies.iter().collect();
     let ids: Vec<Uuid> = rows.iter().map(|(k, _)| k.0).collect();
     let ns: Vec<i32> = rows.iter().map(|(k, _)| k.1).collect();
-    let md: Vec<Option<&str>> = rows.iter().map(|(_, b)| b.content_md.as_deref()).collect();
+    let md: Vec<&str> = rows
+        .iter()
+        .map(|(_, b)| b.content_md.as_deref().unwrap_or_default())
+        .collect();
     let json: Vec<Option<&Value>> = rows.iter().map(|(_, b)| b.content_json.as_ref()).collect();
-    let from_log: Vec<Option<i64>> = rows.iter().map(|(_, b)| b.from_log).collect();
     let sources: Vec<&Value> = rows.iter().map(|(_, b)| &b.sources).collect();
     let model: Vec<&str> = rows.iter().map(|(_, b)| b.model.as_str()).collect();
     let tokens: Vec<i64> = rows.iter().map(|(_, b)| b.total_tokens).collect();
     let at: Vec<DateTime<Utc>> = rows.iter().map(|(_, b)| b.generated_at).collect();
     tx.execute(
         &stmt,
-        &[
-            &ids, &ns, &md, &json, &sources, &model, &tokens, &at, &from_log,
-        ],
+        &[&ids, &ns, &md, &json, &sources, &model, &tokens, &at],
     )
     .await?;
     Ok(())
 }
 
-/// Writes the quizzes (and drops the questions a regenerated quiz no
-/// longer has).
+const BODY_UPSERT: &str = "ON CONFLICT (course_id, lesson_number) DO UPDATE SET
+                 content_md = EXCLUDED.content_md, content_json = EXCLUDED.content_json,
+                 sources = EXCLUDED.sources, model = EXCLUDED.model,
+                 total_tokens = EXCLUDED.total_tokens, generated_at = EXCLUDED.generated_at";
+
+/// The lessons whose latest `LessonGenerated` in the batch has the current
+/// shape: their content is copied from the log (`from_log`).
+fn from_log(bodies: &HashMap<(Uuid, i32), BodyRow>) -> Vec<(&(Uuid, i32), &BodyRow, i64)> {
+    bodies
+        .iter()
+        .filter_map(|(k, b)| b.from_log.map(|p| (k, b, p)))
+        .collect()
+}
+
+/// The course ids, lesson numbers and log positions of [`from_log`]'s rows,
+/// as the parameters of a statement reading them from the log.
+fn keys_and_positions(rows: &[(&(Uuid, i32), &BodyRow, i64)]) -> (Vec<Uuid>, Vec<i32>, Vec<i64>) {
+    (
+        rows.iter().map(|(k, _, _)| k.0).collect(),
+        rows.iter().map(|(k, _, _)| k.1).collect(),
+        rows.iter().map(|(_, _, p)| *p).collect(),
+    )
+}
+
+/// Writes the content of the lessons whose latest `LessonGenerated` in the
+/// batch has the current shape straight from the log, in one statement that
+/// reads (detoasts) each payload once: its `content_md` and `sections` to
+/// `lesson_bodies`, its `quiz` (the values the decoded `QuizQuestion`s
+/// hold, `answer_index` saturated as `int` does) to `lesson_checks`, its
+/// `elements` (each element's JSON as recorded) to `interactive_elements`.
+/// The old questions and elements of lessons generated again are gone
+/// already ([`delete_checks`], [`delete_elements`]), so those two are plain
+/// inserts.
+pub(super) async fn write_lessons_from_log(
+    tx: &Tx<'_>,
+    s: &str,
+    bodies: &HashMap<(Uuid, i32), BodyRow>,
+) -> Result<(), tokio_postgres::Error> {
+    let rows = from_log(bodies);
+    if rows.is_empty() {
+        return Ok(());
+    }
+    // `payload || '{}'` is the payload detoasted (jsonb_concat returns its
+    // non-empty side), materialized once for the three inserts.
+    let stmt = tx
+        .prepare_cached(&format!(
+            "WITH l AS MATERIALIZED (
+                 SELECT u.course_id, u.n, u.sources, u.model, u.total_tokens, u.generated_at,
+                        e.payload || '{{}}'::jsonb AS p
+                 FROM unnest($1::uuid[], $2::int4[], $3::jsonb[], $4::text[], $5::int8[],
+                             $6::timestamptz[], $7::int8[])
+                      AS u(course_id, n, sources, model, total_tokens, generated_at, from_log)
+                 JOIN events e ON e.global_position = u.from_log
+             ), bodies AS (
+                 INSERT INTO lesson_bodies{s} ({LESSON_BODY_COLUMNS})
+                 SELECT course_id, n, p->>'content_md', coalesce(p->'sections', '[]'::jsonb),
+                        sources, model, total_tokens, generated_at
+                 FROM l
+                 {BODY_UPSERT}
+             ), checks AS (
+                 INSERT INTO lesson_checks{s} ({LESSON_CHECK_COLUMNS})
+                 SELECT l.course_id, l.n, q.o::int4, q.x->>'question', q.x->'options',
+                        least((q.x->>'answer_index')::int8, 2147483647)::int4, q.x->>'explanation'
+                 FROM l CROSS JOIN LATERAL jsonb_array_elements(l.p->'quiz') WITH ORDINALITY AS q(x, o)
+             )
+             INSERT INTO interactive_elements{s} ({ELEMENT_COLUMNS})
+             SELECT l.course_id, l.n, x.o::int4, x.e->>'id', x.e->>'kind', x.e
+             FROM l CROSS JOIN LATERAL jsonb_array_elements(coalesce(l.p->'elements', '[]'::jsonb))
+                  WITH ORDINALITY AS x(e, o)"
+        ))
+        .await?;
+    let (ids, ns, positions) = keys_and_positions(&rows);
+    let sources: Vec<&Value> = rows.iter().map(|(_, b, _)| &b.sources).collect();
+    let model: Vec<&str> = rows.iter().map(|(_, b, _)| b.model.as_str()).collect();
+    let tokens: Vec<i64> = rows.iter().map(|(_, b, _)| b.total_tokens).collect();
+    let at: Vec<DateTime<Utc>> = rows.iter().map(|(_, b, _)| b.generated_at).collect();
+    tx.execute(
+        &stmt,
+        &[&ids, &ns, &sources, &model, &tokens, &at, &positions],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Drops the questions of the lessons generated again in the batch (those
+/// whose quiz `replaces` one): their new quiz is inserted whole, and a
+/// lesson generated for the first time has no questions yet.
+pub(super) async fn delete_checks(
+    tx: &Tx<'_>,
+    s: &str,
+    checks: &HashMap<(Uuid, i32), Quiz>,
+) -> Result<(), tokio_postgres::Error> {
+    let (ids, ns): (Vec<Uuid>, Vec<i32>) = checks
+        .iter()
+        .filter(|(_, q)| q.replaces)
+        .map(|((id, n), _)| (*id, *n))
+        .unzip();
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let stmt = tx
+        .prepare_cached(&format!(
+            "DELETE FROM lesson_checks{s} AS c
+             USING unnest($1::uuid[], $2::int4[]) AS u(course_id, n)
+             WHERE c.course_id = u.course_id AND c.lesson_number = u.n"
+        ))
+        .await?;
+    tx.execute(&stmt, &[&ids, &ns]).await?;
+    Ok(())
+}
+
+/// Writes the quizzes the decoded events hold (upcast payloads); those of
+/// the current shape are written by [`write_lessons_from_log`].
 pub(super) async fn write_checks(
     tx: &Tx<'_>,
     s: &str,
-    checks: &HashMap<(Uuid, i32), Quiz<'_>>,
+    checks: &HashMap<(Uuid, i32), Quiz>,
 ) -> Result<(), tokio_postgres::Error> {
-    const UPSERT: &str = "ON CONFLICT (course_id, lesson_number, question_number) DO UPDATE SET
-                 question = EXCLUDED.question, options = EXCLUDED.options,
-                 answer_index = EXCLUDED.answer_index, explanation = EXCLUDED.explanation";
-    let (mut log_ids, mut log_ns, mut log_positions) = (Vec::new(), Vec::new(), Vec::new());
     let mut ids = Vec::new();
     let mut ns = Vec::new();
     let mut qn = Vec::new();
@@ -385,92 +491,53 @@ pub(super) async fn write_checks(
     let mut options = Vec::new();
     let mut answer = Vec::new();
     let mut explanation = Vec::new();
-    let (mut trim_ids, mut trim_ns, mut trim_lengths) = (Vec::new(), Vec::new(), Vec::new());
-    for ((id, n), quiz) in checks {
-        if quiz.replaces {
-            trim_ids.push(*id);
-            trim_ns.push(*n);
-            trim_lengths.push(i32::try_from(quiz.questions.len()).unwrap_or(i32::MAX));
-        }
-        match quiz.from_log {
-            Some(position) => {
-                log_ids.push(*id);
-                log_ns.push(*n);
-                log_positions.push(position);
-            }
-            None => {
-                for (i, q) in quiz.questions.iter().enumerate() {
-                    ids.push(*id);
-                    ns.push(*n);
-                    qn.push(i32::try_from(i + 1).unwrap_or(i32::MAX));
-                    question.push(q.question.as_str());
-                    options.push(Value::from(q.options.clone()));
-                    answer.push(int(q.answer_index));
-                    explanation.push(q.explanation.as_str());
-                }
-            }
+    for ((id, n), quiz) in checks.iter().filter(|(_, q)| q.from_log.is_none()) {
+        for (i, q) in quiz.questions.iter().enumerate() {
+            ids.push(*id);
+            ns.push(*n);
+            qn.push(i32::try_from(i + 1).unwrap_or(i32::MAX));
+            question.push(q.question.as_str());
+            options.push(Value::from(q.options.clone()));
+            answer.push(int(q.answer_index));
+            explanation.push(q.explanation.as_str());
         }
     }
-    if !trim_ids.is_empty() {
-        // A lesson generated again: drop the questions its new quiz no longer has.
-        let stmt = tx
-            .prepare_cached(&format!(
-                "DELETE FROM lesson_checks{s} AS c
-                 USING unnest($1::uuid[], $2::int4[], $3::int4[]) AS u(course_id, n, questions)
-                 WHERE c.course_id = u.course_id AND c.lesson_number = u.n
-                   AND c.question_number > u.questions"
-            ))
-            .await?;
-        tx.execute(&stmt, &[&trim_ids, &trim_ns, &trim_lengths])
-            .await?;
+    if ids.is_empty() {
+        return Ok(());
     }
-    if !log_ids.is_empty() {
-        // The values the decoded `QuizQuestion`s hold (the payload decoded,
-        // so every field is there), `answer_index` saturated as `int` does.
-        let stmt = tx
-            .prepare_cached(&format!(
-                "INSERT INTO lesson_checks{s} ({LESSON_CHECK_COLUMNS})
-                 SELECT u.course_id, u.n, q.o::int4, q.x->>'question', q.x->'options',
-                        least((q.x->>'answer_index')::int8, 2147483647)::int4, q.x->>'explanation'
-                 FROM unnest($1::uuid[], $2::int4[], $3::int8[]) AS u(course_id, n, from_log)
-                 JOIN events e ON e.global_position = u.from_log
-                 CROSS JOIN LATERAL jsonb_array_elements(e.payload->'quiz') WITH ORDINALITY AS q(x, o)
-                 {UPSERT}"
-            ))
-            .await?;
-        tx.execute(&stmt, &[&log_ids, &log_ns, &log_positions])
-            .await?;
-    }
-    if !ids.is_empty() {
-        let stmt = tx
-            .prepare_cached(&format!(
-                "INSERT INTO lesson_checks{s} ({LESSON_CHECK_COLUMNS})
-                 SELECT * FROM unnest($1::uuid[], $2::int4[], $3::int4[], $4::text[], $5::jsonb[],
-                                      $6::int4[], $7::text[])
-                 {UPSERT}"
-            ))
-            .await?;
-        tx.execute(
-            &stmt,
-            &[&ids, &ns, &qn, &question, &options, &answer, &explanation],
-        )
+    let stmt = tx
+        .prepare_cached(&format!(
+            "INSERT INTO lesson_checks{s} ({LESSON_CHECK_COLUMNS})
+             SELECT * FROM unnest($1::uuid[], $2::int4[], $3::int4[], $4::text[], $5::jsonb[],
+                                  $6::int4[], $7::text[])"
+        ))
         .await?;
-    }
+    tx.execute(
+        &stmt,
+        &[&ids, &ns, &qn, &question, &options, &answer, &explanation],
+    )
+    .await?;
     Ok(())
 }
 
-/// Writes the lessons' elements: a lesson generated again loses the
-/// elements it had and gets its new ones.
-pub(super) async fn write_elements(
+/// Drops the elements of the lessons generated again in the batch (those
+/// whose quiz `replaces` one): a lesson keeps only its latest elements, and
+/// one generated for the first time has none yet.
+pub(super) async fn delete_elements(
     tx: &Tx<'_>,
     s: &str,
-    elements: &HashMap<(Uuid, i32), &[InteractiveElement]>,
+    checks: &HashMap<(Uuid, i32), Quiz>,
 ) -> Result<(), tokio_postgres::Error> {
-    if elements.is_empty() {
+    let keys: Vec<&(Uuid, i32)> = checks
+        .iter()
+        .filter(|(_, q)| q.replaces)
+        .map(|(k, _)| k)
+        .collect();
+    if keys.is_empty() {
         return Ok(());
     }
-    let lesson_ids: Vec<Uuid> = elements.keys().map(|k| k.0).collect();
-    let lesson_ns: Vec<i32> = elements.keys().map(|k| k.1).collect();
+    let lesson_ids: Vec<Uuid> = keys.iter().map(|k| k.0).collect();
+    let lesson_ns: Vec<i32> = keys.iter().map(|k| k.1).collect();
     let stmt = tx
         .prepare_cached(&format!(
             "DELETE FROM interactive_elements{s} AS e
@@ -479,16 +546,31 @@ pub(super) async fn write_elements(
         ))
         .await?;
     tx.execute(&stmt, &[&lesson_ids, &lesson_ns]).await?;
+    Ok(())
+}
+
+/// Writes the elements the decoded events hold (of the lessons whose body
+/// is not copied from the log: upcast payloads); the others are written by
+/// [`write_lessons_from_log`].
+pub(super) async fn write_elements(
+    tx: &Tx<'_>,
+    s: &str,
+    bodies: &HashMap<(Uuid, i32), BodyRow>,
+    elements: &HashMap<(Uuid, i32), Vec<InteractiveElement>>,
+) -> Result<(), tokio_postgres::Error> {
     let (mut ids, mut ns, mut positions) = (Vec::new(), Vec::new(), Vec::new());
-    let (mut element_ids, mut kinds, mut bodies) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut element_ids, mut kinds, mut values) = (Vec::new(), Vec::new(), Vec::new());
     for ((id, n), list) in elements {
+        if bodies.get(&(*id, *n)).is_some_and(|b| b.from_log.is_some()) {
+            continue;
+        }
         for (i, e) in list.iter().enumerate() {
             ids.push(*id);
             ns.push(*n);
             positions.push(i32::try_from(i + 1).unwrap_or(i32::MAX));
             element_ids.push(e.id.as_str());
             kinds.push(e.body.kind());
-            bodies.push(serde_json::to_value(e).expect("elements serialize"));
+            values.push(serde_json::to_value(e).expect("elements serialize"));
         }
     }
     if ids.is_empty() {
@@ -503,7 +585,7 @@ pub(super) async fn write_elements(
         .await?;
     tx.execute(
         &stmt,
-        &[&ids, &ns, &positions, &element_ids, &kinds, &bodies],
+        &[&ids, &ns, &positions, &element_ids, &kinds, &values],
     )
     .await?;
     Ok(())

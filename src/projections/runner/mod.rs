@@ -11,7 +11,8 @@
 //!   a standby retries every [`RunnerOptions::lock_retry`] and takes over
 //!   once the holder's connection is gone.
 //! - Each batch is one transaction on that connection: read the checkpoint,
-//!   read the events after it ([`read_all_after_with`]), apply them, advance
+//!   read the events after it ([`read_all_after_as`](crate::store::read_all_after_as), each payload as
+//!   [`BatchApplier::payload_sql`] says), apply them, advance
 //!   the checkpoint, commit. A crash at any point rolls the whole batch back.
 //! - Woken by the [`Notifier`](crate::store::subscription::Notifier) through
 //!   a [`Waiter`], polling as a fallback; when behind, batches are
@@ -162,11 +163,33 @@ pub(crate) trait BatchApplier: Send + Sync + 'static {
         events: Vec<RecordedEvent>,
     ) -> Result<(), ApplierError>;
 
+    /// The SQL expression (over an `events` row) each event's payload is
+    /// read as: `payload` itself, or (see [`payload_of_types`]) a JSON
+    /// `null` for the event types the applier ignores, so that their
+    /// payloads (a document's whole text, a lesson's) are neither
+    /// decompressed nor sent to it.
+    fn payload_sql(&self) -> String {
+        "payload".to_owned()
+    }
+
     /// Told of each change of the runner's state.
     fn state_changed(&self, _state: RunnerState) {}
 
     /// Told of each lost connection, before the runner reconnects.
     fn connection_lost(&mut self, _error: &str) {}
+}
+
+/// A [`BatchApplier::payload_sql`]: the payload of events whose type is
+/// (`wanted`) or is not (`!wanted`) one of `types`, a JSON `null` for the
+/// others.
+pub(crate) fn payload_of_types(types: &[&str], wanted: bool) -> String {
+    let list = types
+        .iter()
+        .map(|t| format!("'{}'", t.replace('\'', "''")))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let not = if wanted { "" } else { "NOT " };
+    format!("CASE WHEN event_type {not}IN ({list}) THEN payload ELSE 'null'::jsonb END")
 }
 
 /// Asks a runner for its [`RunnerState`].
@@ -227,6 +250,7 @@ impl Actor for ProjectionRunner {
         };
         let worker = Worker {
             backoff: applier.reconnect_backoff(),
+            payload_sql: applier.payload_sql(),
             applier,
             store: self.store.clone(),
             waiter: Waiter::new(

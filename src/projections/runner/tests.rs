@@ -122,3 +122,85 @@ async fn an_error_without_a_sqlstate_stops_the_projection_rather_than_reconnecti
     store.pool().close();
     db.drop_database().await.unwrap();
 }
+
+/// Keeps the payloads of the events it is given, by event type.
+struct Recorder {
+    seen: Arc<std::sync::Mutex<Vec<(String, serde_json::Value)>>>,
+}
+
+#[async_trait]
+impl BatchApplier for Recorder {
+    fn name(&self) -> &'static str {
+        "test_recorder"
+    }
+
+    fn lock_key(&self) -> i64 {
+        0x7e57_0002
+    }
+
+    fn payload_sql(&self) -> String {
+        payload_of_types(&["TestWanted"], true)
+    }
+
+    async fn apply(
+        &mut self,
+        _tx: &Transaction<'_>,
+        events: Vec<RecordedEvent>,
+    ) -> Result<(), ApplierError> {
+        let mut seen = self.seen.lock().unwrap();
+        seen.extend(events.into_iter().map(|e| (e.event_type, e.payload)));
+        Ok(())
+    }
+}
+
+#[actix::test]
+async fn an_applier_is_given_no_payload_of_the_types_it_ignores_but_passes_them() {
+    let (db, store) = ScratchDatabase::for_tests().await;
+    let event = |event_type: &str, n: i64| NewEvent {
+        event_type: event_type.into(),
+        event_version: 1,
+        payload: json!({ "text": "x".repeat(4096), "n": n }),
+    };
+    let last = store
+        .append(
+            Uuid::new_v4(),
+            0,
+            &[
+                event("TestWanted", 1),
+                event("TestIgnored", 2),
+                event("TestWanted", 3),
+            ],
+            &Metadata::producer("test"),
+        )
+        .await
+        .unwrap()
+        .position;
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (_wake, wakeups) = watch::channel(0);
+    let options = RunnerOptions {
+        poll_interval: Duration::from_millis(50),
+        ..RunnerOptions::default()
+    };
+    let applier = Recorder { seen: seen.clone() };
+    let runner = ProjectionRunner::new(Box::new(applier), store.clone(), wakeups, options).start();
+    eventually(
+        || "the recorder to pass the last event".into(),
+        || async {
+            checkpoint(&store, "test_recorder")
+                .await
+                .unwrap()
+                .filter(|cp| cp.position >= last)
+        },
+    )
+    .await;
+    let seen = seen.lock().unwrap().clone();
+    let n = |i: usize| seen[i].1.get("n").and_then(serde_json::Value::as_i64);
+    assert_eq!(seen.len(), 3, "{seen:?}");
+    assert_eq!((seen[0].0.as_str(), n(0)), ("TestWanted", Some(1)));
+    assert_eq!(seen[1], ("TestIgnored".to_owned(), serde_json::Value::Null));
+    assert_eq!((seen[2].0.as_str(), n(2)), ("TestWanted", Some(3)));
+
+    runner.send(StopRunner).await.unwrap();
+    store.pool().close();
+    db.drop_database().await.unwrap();
+}

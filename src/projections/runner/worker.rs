@@ -12,7 +12,7 @@ use super::{dedicated_connection, ApplierError, BatchApplier, RunnerOptions, Run
 use crate::projections::{ApplyError, CheckpointState};
 use crate::retry::Backoff;
 use crate::store::subscription::Waiter;
-use crate::store::{read_all_after_with, EventStore, Position, RecordedEvent};
+use crate::store::{read_all_after_as, EventStore, Position, RecordedEvent};
 
 /// What one batch did.
 enum BatchOutcome {
@@ -77,6 +77,8 @@ pub(super) struct Worker {
     pub(super) backoff: Backoff,
     /// True once the runner is told to stop.
     pub(super) stop: watch::Receiver<bool>,
+    /// The applier's [`BatchApplier::payload_sql`].
+    pub(super) payload_sql: String,
 }
 
 impl Worker {
@@ -268,7 +270,7 @@ impl Worker {
             transaction_id: row.get(0),
             global_position: row.get(1),
         };
-        let events = read_all_after_with(&tx, checkpoint, limit)
+        let events = read_all_after_as(&tx, checkpoint, limit, &self.payload_sql)
             .await
             .map_err(|e| BatchError::Connection(e.to_string()))?;
         let Some(last) = events.last().map(RecordedEvent::position) else {

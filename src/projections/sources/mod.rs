@@ -1,13 +1,22 @@
 //! The `sources` projector: `sources` (one row per document, its current
 //! version) and `source_chunks` (every version's chunks, the current ones
 //! searchable), from the document streams. Its SQL is in `sql/` and
-//! `projections/0010_sources.sql`; its queries in [`queries`].
+//! `projections/0010_sources.sql`, `0013_sources_search.sql` and
+//! `0014_sources_chunk_keys.sql`; its queries
+//! in [`queries`], how a search picks what it ranks in [`search`].
 
 pub mod queries;
+pub mod search;
+
+use std::collections::HashSet;
+
+use uuid::Uuid;
 
 use super::recount::Recount;
 use super::{ApplyError, Decoded};
-use crate::domain::sources::{SourceContent, SourceEvent};
+
+use crate::domain::sources::SourceEvent;
+use crate::store::Position;
 
 /// The columns of `sources`.
 pub(crate) const SOURCE_COLUMNS: &str = "id, user_id, path, title, media_type, size_bytes, \
@@ -52,111 +61,114 @@ fn readable(events: &[Decoded]) -> Result<Vec<(&Decoded, &SourceEvent)>, ApplyEr
     Ok(out)
 }
 
-/// Applies the document events of `events`, in order, to the tables with `suffix`.
+/// The payload the projector reads (its [`super::BatchApplier::payload_sql`],
+/// and a replay's for document events): a document version's without its
+/// chunks, which [`apply`] copies from the log server-side (the chunk text
+/// never travels to this process and back); a removal's whole; a JSON
+/// `null` for every other event.
+pub(crate) const PAYLOAD_SQL: &str = "CASE WHEN event_type IN ('SourceAdded', 'SourceUpdated') \
+     THEN payload || '{\"chunks\": []}'::jsonb \
+     WHEN event_type = 'SourceRemoved' THEN payload ELSE 'null'::jsonb END";
+
+/// Applies the document events of `events`, in order, to the tables with
+/// `suffix`. The new versions of the batch's documents are written together
+/// (their rows and chunks by one statement reading each payload from the
+/// log once), each version's before a later event of its document.
 pub(crate) async fn apply(
     tx: &deadpool_postgres::Transaction<'_>,
     suffix: &str,
     events: &[Decoded],
 ) -> Result<(), ApplyError> {
+    let mut pending = Versions::default();
     for (d, e) in readable(events)? {
-        let err = |e| ApplyError::from_db(d.position, e);
-        match e.content() {
-            Some((version, content)) => {
-                write_version(tx, suffix, d, version, content)
-                    .await
-                    .map_err(err)?;
-            }
-            None => {
-                let stmt = tx
-                    .prepare_cached(&format!(
-                        "UPDATE sources{suffix} SET deleted_at = $2, updated_at = $2 WHERE id = $1"
-                    ))
-                    .await
-                    .map_err(err)?;
-                tx.execute(&stmt, &[&d.stream_id, &d.recorded_at])
-                    .await
-                    .map_err(err)?;
-                retire_chunks(tx, suffix, d).await.map_err(err)?;
-            }
+        if pending.has(d.stream_id) {
+            pending.flush(tx, suffix).await?;
+        }
+        if e.content().is_some() {
+            pending.push(d);
+        } else {
+            let err = |e| ApplyError::from_db(d.position, e);
+            let stmt = tx
+                .prepare_cached(&format!(
+                    "UPDATE sources{suffix} SET deleted_at = $2, updated_at = $2 WHERE id = $1"
+                ))
+                .await
+                .map_err(err)?;
+            tx.execute(&stmt, &[&d.stream_id, &d.recorded_at])
+                .await
+                .map_err(err)?;
+            retire_chunks(tx, suffix, &[d.stream_id])
+                .await
+                .map_err(err)?;
         }
     }
-    Ok(())
+    pending.flush(tx, suffix).await
 }
 
+/// New versions to write, by their events' positions: their `sources` rows
+/// and chunks are read from the log by the statement writing them
+/// (`sql/write_versions.sql`).
+#[derive(Default)]
+struct Versions {
+    /// The last event whose version is here (a failing statement names it;
+    /// the runner then applies the batch event by event to find the culprit).
+    last: Option<Position>,
+    documents: HashSet<Uuid>,
+    ids: Vec<Uuid>,
+    positions: Vec<i64>,
+}
+
+impl Versions {
+    fn has(&self, source_id: Uuid) -> bool {
+        self.documents.contains(&source_id)
+    }
+
+    fn push(&mut self, d: &Decoded) {
+        self.last = Some(d.position);
+        self.documents.insert(d.stream_id);
+        self.ids.push(d.stream_id);
+        self.positions.push(d.position.global_position);
+    }
+
+    /// Retires the older chunks of the documents here, writes their rows
+    /// and inserts their new chunks.
+    async fn flush(
+        &mut self,
+        tx: &deadpool_postgres::Transaction<'_>,
+        suffix: &str,
+    ) -> Result<(), ApplyError> {
+        let Some(position) = self.last else {
+            return Ok(());
+        };
+        let Versions { ids, positions, .. } = std::mem::take(self);
+        let err = |e| ApplyError::from_db(position, e);
+        retire_chunks(tx, suffix, &ids).await.map_err(err)?;
+        let stmt = tx
+            .prepare_cached(
+                &include_str!("sql/write_versions.sql")
+                    .replace("{suffix}", suffix)
+                    .replace("{source_columns}", SOURCE_COLUMNS)
+                    .replace("{chunk_columns}", CHUNK_COLUMNS),
+            )
+            .await
+            .map_err(err)?;
+        tx.execute(&stmt, &[&positions]).await.map_err(err)?;
+        Ok(())
+    }
+}
+
+/// Takes the current chunks of the documents `source_ids` out of search.
 async fn retire_chunks(
     tx: &deadpool_postgres::Transaction<'_>,
     suffix: &str,
-    d: &Decoded,
+    source_ids: &[Uuid],
 ) -> Result<(), tokio_postgres::Error> {
     let stmt = tx
         .prepare_cached(&format!(
-            "UPDATE source_chunks{suffix} SET current = false WHERE source_id = $1 AND current"
+            "UPDATE source_chunks{suffix} SET current = false
+             WHERE source_id = ANY($1::uuid[]) AND current"
         ))
         .await?;
-    tx.execute(&stmt, &[&d.stream_id]).await?;
-    Ok(())
-}
-
-async fn write_version(
-    tx: &deadpool_postgres::Transaction<'_>,
-    suffix: &str,
-    d: &Decoded,
-    version: u32,
-    c: &SourceContent,
-) -> Result<(), tokio_postgres::Error> {
-    let version = i32::try_from(version).unwrap_or(i32::MAX);
-    let size = i64::try_from(c.size).unwrap_or(i64::MAX);
-    let chunk_count = i32::try_from(c.chunks.len()).unwrap_or(i32::MAX);
-    let stmt = tx
-        .prepare_cached(&format!(
-            "INSERT INTO sources{suffix} ({SOURCE_COLUMNS})
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, NULL)
-             ON CONFLICT (id) DO UPDATE SET
-                 title = EXCLUDED.title, media_type = EXCLUDED.media_type,
-                 size_bytes = EXCLUDED.size_bytes, content_hash = EXCLUDED.content_hash,
-                 language = EXCLUDED.language, version = EXCLUDED.version,
-                 chunk_count = EXCLUDED.chunk_count, updated_at = EXCLUDED.updated_at,
-                 deleted_at = NULL"
-        ))
-        .await?;
-    tx.execute(
-        &stmt,
-        &[
-            &d.stream_id,
-            &c.user_id,
-            &c.path,
-            &c.title,
-            &c.media_type,
-            &size,
-            &c.content_hash,
-            &c.language,
-            &version,
-            &chunk_count,
-            &d.recorded_at,
-        ],
-    )
-    .await?;
-    retire_chunks(tx, suffix, d).await?;
-    let chunks = serde_json::to_value(&c.chunks).expect("chunks serialize");
-    let stmt = tx
-        .prepare_cached(
-            &include_str!("sql/insert_chunks.sql")
-                .replace("{suffix}", suffix)
-                .replace("{columns}", CHUNK_COLUMNS),
-        )
-        .await?;
-    tx.execute(
-        &stmt,
-        &[
-            &d.stream_id,
-            &version,
-            &c.user_id,
-            &c.path,
-            &c.language,
-            &c.title,
-            &chunks,
-        ],
-    )
-    .await?;
+    tx.execute(&stmt, &[&source_ids]).await?;
     Ok(())
 }

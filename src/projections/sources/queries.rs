@@ -8,7 +8,7 @@ use serde::Serialize;
 use tokio_postgres::Row;
 use uuid::Uuid;
 
-use super::SOURCE_COLUMNS;
+use super::{search, SOURCE_COLUMNS};
 
 /// A document of a library (its current version).
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
@@ -72,12 +72,13 @@ pub struct SearchHit {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub page: Option<i32>,
     pub text: String,
-    /// `ts_rank_cd` of the chunk for the query.
+    /// `ts_rank_cd` of the chunk for the query (with embeddings configured,
+    /// its reciprocal rank fusion score, see `sources::semantic`).
     pub score: f64,
 }
 
 /// `prefix` as a `LIKE` pattern matching the paths that start with it.
-fn like_prefix(prefix: &str) -> String {
+pub(crate) fn like_prefix(prefix: &str) -> String {
     let mut p = String::with_capacity(prefix.len() + 1);
     for c in prefix.chars() {
         if matches!(c, '%' | '_' | '\\') {
@@ -121,17 +122,7 @@ pub async fn get(
     user_id: Uuid,
     id: Uuid,
 ) -> Result<Option<SourceRow>, deadpool_postgres::PoolError> {
-    let client = pool.get().await?;
-    let row = client
-        .query_opt(
-            &format!(
-                "SELECT {SOURCE_COLUMNS} FROM sources
-                 WHERE id = $1 AND user_id = $2 AND deleted_at IS NULL"
-            ),
-            &[&id, &user_id],
-        )
-        .await?;
-    Ok(row.as_ref().map(SourceRow::from_row))
+    live_one(pool, "id = $1 AND user_id = $2", &[&id, &user_id]).await
 }
 
 /// The live document of `user_id` at `path`.
@@ -143,14 +134,22 @@ pub async fn by_path(
     user_id: Uuid,
     path: &str,
 ) -> Result<Option<SourceRow>, deadpool_postgres::PoolError> {
+    live_one(pool, "user_id = $1 AND path = $2", &[&user_id, &path]).await
+}
+
+/// The one live document matching `condition`, if any.
+async fn live_one(
+    pool: &Pool,
+    condition: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+) -> Result<Option<SourceRow>, deadpool_postgres::PoolError> {
     let client = pool.get().await?;
     let row = client
         .query_opt(
             &format!(
-                "SELECT {SOURCE_COLUMNS} FROM sources
-                 WHERE user_id = $1 AND path = $2 AND deleted_at IS NULL"
+                "SELECT {SOURCE_COLUMNS} FROM sources WHERE {condition} AND deleted_at IS NULL"
             ),
-            &[&user_id, &path],
+            params,
         )
         .await?;
     Ok(row.as_ref().map(SourceRow::from_row))
@@ -187,7 +186,10 @@ pub async fn chunks(
 
 /// The `limit` current chunks of `user_id`'s live documents under `prefix`
 /// that best match `query` (web search syntax: words, `"phrases"`, `or`,
-/// `-excluded`), best first. A query with no searchable word finds nothing.
+/// `-excluded`), best first by `ts_rank_cd`, in each document's language.
+/// A query with no searchable word finds nothing. Of a query matching many
+/// chunks, only some are ranked: those having its rarest words, or a sample
+/// (see [`super::search`]).
 ///
 /// # Errors
 /// Database errors.
@@ -199,15 +201,15 @@ pub async fn search(
     limit: i64,
 ) -> Result<Vec<SearchHit>, deadpool_postgres::PoolError> {
     let client = pool.get().await?;
-    let stmt = client
-        .prepare_cached(include_str!("sql/search.sql"))
-        .await?;
-    let rows = client
-        .query(&stmt, &[&user_id, &query, &like_prefix(prefix), &limit])
-        .await?;
-    Ok(rows
-        .iter()
-        .map(|r| SearchHit {
+    let (rows, _) = search_rows(&client, user_id, query, prefix, limit, false).await?;
+    Ok(rows.iter().map(SearchHit::from_row).collect())
+}
+
+impl SearchHit {
+    /// A hit from a row of (chunk id, source id, version, path, title,
+    /// heading path, page, text, score), as search.sql selects them.
+    pub(crate) fn from_row(r: &Row) -> Self {
+        Self {
             chunk_id: r.get(0),
             source_id: r.get(1),
             version: r.get(2),
@@ -217,9 +219,161 @@ pub async fn search(
             page: r.get(6),
             text: r.get(7),
             score: r.get(8),
-        })
-        .collect())
+        }
+    }
 }
+
+/// What [`search`] does for these arguments: `EXPLAIN (ANALYZE, BUFFERS)`
+/// of its ranking statement, after the candidates it chose (for `coursegen
+/// bench sources --explain-slowest`).
+///
+/// # Errors
+/// Database errors.
+pub async fn explain_search(
+    pool: &Pool,
+    user_id: Uuid,
+    query: &str,
+    prefix: &str,
+    limit: i64,
+) -> Result<String, deadpool_postgres::PoolError> {
+    let client = pool.get().await?;
+    let (rows, chose) = search_rows(&client, user_id, query, prefix, limit, true).await?;
+    let mut out = chose;
+    for r in &rows {
+        out.push('\n');
+        out.push_str(r.get(0));
+    }
+    Ok(out)
+}
+
+/// The rows of [`search`] (with `explain`, the lines of its plan) and
+/// which candidates it chose.
+async fn search_rows(
+    client: &deadpool_postgres::Client,
+    user_id: Uuid,
+    query: &str,
+    prefix: &str,
+    limit: i64,
+    explain: bool,
+) -> Result<(Vec<Row>, String), deadpool_postgres::PoolError> {
+    let pattern = like_prefix(prefix);
+    let plan_stmt = client
+        .prepare_cached(include_str!("sql/search_plan.sql"))
+        .await?;
+    let (mut cfgs, mut queries, mut cands) = (Vec::new(), Vec::new(), Vec::new());
+    let mut sample = 1.0f64;
+    for row in client
+        .query(&plan_stmt, &[&user_id, &query, &pattern])
+        .await?
+    {
+        let cfg: String = row.get(0);
+        let chunks: i64 = row.get(1);
+        let tsquery: String = row.get(2);
+        let stats = lexeme_stats(client, (row.get(3), row.get(4)), row.get(5)).await?;
+        let shape = search::shape(&tsquery);
+        let fraction = |lexeme: &str| stats.fraction(lexeme);
+        let Some(c) = search::candidates(&tsquery, &shape, chunks as f64, fraction) else {
+            continue;
+        };
+        sample = sample.min(c.sample);
+        cfgs.push(cfg);
+        queries.push(tsquery);
+        cands.push(c.tsquery);
+    }
+    if cfgs.is_empty() {
+        return Ok((Vec::new(), "nothing to search".to_owned()));
+    }
+    let buckets = search::bucket_keys(&queries.join(" "), sample);
+    let folder = match prefix.rfind('/') {
+        Some(i) => &prefix[..=i],
+        None => "",
+    };
+    let keys = vec![format!("{user_id}:{folder}")];
+    let cap = (search::CANDIDATES * HARD_CAP_FACTOR) as i64;
+    let rescored = limit
+        .saturating_mul(search::RESCORED_PER_HIT)
+        .max(search::RESCORED_MIN);
+    let sample_condition = if buckets.is_empty() {
+        ""
+    } else {
+        "AND coursegen_chunk_keys(c.user_id, c.path, c.id) && $10::text[]"
+    };
+    let mut sql = include_str!("sql/search.sql").replace("{sample}", sample_condition);
+    if explain {
+        sql = format!("EXPLAIN (ANALYZE, BUFFERS) {sql}");
+    }
+    let stmt = client.prepare_cached(&sql).await?;
+    let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = vec![
+        &user_id, &cfgs, &queries, &cands, &keys, &pattern, &cap, &limit, &rescored,
+    ];
+    if !buckets.is_empty() {
+        params.push(&buckets);
+    }
+    let rows = client.query(&stmt, &params).await?;
+    let chose = format!(
+        "candidates {cands:?} in {cfgs:?}, {} of {} sampling buckets",
+        if buckets.is_empty() {
+            search::BUCKETS as usize
+        } else {
+            buckets.len()
+        },
+        search::BUCKETS
+    );
+    Ok((rows, chose))
+}
+
+/// A database and the relation `source_chunks` names in it.
+type StatsKey = (String, i64);
+
+/// Statistics of `source_chunks.tsv` as of the analysis they come from.
+type AnalyzedStats = (Option<DateTime<Utc>>, std::sync::Arc<search::LexemeStats>);
+
+/// The statistics of `source_chunks.tsv`, kept by the process: they change
+/// only when the table is analyzed again, and reading them costs more than
+/// a search.
+static LEXEME_STATS: std::sync::Mutex<Option<std::collections::HashMap<StatsKey, AnalyzedStats>>> =
+    std::sync::Mutex::new(None);
+
+/// The statistics of `key` analyzed at `analyzed`, from the process's copy
+/// when it is that analysis's.
+async fn lexeme_stats(
+    client: &deadpool_postgres::Client,
+    key: StatsKey,
+    analyzed: Option<DateTime<Utc>>,
+) -> Result<std::sync::Arc<search::LexemeStats>, deadpool_postgres::PoolError> {
+    if let Some((at, stats)) = LEXEME_STATS
+        .lock()
+        .expect("lexeme statistics lock")
+        .as_ref()
+        .and_then(|m| m.get(&key))
+    {
+        if *at == analyzed {
+            return Ok(stats.clone());
+        }
+    }
+    let row = client
+        .query_opt(include_str!("sql/lexeme_stats.sql"), &[])
+        .await?;
+    let stats = std::sync::Arc::new(match row {
+        Some(r) => search::LexemeStats::new(
+            r.get::<_, Option<Vec<String>>>(0).unwrap_or_default(),
+            r.get::<_, Option<Vec<f32>>>(1).unwrap_or_default(),
+        ),
+        None => search::LexemeStats::default(),
+    });
+    let mut cache = LEXEME_STATS.lock().expect("lexeme statistics lock");
+    let map = cache.get_or_insert_with(Default::default);
+    // Tests make a database each: keep the copies few.
+    if map.len() >= 16 {
+        map.clear();
+    }
+    map.insert(key, (analyzed, stats.clone()));
+    Ok(stats)
+}
+
+/// How many times [`search::CANDIDATES`] a search ranks at the very most,
+/// whatever the estimates said (beyond, the first found are ranked).
+const HARD_CAP_FACTOR: f64 = 3.0;
 
 /// How many live documents `user_id` has under `prefix`.
 ///
@@ -238,4 +392,46 @@ pub async fn count(
         )
         .await?;
     Ok(row.get(0))
+}
+
+/// A folder of a library: a directory prefix of live documents' paths.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourcePrefix {
+    /// Ends in `/`, e.g. `microbiology/cells/`: a `source_filter` value.
+    pub prefix: String,
+    /// The live documents under it (in subfolders too).
+    pub documents: i64,
+}
+
+/// The folders of `user_id`'s live documents (every directory prefix of
+/// their paths: `a/b/c.md` gives `a/` and `a/b/`), by prefix, and how many
+/// live documents the library holds in all (folders or not).
+///
+/// # Errors
+/// Database errors.
+pub async fn prefixes(
+    pool: &Pool,
+    user_id: Uuid,
+) -> Result<(Vec<SourcePrefix>, i64), deadpool_postgres::PoolError> {
+    let client = pool.get().await?;
+    let (prefixes, total) = futures::try_join!(
+        client.prepare_cached(include_str!("sql/prefixes.sql")),
+        client.prepare_cached(
+            "SELECT count(*) FROM sources WHERE user_id = $1 AND deleted_at IS NULL"
+        )
+    )?;
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&user_id];
+    let (rows, total) = futures::try_join!(
+        client.query(&prefixes, &params),
+        client.query_one(&total, &params)
+    )?;
+    Ok((
+        rows.iter()
+            .map(|r| SourcePrefix {
+                prefix: r.get(0),
+                documents: r.get(1),
+            })
+            .collect(),
+        total.get(0),
+    ))
 }

@@ -78,7 +78,46 @@
     code.dataset.highlighted = "1";
   }
 
+  // A lesson's questions: each gets a Check button that marks the answer
+  // and says why, in place (text only, never markup). Without the script
+  // each keeps its "Show the answer" reveal.
+  function normalise(text) {
+    return text.toLowerCase().replace(/\s+/g, " ").trim().replace(/[.!?]+$/, "");
+  }
+  function setUpCheck(box) {
+    var button = box.querySelector(".check-answer");
+    var feedback = box.querySelector(".feedback");
+    if (!button || !feedback) return;
+    button.hidden = false;
+    button.addEventListener("click", function () {
+      var right, answered;
+      if (box.dataset.accepted !== undefined) {
+        var input = box.querySelector("input");
+        var accepted = [];
+        try { accepted = JSON.parse(box.dataset.accepted); } catch (_) {}
+        answered = normalise(input.value) !== "";
+        right = answered && accepted.some(function (a) { return normalise(String(a)) === normalise(input.value); });
+      } else {
+        var wanted = (box.dataset.answer || "").split(",").filter(Boolean).sort().join(",");
+        var chosen = [];
+        box.querySelectorAll("input").forEach(function (i) {
+          if (i.checked) chosen.push(i.value);
+          var label = i.closest("label");
+          if (label) label.classList.toggle("correct", wanted.split(",").indexOf(i.value) >= 0);
+        });
+        answered = chosen.length > 0;
+        right = chosen.sort().join(",") === wanted;
+      }
+      box.classList.toggle("right", right);
+      box.classList.toggle("wrong", !right);
+      var verdict = right ? "\u2714 Right." : answered ? "\u2718 Not quite." : "\u2718 Not answered.";
+      var why = box.dataset.explanation || "";
+      feedback.textContent = why ? verdict + " " + why : verdict;
+    });
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
+    document.querySelectorAll(".practice .check").forEach(setUpCheck);
     followProgress();
     document.querySelectorAll("pre > code").forEach(highlight);
   });

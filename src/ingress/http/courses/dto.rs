@@ -303,7 +303,9 @@ pub(crate) struct ListParams {
     pub created_after: Option<DateTime<Utc>>,
     /// Full-text search over title, tags, topic and description (web search syntax).
     pub q: Option<String>,
-    /// Only courses with this tag (normalised like tags are).
+    /// Only courses with this tag, normalised like tags are (trimmed, a
+    /// leading `#` dropped, lowercase, words joined by `-`: `Earth Science`
+    /// finds `earth-science`); at most 40 characters once normalised.
     pub tag: Option<String>,
     /// Only courses by this author (any case).
     pub author: Option<String>,

@@ -18,7 +18,7 @@ use crate::ingress::http::{ApiState, User};
 use crate::projections::courses::queries;
 use crate::projections::wait_for_position;
 use crate::store::courses::{self, CommandError, Submitted};
-use crate::store::{Appended, Metadata, StoreError};
+use crate::store::{Appended, Metadata, Position, StoreError};
 
 /// The course `id` if the caller may see it (deleted ones included): from
 /// the projection, or from the log while the projection has not caught up.
@@ -49,13 +49,26 @@ pub(crate) async fn find_course(
 /// the caller's next read sees its write. A slow projection only means the
 /// answer is built from the log instead.
 async fn read_your_write(state: &ApiState, appended: Option<Appended>) {
-    if let Some(a) = appended {
+    read_your_write_to(state, appended.map(|a| a.position)).await;
+}
+
+async fn read_your_write_to(state: &ApiState, position: Option<Position>) {
+    if let Some(position) = position {
         if let Err(e) =
-            wait_for_position(&state.store, "courses", a.position, state.read_your_writes).await
+            wait_for_position(&state.store, "courses", position, state.read_your_writes).await
         {
             tracing::warn!(error = %e, "projection did not catch up; answering from the log");
         }
     }
+}
+
+/// Waits (bounded) until the `courses` projection has applied every event of
+/// course `id`'s stream, so that what the log says of the course (as
+/// `find_course` may answer) is also in the projection's lessons.
+async fn caught_up(state: &ApiState, id: Uuid) -> Result<(), ApiError> {
+    let head = state.store.stream_head(id).await?;
+    read_your_write_to(state, head).await;
+    Ok(())
 }
 
 fn location(id: Uuid) -> String {
@@ -240,10 +253,18 @@ pub(crate) async fn lesson(
     }
     let number = i32::try_from(n)
         .map_err(|_| ApiError::NotFound(format!("course {id} has no lesson {n}")))?;
-    let client = state.store.pool().get().await?;
-    let lesson = queries::lesson(&client, id, number)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("course {id} has no lesson {n}")))?;
+    let mut client = state.store.pool().get().await?;
+    let mut lesson = queries::lesson(&client, id, number).await?;
+    if lesson.as_ref().is_none_or(|l| l.content_md.is_none()) {
+        // The course may have been answered from the log (find_course) while
+        // the projection lags: wait for it to reach the stream's last event.
+        drop(client);
+        caught_up(&state, id).await?;
+        client = state.store.pool().get().await?;
+        lesson = queries::lesson(&client, id, number).await?;
+    }
+    let lesson =
+        lesson.ok_or_else(|| ApiError::NotFound(format!("course {id} has no lesson {n}")))?;
     let Some(content) = lesson.content_md else {
         return Err(ApiError::NotFound(format!(
             "lesson {n} of course {id} is not generated yet"

@@ -56,8 +56,8 @@ pub(crate) async fn request(
         return Err(ApiError::invalid_request("name at least one language"));
     }
     let course = find_course(&state, &user, id).await?;
-    let languages =
-        parse_languages(body.languages, &course.language).map_err(ApiError::invalid_request)?;
+    let languages = parse_languages("languages", body.languages, &course.language)
+        .map_err(ApiError::invalid_request)?;
     if languages.is_empty() {
         // Only the course's own language, whose subtitles are always made:
         // nothing to add, nothing recorded.
@@ -110,7 +110,8 @@ impl Format {
     get, path = "/api/v1/courses/{id}/lessons/{n}/subtitles", tag = "courses",
     params(("id" = Uuid, Path, description = "course id"), ("n" = u32, Path, description = "lesson number, from 1"), SubtitlesQuery),
     responses(
-        (status = 200, description = "JSON, WebVTT or SRT", body = Object),
+        (status = 200, description = "JSON, WebVTT or SRT, by `format`",
+         content((Object = "application/json"), (String = "text/vtt"), (String = "application/x-subrip"))),
         (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 410, body = ErrorBody),
     ),

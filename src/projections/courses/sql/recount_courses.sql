@@ -89,10 +89,10 @@ WITH c AS (
         FROM events WHERE stream_id = r.stream_id) u ON true
     LEFT JOIN LATERAL (
         SELECT jsonb_agg(x ORDER BY v, o) AS sources
-        FROM (SELECT DISTINCT ON (a.x) a.x, e.stream_version AS v, a.o
+        FROM (SELECT DISTINCT ON (coalesce(a.x->'cited'->'chunk_id', a.x)) a.x, e.stream_version AS v, a.o
               FROM events e, jsonb_array_elements(coalesce(e.payload->'sources', '[]')) WITH ORDINALITY AS a(x, o)
               WHERE e.stream_id = r.stream_id AND e.event_type = 'LessonGenerated'
-              ORDER BY a.x, e.stream_version, a.o) f) src ON true
+              ORDER BY coalesce(a.x->'cited'->'chunk_id', a.x), e.stream_version, a.o) f) src ON true
     LEFT JOIN LATERAL (SELECT payload->'language' AS v FROM events
                        WHERE stream_id = r.stream_id AND event_type = 'CourseMetadataChanged'
                          AND payload ? 'language'

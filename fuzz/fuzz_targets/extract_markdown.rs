@@ -1,0 +1,4 @@
+//! Fuzz target: see `coursegen::fuzzing::extract_markdown`.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| coursegen::fuzzing::extract_markdown(data));
