@@ -36,6 +36,8 @@ fi
   -o "-k $pg -c listen_addresses='' -c max_connections=200" >/dev/null
 
 cleanup() {
+  # A soak ended inside a broker fault's window leaves the app stopped.
+  scripts/services.sh rabbitmq || status=1
   "${run_as[@]}" "$bin/pg_ctl" stop -w -m fast -D "$pg" >/dev/null 2>&1 || true
   # Nothing of the soak may outlive it: a postgres or serve naming the directory is a failure.
   left=$(pgrep -f "$dir" || true)

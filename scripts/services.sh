@@ -59,12 +59,20 @@ ensure_postgres() {
 
 ensure_rabbitmq() {
   command -v rabbitmq-server >/dev/null 2>&1 || apt_install rabbitmq-server
-  if as_root rabbitmqctl -q status >/dev/null 2>&1; then return 0; fi
-  log "starting RabbitMQ"
-  as_root rabbitmq-server -detached >/dev/null 2>&1 || true
+  if as_root rabbitmq-diagnostics -q check_running >/dev/null 2>&1; then return 0; fi
+  if as_root rabbitmqctl -q ping >/dev/null 2>&1; then
+    # The node is up but its app is stopped (`rabbitmqctl stop_app`, as the
+    # chaos soak's broker fault does): start the app, not a second node.
+    log "starting the RabbitMQ app"
+    as_root rabbitmqctl -q start_app >/dev/null 2>&1 || true
+  else
+    log "starting RabbitMQ"
+    as_root rabbitmq-server -detached >/dev/null 2>&1 || true
+  fi
   # The node takes a moment to appear; await_startup then waits for the app.
-  for _ in $(seq 1 120); do
-    if as_root rabbitmqctl -q await_startup --timeout 120 >/dev/null 2>&1; then return 0; fi
+  # Bounded: about two minutes in all.
+  for _ in $(seq 1 24); do
+    if as_root rabbitmqctl -q await_startup --timeout 5 >/dev/null 2>&1; then return 0; fi
     sleep 1
   done
   log "RabbitMQ did not come up"; return 1
