@@ -367,7 +367,7 @@ pub fn lesson(
 ) -> Option<LessonGenerated> {
     let template = super::lesson(course, outline, number)?;
     let plan = outline.lessons.iter().find(|l| l.number == number)?;
-    let topic = course.topic.trim();
+    let topic = super::article_lowered(course.topic.trim());
     let total = outline.lessons.len();
 
     let mut pool: Vec<(Sentence, bool)> = Vec::new();

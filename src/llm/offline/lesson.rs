@@ -107,6 +107,9 @@ pub fn lesson(
     let audience = Audience::of(course);
     let total = outline.lessons.len();
     let variant = (stable_hash(topic) as usize).wrapping_add(number as usize);
+    // Inside sentences: "a map of the water cycle", not "of The water cycle".
+    let topic_inside = super::article_lowered(topic);
+    let topic = topic_inside.as_str();
     let concept = |i: usize| -> String {
         plan.concepts
             .get(i % plan.concepts.len().max(1))

@@ -149,7 +149,7 @@ pub(super) fn fill(template: &str, topic: &str) -> String {
 }
 
 /// `topic` with a leading English article ("The", "A", "An") lowercased.
-fn article_lowered(topic: &str) -> String {
+pub(super) fn article_lowered(topic: &str) -> String {
     for article in ["The ", "A ", "An "] {
         if let Some(rest) = topic.strip_prefix(article) {
             return format!("{}{rest}", article.to_lowercase());
@@ -198,6 +198,7 @@ pub fn outline(course: &CourseRequested) -> OutlineGenerated {
         topic,
     );
     let audience = Audience::describe(course);
+    let topic = article_lowered(topic);
     let description = format!(
         "A {n}-lesson course on {topic} for {audience}. It starts with what {topic} is and \
          why it matters, then builds step by step towards using it with confidence{}. \
@@ -308,5 +309,38 @@ mod fill_tests {
         // Only a leading article, and only a whole word.
         assert_eq!(fill("about {t}", "Theory of mind"), "about Theory of mind");
         assert_eq!(fill("about {t}", "Photosynthesis"), "about Photosynthesis");
+    }
+
+    #[test]
+    fn the_description_and_the_lessons_lower_a_leading_article_inside_sentences() {
+        let course = crate::domain::CourseRequested {
+            topic: "The water cycle".into(),
+            num_lessons: 2,
+            language: "en".into(),
+            ..Default::default()
+        };
+        let outline = super::outline(&course);
+        assert!(
+            outline
+                .description
+                .starts_with("A 2-lesson course on the water cycle for "),
+            "{}",
+            outline.description
+        );
+        let mut texts = vec![outline.description.clone()];
+        for n in 1..=2 {
+            texts.push(super::lesson(&course, &outline, n).unwrap().content_md);
+        }
+        for text in texts {
+            // Only where a sentence or a heading opens may "The water cycle" stand.
+            for (at, _) in text.match_indices("The water cycle") {
+                let before = text[..at].trim_end_matches([' ', '*', '"', '#']);
+                assert!(
+                    before.is_empty() || before.ends_with(['.', '!', '?', ':', '\n']),
+                    "mid-sentence capital at {at}: {:?}",
+                    &text[at.saturating_sub(60)..(at + 20).min(text.len())]
+                );
+            }
+        }
     }
 }
