@@ -131,6 +131,12 @@ fn check_prepared(path: &str, bytes: &[u8]) {
         Ok(content) => content,
         Err(e) => {
             assert!(e.is_rejection(), "{path}: not a rejection: {e}");
+            // A parser's panic is caught (the file is refused), but is a bug.
+            assert!(
+                !e.to_string()
+                    .contains(crate::sources::extract::PARSER_PANICKED),
+                "{path}: {e}"
+            );
             assert!(!e.to_string().is_empty());
             return;
         }

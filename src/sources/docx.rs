@@ -16,7 +16,7 @@ use std::io::{Cursor, Read};
 
 use roxmltree::{Document, Node, ParsingOptions};
 
-use super::extract::{Extracted, Section};
+use super::extract::{Extracted, Section, MAX_DEPTH};
 use super::IngestError;
 
 /// The most entries an archive may have (Word writes about a dozen).
@@ -151,7 +151,21 @@ fn parse<'a>(xml: &'a str, name: &str) -> Result<Document<'a>, IngestError> {
         nodes_limit: MAX_NODES,
         ..ParsingOptions::default()
     };
-    Document::parse_with_options(xml, options).map_err(|e| unreadable(format!("{name}: {e}")))
+    let doc = Document::parse_with_options(xml, options)
+        .map_err(|e| unreadable(format!("{name}: {e}")))?;
+    // The walks below recurse once per level of nesting. Nodes are stored in
+    // document order, a parent before its children: one pass gives depths.
+    let mut depths = vec![0usize; doc.descendants().count() + 1];
+    for n in doc.descendants() {
+        let depth = n.parent().map_or(0, |p| depths[p.id().get_usize()]) + 1;
+        if depth > MAX_DEPTH {
+            return Err(unreadable(format!(
+                "{name}: elements nested more than {MAX_DEPTH} deep"
+            )));
+        }
+        depths[n.id().get_usize()] = depth;
+    }
+    Ok(doc)
 }
 
 /// The `w:val` attribute of `node` (any namespace: Strict OOXML has its own).
@@ -351,12 +365,13 @@ impl<'s> Walk<'s> {
 /// (never the deleted text of tracked changes, `w:delText`).
 fn paragraph_text(p: Node<'_, '_>) -> String {
     let mut out = String::new();
-    for n in p.descendants().filter(Node::is_element) {
-        if n.ancestors()
-            .any(|a| a.has_tag_name("del") || a.has_tag_name("moveFrom"))
-        {
+    // In document order, each node once, a deleted subtree skipped whole.
+    let mut stack: Vec<Node<'_, '_>> = p.children().rev().collect();
+    while let Some(n) = stack.pop() {
+        if !n.is_element() || n.has_tag_name("del") || n.has_tag_name("moveFrom") {
             continue;
         }
+        stack.extend(n.children().rev());
         match n.tag_name().name() {
             "t" => out.push_str(n.text().unwrap_or_default()),
             "tab" if n.parent().is_some_and(|r| r.has_tag_name("r")) => out.push('\t'),
@@ -395,6 +410,34 @@ mod tests {
         w.finish().unwrap().into_inner()
     }
 
+    /// Nesting past the limit is refused before the walk, which recurses
+    /// per level (100,000 nested content controls would overflow the stack);
+    /// a paragraph of deeply nested runs is read once per node.
+    #[test]
+    fn elements_nested_past_the_limit_are_refused_and_near_it_are_read() {
+        let w = r#"xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/main""#;
+        let doc = |n: usize, inner: &str| {
+            format!(
+                "<w:document {w}><w:body>{}{inner}{}</w:body></w:document>",
+                "<w:sdt>".repeat(n),
+                "</w:sdt>".repeat(n)
+            )
+        };
+        let p = "<w:p><w:r><w:t>Deep text.</w:t></w:r></w:p>";
+        match from_parts(&doc(100_000, p), None) {
+            Err(IngestError::Unreadable(why)) => assert!(why.contains("nested"), "{why}"),
+            other => panic!("{:?}", other.map(|x| x.sections)),
+        }
+        let x = from_parts(&doc(200, p), None).unwrap();
+        assert_eq!(x.sections[0].text, "Deep text.");
+        let runs = format!(
+            "<w:p>{}<w:t>Deep run.</w:t><w:del><w:r><w:t>gone</w:t></w:r></w:del>{}</w:p>",
+            "<w:r>".repeat(240),
+            "</w:r>".repeat(240)
+        );
+        let x = from_parts(&doc(1, &runs), None).unwrap();
+        assert_eq!(x.sections[0].text, "Deep run.");
+    }
     #[test]
     fn a_word_document_reads_by_heading_with_its_tables_and_without_deletions() {
         let x = extract(&std::fs::read(FIXTURE).unwrap()).unwrap();

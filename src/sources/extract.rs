@@ -91,21 +91,53 @@ const PDF_TIMEOUT: Duration = Duration::from_secs(60);
 /// cannot read or a DOCX that is not a sound archive within the limits;
 /// [`IngestError::Encrypted`] for an encrypted PDF.
 pub async fn extract(media_type: MediaType, bytes: &[u8]) -> Result<Extracted, IngestError> {
+    if media_type == MediaType::Pdf {
+        return pdf(bytes, PDF_TIMEOUT).await;
+    }
+    // The other parsers run in-process: on a blocking thread, so that a
+    // large document keeps no async worker (and the requests queued on it)
+    // waiting, and so that a panic in one is this document's error, not
+    // the process's.
+    let bytes = bytes.to_vec();
+    tokio::task::spawn_blocking(move || extract_in_process(media_type, &bytes))
+        .await
+        .unwrap_or_else(|e| {
+            Err(IngestError::Unreadable(if e.is_panic() {
+                PARSER_PANICKED.into()
+            } else {
+                "its parsing was cancelled".into()
+            }))
+        })
+}
+
+/// The refusal of a document whose parser panicked (which the fuzz
+/// targets count as a crash).
+pub const PARSER_PANICKED: &str = "its parser failed on it";
+
+/// [`extract`] for every type but PDF, on the calling thread.
+///
+/// # Errors
+/// As [`extract`].
+pub fn extract_in_process(media_type: MediaType, bytes: &[u8]) -> Result<Extracted, IngestError> {
     match media_type {
-        MediaType::Pdf => pdf(bytes, PDF_TIMEOUT).await,
         MediaType::Docx => super::docx::extract(bytes),
         other => {
             let text = std::str::from_utf8(bytes)
                 .map_err(|e| IngestError::Unreadable(format!("not UTF-8 text: {e}")))?;
             let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-            Ok(match other {
-                MediaType::Markdown => markdown(text),
+            match other {
+                MediaType::Markdown => Ok(markdown(text)),
                 MediaType::Html => html(text),
-                _ => plain(text),
-            })
+                _ => Ok(plain(text)),
+            }
         }
     }
 }
+
+/// How deep the elements of an HTML page or a DOCX part may nest. Their
+/// walks recurse once per level, and no real page or document comes near
+/// this (a parser takes millions of levels in a few megabytes).
+pub const MAX_DEPTH: usize = 256;
 
 fn plain(text: &str) -> Extracted {
     let title = text
@@ -221,8 +253,22 @@ const BLOCKS: &[&str] = &[
     "hr",
 ];
 
-fn html(text: &str) -> Extracted {
+fn html(text: &str) -> Result<Extracted, IngestError> {
     let doc = Html::parse_document(text);
+    let mut depth = 0usize;
+    for edge in doc.tree.root().traverse() {
+        match edge {
+            ego_tree::iter::Edge::Open(_) => {
+                depth += 1;
+                if depth > MAX_DEPTH {
+                    return Err(IngestError::Unreadable(format!(
+                        "elements nested more than {MAX_DEPTH} deep"
+                    )));
+                }
+            }
+            ego_tree::iter::Edge::Close(_) => depth -= 1,
+        }
+    }
     let select = |s: &str| Selector::parse(s).expect("static selector");
     let title = doc
         .select(&select("title"))
@@ -245,10 +291,10 @@ fn html(text: &str) -> Extracted {
     let mut body = std::mem::take(&mut walk.body);
     let names = walk.names();
     push(&mut walk.sections, &names, None, &mut body);
-    Extracted {
+    Ok(Extracted {
         title,
         sections: walk.sections,
-    }
+    })
 }
 
 #[derive(Default)]
@@ -406,6 +452,21 @@ mod tests {
         assert_eq!(x.sections[3].text, "DNA lives here.");
     }
 
+    /// Deep nesting is refused before the walk, which recurses per level: a
+    /// page of 100,000 nested elements would overflow the stack otherwise.
+    #[tokio::test]
+    async fn html_nested_past_the_limit_is_refused_and_near_it_is_read() {
+        let nested = |n: usize| format!("<p>{}deep text{}</p>", "<b>".repeat(n), "</b>".repeat(n));
+        match extract(MediaType::Html, nested(100_000).as_bytes()).await {
+            Err(IngestError::Unreadable(why)) => assert!(why.contains("nested"), "{why}"),
+            other => panic!("{:?}", other.map(|x| x.sections)),
+        }
+        let x = extract(MediaType::Html, nested(200).as_bytes())
+            .await
+            .unwrap();
+        assert_eq!(x.sections[0].text, "deep text");
+    }
+
     #[test]
     fn html_keeps_the_main_text_and_drops_navigation() {
         let page = r#"<html><head><title>Mitochondria</title><style>p{}</style></head>
@@ -415,7 +476,7 @@ mod tests {
             <div role="navigation">MENU</div>
             <h2>Structure</h2><p>Two membranes.</p><script>var x=1;</script></main>
             <footer>COPYRIGHT</footer></body></html>"#;
-        let x = html(page);
+        let x = html(page).unwrap();
         assert_eq!(x.title.as_deref(), Some("Mitochondria"));
         let all: String = x.sections.iter().map(|s| s.text.clone()).collect();
         for junk in ["NAVLINK", "SITE BANNER", "MENU", "COPYRIGHT", "var x"] {
