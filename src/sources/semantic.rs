@@ -67,7 +67,7 @@ pub async fn store_vectors(
     if wanted.is_empty() {
         return Ok(0);
     }
-    let mut client = pool.get().await?;
+    let client = pool.get().await?;
     let hashes: Vec<&Vec<u8>> = wanted.keys().collect();
     let have: HashSet<Vec<u8>> = client
         .query(
@@ -88,7 +88,11 @@ pub async fn store_vectors(
     }
     missing.sort();
     let inputs: Vec<String> = missing.iter().map(|(_, t)| t.clone()).collect();
+    // The endpoint may take minutes over a big document: no connection of
+    // the pool (which queries and course actors share) waits on it.
+    drop(client);
     let vectors = embedder.embed(&inputs).await?;
+    let mut client = pool.get().await?;
     let tx = client.transaction().await?;
     let insert = tx
         .prepare_cached(

@@ -1604,3 +1604,55 @@ async fn each_chunk_s_search_vector_is_stored_by_its_event_s_transaction_and_com
     }
     assert_eq!(after.len(), before.len() + 2);
 }
+
+/// Waiting on the embeddings endpoint holds no database connection: with a
+/// pool of one, a query gets it while `store_vectors` waits on a slow
+/// endpoint (a big document means hundreds of such requests).
+#[tokio::test]
+async fn waiting_on_the_embeddings_endpoint_holds_no_database_connection() {
+    use std::time::Duration;
+
+    use coursegen::sources::embeddings::{Embedder, EmbeddingsSettings};
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+
+    let db = crate::helpers::TestDb::with_pool(1).await;
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/embeddings"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_delay(Duration::from_secs(3))
+                .set_body_json(
+                    json!({"object": "list", "data": [{"index": 0, "embedding": [1.0, 0.5]}]}),
+                ),
+        )
+        .mount(&server)
+        .await;
+    let embedder = Embedder::new(EmbeddingsSettings {
+        model: "test-embed".into(),
+        base_url: format!("{}/v1", server.uri()),
+        api_key: None,
+    });
+    let pool = db.store.pool().clone();
+    let storing = tokio::spawn(async move {
+        coursegen::sources::semantic::store_vectors(&pool, &embedder, &["a passage"]).await
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while server.received_requests().await.unwrap().is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the endpoint was never asked"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The endpoint answers 3 s after it was asked: a connection held
+    // through the wait would keep this one waiting about as long.
+    let client = tokio::time::timeout(Duration::from_millis(1500), db.store.pool().get())
+        .await
+        .expect("the pool's one connection, while the endpoint is slow")
+        .unwrap();
+    client.query_one("SELECT 1", &[]).await.unwrap();
+    drop(client);
+    assert_eq!(storing.await.unwrap().unwrap(), 1, "the vector is stored");
+}
