@@ -329,6 +329,22 @@ async fn rejected_files_get_clear_errors_and_store_nothing() {
     let big = vec![b'a'; coursegen::sources::MAX_SOURCE_BYTES + 10];
     let (s, _) = app.upload(&t, "big.txt", &big).await;
     assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE);
+    // 100,000 nested elements (600 KB) once overflowed the walk's stack
+    // and ended the server.
+    let deep = format!(
+        "<p>{}deep{}</p>",
+        "<b>".repeat(100_000),
+        "</b>".repeat(100_000)
+    );
+    let (s, body) = app.upload(&t, "deep.html", deep.as_bytes()).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("nested more than 256"),
+        "{body}"
+    );
     assert_eq!(app.source_events().await, 0);
 
     let pdf = std::fs::read(format!("{FIXTURES}/cells.pdf")).unwrap();
