@@ -1672,3 +1672,52 @@ async fn waiting_on_the_embeddings_endpoint_holds_no_database_connection() {
     drop(client);
     assert_eq!(storing.await.unwrap().unwrap(), 1, "the vector is stored");
 }
+
+/// The candidates a search ranks come from statistics over every library:
+/// a word they list nowhere counts as rare, so "mitochondria or cell"
+/// ranks only chunks with "mitochondria". In a library of 2,000 chunks
+/// about cells and none about mitochondria, the search still finds cells.
+#[actix_web::test]
+async fn a_word_rare_on_the_server_but_absent_here_does_not_hide_the_other_words_matches() {
+    let app = TestApp::spawn(Overrides::default()).await;
+    let t = token(Uuid::new_v4());
+    let paragraph = |i: usize| {
+        format!(
+            "Paragraph {i}. Every living cell keeps its contents apart with a membrane, and a \
+             cell grows, copies its genes and divides. {}\n\n",
+            "The cell wall of a plant cell is rigid; an animal cell has none. ".repeat(12)
+        )
+    };
+    let text: String = (0..2_000).map(paragraph).collect();
+    let (s, body) = app.upload(&t, "big.md", text.as_bytes()).await;
+    assert_eq!(s, StatusCode::CREATED, "{body}");
+    let chunks = body["source"]["chunks"].as_i64().unwrap_or(0);
+    let client = app.db.client().await;
+    crate::helpers::eventually(
+        "the chunks projected",
+        std::time::Duration::from_secs(60),
+        || {
+            let client = &client;
+            async move {
+                let n: i64 = client
+                    .query_one("SELECT count(*) FROM source_chunks", &[])
+                    .await
+                    .unwrap()
+                    .get(0);
+                (n >= 2_000 && (chunks == 0 || n == chunks)).then_some(())
+            }
+        },
+    )
+    .await;
+    client.batch_execute("ANALYZE source_chunks").await.unwrap();
+    let (s, hits) = app
+        .get_json(
+            "/api/v1/sources/search?q=mitochondria%20or%20cell&limit=5",
+            &t,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{hits}");
+    let hits = hits.as_array().unwrap();
+    assert_eq!(hits.len(), 5, "{hits:?}");
+    assert!(hits.iter().all(|h| h["path"] == "up/big.md"));
+}

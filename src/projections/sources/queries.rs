@@ -319,6 +319,28 @@ async fn search_rows(
         },
         search::BUCKETS
     );
+    // The candidates come from statistics over every library on the
+    // server: words rare there may be missing from this library, where the
+    // query's other words still match. Fewer hits than asked from narrowed
+    // candidates: every match is ranked after all (at most `cap` of them).
+    let narrowed = cands != queries || !buckets.is_empty();
+    if narrowed && !explain && (rows.len() as i64) < limit {
+        let stmt = client
+            .prepare_cached(&include_str!("sql/search.sql").replace("{sample}", ""))
+            .await?;
+        let rows = client
+            .query(
+                &stmt,
+                &[
+                    &user_id, &cfgs, &queries, &queries, &keys, &pattern, &cap, &limit, &rescored,
+                ],
+            )
+            .await?;
+        return Ok((
+            rows,
+            format!("{chose}; then every match ({limit} hits not found among those)"),
+        ));
+    }
     Ok((rows, chose))
 }
 

@@ -23,7 +23,10 @@
 //!
 //! Whatever the candidates, what is returned matches the whole query and is
 //! ordered by `ts_rank_cd` over the whole query, among the candidates
-//! `ts_rank` puts first ([`RESCORED_PER_HIT`]).
+//! `ts_rank` puts first ([`RESCORED_PER_HIT`]). The statistics are the
+//! server's, over every library: when narrowed candidates give fewer hits
+//! than asked (their rare words may be absent from this library), every
+//! match is ranked after all, up to a hard cap.
 
 /// About how many chunks a search ranks at most.
 pub const CANDIDATES: f64 = 1500.0;
