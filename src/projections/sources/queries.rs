@@ -328,17 +328,29 @@ async fn search_rows(
         let stmt = client
             .prepare_cached(&include_str!("sql/search.sql").replace("{sample}", ""))
             .await?;
-        let rows = client
+        // The first CANDIDATES matches found: what the estimates missed is
+        // a library where the query's words are few (else the candidates
+        // would have found enough), so this rarely reaches its cap.
+        let fill_cap = search::CANDIDATES as i64;
+        let more = client
             .query(
                 &stmt,
                 &[
-                    &user_id, &cfgs, &queries, &queries, &keys, &pattern, &cap, &limit, &rescored,
+                    &user_id, &cfgs, &queries, &queries, &keys, &pattern, &fill_cap, &limit,
+                    &rescored,
                 ],
             )
             .await?;
+        // The candidates' hits first, as ranked (they have the rarest words;
+        // past the cap, ranking every match may not reach them), then the
+        // best of the other matches.
+        let mut all = rows;
+        let seen: std::collections::HashSet<Uuid> = all.iter().map(|r| r.get(0)).collect();
+        all.extend(more.into_iter().filter(|r| !seen.contains(&r.get(0))));
+        all.truncate(usize::try_from(limit).unwrap_or(0));
         return Ok((
-            rows,
-            format!("{chose}; then every match ({limit} hits not found among those)"),
+            all,
+            format!("{chose}; then the other matches ({limit} hits not found among those)"),
         ));
     }
     Ok((rows, chose))
