@@ -322,12 +322,17 @@ async fn search_rows(
     // The candidates come from statistics over every library on the
     // server: words rare there may be missing from this library, where the
     // query's other words still match. Fewer hits than asked from narrowed
-    // candidates: every match is ranked after all (at most `cap` of them).
+    // candidates: the other matches fill in after them.
     let narrowed = cands != queries || !buckets.is_empty();
     if narrowed && !explain && (rows.len() as i64) < limit {
-        let stmt = client
-            .prepare_cached(&include_str!("sql/search.sql").replace("{sample}", ""))
-            .await?;
+        // Without a sample, the statement above is already this one.
+        let stmt = if buckets.is_empty() {
+            stmt
+        } else {
+            client
+                .prepare_cached(&include_str!("sql/search.sql").replace("{sample}", ""))
+                .await?
+        };
         // The first CANDIDATES matches found: what the estimates missed is
         // a library where the query's words are few (else the candidates
         // would have found enough), so this rarely reaches its cap.
